@@ -1,0 +1,12 @@
+"""ResNet Explorer's library: the networks of He et al. (2015), their training, evaluation and explanation.
+
+Never imports Streamlit; everything the app shows is reachable from Python and `python -m resnet_core`.
+"""
+from .model import ResNet, build_model
+from .specs import NetSpec, cifar_spec, get_spec, imagenet_spec, list_models
+from .summary import count_parameters, layer_table, stage_table
+
+__all__ = [
+    "NetSpec", "ResNet", "build_model", "cifar_spec", "count_parameters", "get_spec", "imagenet_spec",
+    "layer_table", "list_models", "stage_table",
+]
