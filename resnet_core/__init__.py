@@ -4,9 +4,10 @@ Never imports Streamlit; everything the app shows is reachable from Python and `
 """
 from .model import ResNet, build_model
 from .specs import NetSpec, cifar_spec, get_spec, imagenet_spec, list_models
-from .summary import count_parameters, layer_table, stage_table
+from .paper import PaperFact, paper_facts
+from .summary import activation_bytes, count_parameters, layer_table, stage_table
 
 __all__ = [
-    "NetSpec", "ResNet", "build_model", "cifar_spec", "count_parameters", "get_spec", "imagenet_spec",
+    "NetSpec", "PaperFact", "activation_bytes", "paper_facts", "ResNet", "build_model", "cifar_spec", "count_parameters", "get_spec", "imagenet_spec",
     "layer_table", "list_models", "stage_table",
 ]

@@ -71,3 +71,12 @@ def stage_table(model: ResNet, layers: pd.DataFrame | None = None) -> pd.DataFra
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def activation_bytes(layers: pd.DataFrame, batch_size: int, bytes_per_value: int = 4) -> int:
+    """Memory of the layer outputs one training batch keeps for the backward pass (fp32 by default).
+
+    An upper-bound estimate: every leaf output is counted once, although autograd can sometimes
+    share storage (e.g. a ReLU's output with the next conv's saved input).
+    """
+    return int(layers["activations"].sum()) * batch_size * bytes_per_value
