@@ -11,3 +11,7 @@ __all__ = [
     "NetSpec", "PaperFact", "activation_bytes", "paper_facts", "ResNet", "build_model", "cifar_spec", "count_parameters", "get_spec", "imagenet_spec",
     "layer_table", "list_models", "stage_table",
 ]
+
+from .images import InvalidImageError, load_image, model_input_to_image, to_model_input  # noqa: E402
+
+__all__ += ["InvalidImageError", "load_image", "model_input_to_image", "to_model_input"]
