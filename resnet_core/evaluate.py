@@ -1,0 +1,122 @@
+"""Test error, per-class accuracy, confusion matrix and the most confidently wrong images."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .data import ImageData, Pipeline, load_data, stored_size
+from .device import autocast, pick_device, pick_precision
+from .errors import CheckpointError
+from .model import ResNet
+from .recipe import Recipe
+from .specs import NetSpec
+
+
+@dataclass(frozen=True)
+class ConfidentMistake:
+    index: int  # into the evaluated split's images
+    true_class: str
+    predicted_class: str
+    confidence: float  # softmax probability of the wrong prediction
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    data: str
+    split: str  # "test", or "validation" for a held-out part of the training set
+    test_error: float  # fraction
+    test_loss: float  # mean cross-entropy, nats
+    classes: list[str]
+    per_class_accuracy: dict[str, float]  # fraction of each class's images classified right
+    confusion_matrix: list[list[int]]  # [true class][predicted class] image counts
+    most_confident_mistakes: list[ConfidentMistake]
+    ten_crop: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def predict_log_probs(model: nn.Module, images: torch.Tensor, pipeline: Pipeline, *, ten_crop: bool = False,
+                      precision: str = "fp32", batch_size: int = 500) -> torch.Tensor:
+    """Log class probabilities (N, classes) in float32 for uint8 `images` on the model's device; with `ten_crop`,
+    the softmax averaged over the 10 views (§3.4)."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for chunk in images.split(batch_size):
+            with autocast(chunk.device, precision):
+                if ten_crop:
+                    views = pipeline.ten_crop_batch(chunk)  # (10, B, 3, crop, crop)
+                    logits = model(views.flatten(0, 1).contiguous(memory_format=torch.channels_last))
+                    probs = logits.float().softmax(-1).unflatten(0, views.shape[:2]).mean(0)
+                    outputs.append(probs.log())
+                else:
+                    logits = model(pipeline.test_batch(chunk).contiguous(memory_format=torch.channels_last))
+                    outputs.append(logits.float().log_softmax(-1))
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs)
+
+
+def loss_and_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, pipeline: Pipeline,
+                   **options) -> tuple[float, float]:
+    log_probs = predict_log_probs(model, images, pipeline, **options)
+    loss = nn.functional.nll_loss(log_probs, labels).item()
+    error = (log_probs.argmax(-1) != labels).float().mean().item()
+    return loss, error
+
+
+def evaluate(model: nn.Module, data: ImageData, recipe: Recipe | None = None, **options) -> float:
+    """Error (fraction) of `model` on `data`'s test images, preprocessed as `recipe` (default §4.2) trains."""
+    pipeline = Pipeline.for_recipe(recipe or Recipe(), data, model.spec.input_size)
+    return loss_and_error(model, data.test_images, data.test_labels, pipeline, **options)[1]
+
+
+def evaluation_report(model: nn.Module, data: ImageData, recipe: Recipe | None = None, *, mistakes: int = 16,
+                      **options) -> EvaluationReport:
+    pipeline = Pipeline.for_recipe(recipe or Recipe(), data, model.spec.input_size)
+    log_probs = predict_log_probs(model, data.test_images, pipeline, **options)
+    labels = data.test_labels
+    predicted = log_probs.argmax(-1)
+    classes = len(data.classes)
+    confusion = torch.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+    per_class = confusion.diagonal() / confusion.sum(1).clamp(min=1)
+    wrong = (predicted != labels).nonzero().flatten()
+    confidence = log_probs[wrong, predicted[wrong]].exp()
+    worst = wrong[confidence.argsort(descending=True)[:mistakes]]
+    return EvaluationReport(
+        data=data.name, split=data.test_split,
+        test_error=(predicted != labels).float().mean().item(),
+        test_loss=nn.functional.nll_loss(log_probs, labels).item(),
+        classes=list(data.classes),
+        per_class_accuracy={name: per_class[i].item() for i, name in enumerate(data.classes)},
+        confusion_matrix=confusion.tolist(),
+        most_confident_mistakes=[ConfidentMistake(int(i), data.classes[labels[i]], data.classes[predicted[i]],
+                                                  log_probs[i, predicted[i]].exp().item()) for i in worst],
+        ten_crop=bool(options.get("ten_crop", False)),
+    )
+
+
+def evaluate_run(store, run_id: int, *, ten_crop: bool = False, device: str | None = None) -> EvaluationReport:
+    """Evaluate a run's latest checkpoint on its dataset's test images."""
+    run = store.run(run_id)
+    latest = store.latest_checkpoint(run_id)
+    if latest is None:
+        raise CheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
+    checkpoint = load_checkpoint(latest[1])
+    spec = NetSpec.from_dict(run.spec)
+    if checkpoint.spec != run.spec:
+        raise CheckpointError(f"Checkpoint {latest[1]} holds a {checkpoint.spec.get('name')} but run {run_id} "
+                              f"trains a {spec.name}.")
+    target = pick_device(device)
+    model = ResNet(spec)
+    model.load_state_dict(checkpoint.model_state)
+    model.to(target).to(memory_format=torch.channels_last)
+    recipe = Recipe.from_dict(run.recipe)
+    data = load_data(run.data, image_size=stored_size(spec.family, spec.input_size), home=store.home).to(target)
+    return evaluation_report(model, data, recipe, ten_crop=ten_crop, precision=pick_precision(target, run.precision))

@@ -1,0 +1,279 @@
+"""The run store: one SQLite database (WAL) plus safetensors checkpoints in the data folder.
+
+Every training process, the CLI and the app meet here. Each write is one transaction, so a reader
+polling while a run writes sees whole rows or nothing; WAL lets readers go on while a writer commits.
+The runs table doubles as the job queue: `create_run` makes a `queued` run and `claim` atomically moves
+it to `running` for one process (a cap on concurrent runs can count `running` rows in the same
+transaction). No UI code here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import StoreError
+
+HOME_VARIABLE = "RESNET_EXPLORER_HOME"
+DEFAULT_HOME = "~/.resnet-explorer"
+STATUSES = ("queued", "running", "finished", "failed", "cancelled", "diverged")
+ENDED = ("finished", "failed", "cancelled", "diverged")
+# One row per (run, iteration, kind); kind is "train", "test" or "validation".
+METRIC_COLUMNS = ("iteration", "kind", "epoch", "loss", "error", "smoothed_loss", "smoothed_error", "lr",
+                  "images_per_s", "elapsed_s", "eta_s")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    model TEXT NOT NULL,
+    spec TEXT NOT NULL,        -- NetSpec.to_dict() as JSON
+    recipe TEXT NOT NULL,      -- Recipe.to_dict() as JSON
+    data TEXT NOT NULL,        -- dataset source: cifar10, cifar100, synthetic or a folder path
+    device TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled', 'diverged')),
+    created REAL NOT NULL,     -- unix seconds
+    started REAL,
+    ended REAL,
+    error TEXT,
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    iteration INTEGER NOT NULL,  -- optimizer steps done when measured
+    kind TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    loss REAL, error REAL, smoothed_loss REAL, smoothed_error REAL, lr REAL,
+    images_per_s REAL, elapsed_s REAL, eta_s REAL,
+    PRIMARY KEY (run_id, kind, iteration)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    iteration INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, iteration)
+);
+"""
+
+
+def resolve_home(home: str | os.PathLike | None = None) -> Path:
+    """The data folder: `home`, else $RESNET_EXPLORER_HOME, else ~/.resnet-explorer; created and checked writable."""
+    path = Path(home or os.environ.get(HOME_VARIABLE) or DEFAULT_HOME).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise StoreError(f"Cannot write to the data folder {path} ({error.strerror or error}); pass --home DIR or set "
+                         f"{HOME_VARIABLE} to a writable folder.") from None
+    return path
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    name: str
+    model: str
+    spec: dict
+    recipe: dict
+    data: str
+    device: str
+    precision: str
+    seed: int
+    status: str
+    created: float
+    started: float | None
+    ended: float | None
+    error: str | None
+    pid: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Run":
+        values = dict(row)
+        values["spec"], values["recipe"] = json.loads(values["spec"]), json.loads(values["recipe"])
+        return cls(**values)
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+class Store:
+    """The run store of one data folder. Not shared between threads: each thread opens its own."""
+
+    def __init__(self, home: str | os.PathLike | None = None) -> None:
+        self.home = resolve_home(home)
+        self.path = self.home / "runs.sqlite"
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a power cut may lose the last commit
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self._transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"Cannot open the run store {self.path} ({error}); pass --home DIR for another data "
+                             "folder.") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so two writers queue instead of failing on upgrade.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------------------------ runs
+    def create_run(self, *, name: str, spec: dict, recipe: dict, data: str, device: str, precision: str,
+                   seed: int) -> int:
+        """A new `queued` run; `claim` starts it."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                (name, spec["name"], json.dumps(spec), json.dumps(recipe), data, device, precision, seed, time.time()))
+            return cursor.lastrowid
+
+    def claim(self, run_id: int, pid: int) -> bool:
+        """Move a queued run to running for process `pid`; False when another process got there first."""
+        with self._transaction() as db:
+            cursor = db.execute("UPDATE runs SET status='running', pid=?, started=COALESCE(started, ?), ended=NULL, "
+                                "error=NULL WHERE id=? AND status='queued'", (pid, time.time(), run_id))
+            return cursor.rowcount == 1
+
+    def requeue_for_resume(self, run_id: int) -> Run:
+        """Put a stopped run back in the queue so it can be claimed again; refuses runs that cannot continue."""
+        with self._transaction() as db:
+            run = self._run(db, run_id)
+            if run.status == "finished":
+                raise StoreError(f"Run {run_id} has finished; only cancelled, failed or killed runs can be resumed.")
+            if run.status == "diverged":
+                raise StoreError(f"Run {run_id} diverged ({run.error}); start a new run with a lower --lr instead.")
+            if run.status == "running" and process_alive(run.pid) and run.pid != os.getpid():
+                raise StoreError(f"Run {run_id} is still running in process {run.pid}; cancel it before resuming.")
+            db.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=?", (run_id,))
+            return run
+
+    def finish(self, run_id: int, status: str, error: str | None = None) -> None:
+        if status not in ENDED:
+            raise ValueError(f"Unknown final status {status!r}; allowed: {', '.join(ENDED)}.")
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status=?, error=?, ended=? WHERE id=?", (status, error, time.time(), run_id))
+
+    def run(self, run_id: int) -> Run:
+        return self._run(self._db, run_id)
+
+    @staticmethod
+    def _run(db: sqlite3.Connection, run_id: int) -> Run:
+        row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"No run {run_id!r} in this data folder; `python -m resnet_core runs` lists the runs.")
+        return Run.from_row(row)
+
+    def runs(self) -> list[Run]:
+        return [Run.from_row(row) for row in self._db.execute("SELECT * FROM runs ORDER BY id")]
+
+    def count_running(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM runs WHERE status='running'").fetchone()[0]
+
+    def summaries(self) -> list[dict]:
+        """One dict per run with its latest training and test values (fractions, or None before the first)."""
+        # One snapshot for all three queries, so a run that writes meanwhile cannot mix two moments.
+        self._db.execute("BEGIN")
+        try:
+            runs = self.runs()
+            latest = {}
+            for row in self._db.execute(
+                    "SELECT m.run_id, m.kind, m.iteration, m.error, m.loss FROM metrics m JOIN "
+                    "(SELECT run_id, kind, MAX(iteration) AS iteration FROM metrics GROUP BY run_id, kind) last "
+                    "USING (run_id, kind, iteration)"):
+                latest[row["run_id"], row["kind"]] = row
+        finally:
+            self._db.execute("COMMIT")
+        result = []
+        for run in runs:
+            train = latest.get((run.id, "train"))
+            test = latest.get((run.id, "test")) or latest.get((run.id, "validation"))
+            result.append({
+                "id": run.id, "name": run.name, "model": run.model, "data": run.data, "status": run.status,
+                "iterations_done": train["iteration"] if train else 0,
+                "iterations_total": run.recipe["iterations"],
+                "train_error": train["error"] if train else None, "train_loss": train["loss"] if train else None,
+                "test_error": test["error"] if test else None, "test_loss": test["loss"] if test else None,
+                "device": run.device, "precision": run.precision, "seed": run.seed, "created": run.created,
+                "started": run.started, "ended": run.ended, "error": run.error, "pid": run.pid,
+            })
+        return result
+
+    # ------------------------------------------------------------------------------------ metrics
+    def add_metrics(self, run_id: int, rows: Iterable[dict]) -> None:
+        """Append metric rows (dicts with METRIC_COLUMNS) in one transaction."""
+        values = [(run_id, *(row.get(column) for column in METRIC_COLUMNS)) for row in rows]
+        if not values:
+            return
+        placeholders = ", ".join("?" * (len(METRIC_COLUMNS) + 1))
+        with self._transaction() as db:
+            db.executemany(f"INSERT OR REPLACE INTO metrics (run_id, {', '.join(METRIC_COLUMNS)}) "
+                           f"VALUES ({placeholders})", values)
+
+    def metrics(self, run_id: int, kind: str | None = None, after_iteration: int = -1) -> list[dict]:
+        """Metric rows in iteration order; `after_iteration` lets a poller fetch only what is new."""
+        query = f"SELECT {', '.join(METRIC_COLUMNS)} FROM metrics WHERE run_id=? AND iteration>?"
+        params: tuple = (run_id, after_iteration)
+        if kind is not None:
+            query += " AND kind=?"
+            params += (kind,)
+        return [dict(row) for row in self._db.execute(query + " ORDER BY iteration, kind", params)]
+
+    def truncate_metrics(self, run_id: int, after_iteration: int) -> None:
+        """Forget what a killed run recorded after its last checkpoint; the resumed run records it again."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM metrics WHERE run_id=? AND iteration>?", (run_id, after_iteration))
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def run_dir(self, run_id: int) -> Path:
+        return self.home / "runs" / str(run_id)
+
+    def add_checkpoint(self, run_id: int, iteration: int, path: Path, keep: int = 1) -> None:
+        """Record a checkpoint already on disk, and delete all but the newest `keep`."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+                       (run_id, iteration, str(path), time.time()))
+            stale = db.execute("SELECT iteration, path FROM checkpoints WHERE run_id=? ORDER BY iteration DESC "
+                               "LIMIT -1 OFFSET ?", (run_id, keep)).fetchall()
+            db.executemany("DELETE FROM checkpoints WHERE run_id=? AND iteration=?",
+                           [(run_id, row["iteration"]) for row in stale])
+        for row in stale:  # after the commit: a crash in between leaves a stray file, never a dangling row
+            if row["path"] != str(path):
+                Path(row["path"]).unlink(missing_ok=True)
+
+    def latest_checkpoint(self, run_id: int) -> tuple[int, Path] | None:
+        row = self._db.execute("SELECT iteration, path FROM checkpoints WHERE run_id=? ORDER BY iteration DESC "
+                               "LIMIT 1", (run_id,)).fetchone()
+        return (row["iteration"], Path(row["path"])) if row else None
