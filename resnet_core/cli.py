@@ -1,0 +1,265 @@
+"""`python -m resnet_core train|runs|evaluate|summary`.
+
+Exit status 0 on success, 2 on a user error (one line on stderr), 1 on a bug (with its traceback).
+Under `torchrun` every process runs `train`; rank 0 alone writes the store and prints.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+from .errors import UserError
+
+EPILOG = """examples:
+  python -m resnet_core train --model resnet20 --data cifar10 --epochs 10
+  python -m resnet_core train --model plain20 --data synthetic --iterations 200 --name demo
+  python -m resnet_core train --resume 3
+  python -m resnet_core runs
+  python -m resnet_core evaluate 3 --json
+  torchrun --nproc_per_node=2 -m resnet_core train --model resnet20 --data cifar10 --epochs 1
+
+Runs, checkpoints and cached datasets live in the data folder: --home, else $RESNET_EXPLORER_HOME,
+else ~/.resnet-explorer."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import SOURCE_HELP
+
+    parser = _Parser(prog="python -m resnet_core", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Train, evaluate and inspect the ResNets of He et al. (2015).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    def with_home(sub):
+        sub.add_argument("--home", metavar="DIR", help="data folder for runs and datasets (default: "
+                         "$RESNET_EXPLORER_HOME, else ~/.resnet-explorer)")
+        return sub
+
+    train = with_home(commands.add_parser(
+        "train", help="train a network and record it as a run", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train with the paper's recipe (§4.2 for CIFAR nets, §3.4 for ImageNet nets), its learning-rate "
+                    "milestones scaled to the length you ask for. Prints the run id last."))
+    train.add_argument("--model", metavar="NAME", help="resnet20, plain56, resnet110, resnet18, … (any resnet/plain "
+                       "6n+2 for CIFAR, or 18/34/50/101/152 for ImageNet nets)")
+    train.add_argument("--data", metavar="SOURCE", help=SOURCE_HELP)
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, metavar="N", help="train for N passes over the training images")
+    length.add_argument("--iterations", type=int, metavar="N", help="train for N batches (the paper: 64000)")
+    train.add_argument("--batch-size", type=int, metavar="B", help="images per iteration (default 128; 256 for "
+                       "ImageNet nets)")
+    train.add_argument("--lr", type=float, metavar="LR", help="initial learning rate (default 0.1)")
+    train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    train.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 where the hardware supports it")
+    train.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation (default 0)")
+    train.add_argument("--name", help="a label for the run (default: MODEL on SOURCE)")
+    train.add_argument("--eval-every", type=int, metavar="N", help="iterations between test evaluations and "
+                       "checkpoints (default: once per epoch)")
+    train.add_argument("--validation-images", type=int, default=0, metavar="N",
+                       help="evaluate on N held-out training images instead of the test set (§4.2 uses 5000)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
+    train.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a killed or cancelled run from its "
+                       "last checkpoint, with its own settings")
+
+    runs = with_home(commands.add_parser("runs", help="list the recorded runs"))
+    runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+
+    evaluate = with_home(commands.add_parser("evaluate", help="test a run's latest checkpoint"))
+    evaluate.add_argument("run_id", type=int, metavar="RUN_ID")
+    evaluate.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    evaluate.add_argument("--ten-crop", action="store_true", help="average 10 crops per image (§3.4, ImageNet nets)")
+    evaluate.add_argument("--device", choices=("cpu", "cuda"))
+
+    summary = commands.add_parser("summary", help="print a network's layer or stage table (Table 1)")
+    summary.add_argument("model", metavar="NAME")
+    summary.add_argument("--layers", action="store_true", help="one row per layer instead of per stage")
+    summary.add_argument("--num-classes", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": _train, "runs": _runs, "evaluate": _evaluate, "summary": _summary}[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _spec(name: str, num_classes: int | None):
+    from .specs import get_spec
+
+    try:
+        return get_spec(name, num_classes=num_classes)
+    except ValueError as error:  # the spec table's own messages name what is allowed
+        raise UserError(str(error)) from None
+
+
+# ------------------------------------------------------------------------------------------- train
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_data, stored_size
+    from .device import pick_device, pick_precision, set_cpu_threads
+    from .recipe import Recipe, paper_recipe
+    from .specs import NetSpec
+    from .store import Store
+    from .train import RunEnd, train
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if args.resume is not None:
+        given = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--epochs", args.epochs),
+                                          ("--iterations", args.iterations), ("--batch-size", args.batch_size),
+                                          ("--lr", args.lr), ("--name", args.name)) if value is not None]
+        if given:
+            raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given)}.")
+    else:
+        missing = [flag for flag, value in (("--model", args.model), ("--data", args.data)) if value is None]
+        if args.epochs is None and args.iterations is None:
+            missing.append("--epochs or --iterations")
+        if missing:
+            raise UserError(f"train needs {', '.join(missing)} (or --resume RUN_ID).")
+
+    device = pick_device(args.device)
+    if world > 1:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+    store = Store(args.home) if rank == 0 else None
+    if args.resume is not None:
+        run = store.requeue_for_resume(args.resume) if store else None
+        setup = [run and (run.id, run.spec, run.recipe, run.data, run.seed, run.precision)]
+    else:
+        setup = [None]
+    if world > 1:  # rank 0 read the run; the others follow its settings
+        torch.distributed.broadcast_object_list(setup, src=0)
+    if args.resume is not None:
+        run_id, spec_dict, recipe_dict, source, seed, precision = setup[0]
+        spec, recipe = NetSpec.from_dict(spec_dict), Recipe.from_dict(recipe_dict)
+        data = load_data(source, image_size=stored_size(spec.family, spec.input_size), home=args.home)
+        if recipe.validation_images:
+            data = data.with_validation_split(recipe.validation_images, seed)
+    else:
+        source, seed, precision = args.data, args.seed, args.precision
+        family_probe = _spec(args.model, None)
+        data = load_data(source, image_size=stored_size(family_probe.family, family_probe.input_size), home=args.home)
+        spec = _spec(args.model, len(data.classes))
+        base = paper_recipe(spec)
+        overrides = {key: value for key, value in (("batch_size", args.batch_size), ("lr", args.lr),
+                                                   ("eval_interval", args.eval_every),
+                                                   ("validation_images", args.validation_images)) if value}
+        recipe = Recipe.from_dict({**base.to_dict(), **overrides})
+        if recipe.validation_images:
+            data = data.with_validation_split(recipe.validation_images, seed)
+        recipe = recipe.shortened(iterations=args.iterations, epochs=args.epochs, train_images=len(data.train_labels))
+        run_id = None
+        if store is not None:
+            run_id = store.create_run(name=args.name or f"{spec.name} on {source}", spec=spec.to_dict(),
+                                      recipe=recipe.to_dict(), data=source, device=device.type,
+                                      precision=pick_precision(device, precision), seed=seed)
+    if store is not None and not store.claim(run_id, os.getpid()):
+        raise UserError(f"Run {run_id} was claimed by another process meanwhile.")
+    if rank == 0:
+        print(f"run {run_id}: {spec.name} on {data.name} ({len(data.train_labels)} training images), "
+              f"{recipe.iterations} iterations of {recipe.batch_size}, {device.type}; store {store.path}", flush=True)
+
+    stop_requested = []
+
+    def request_stop(signum, frame):
+        stop_requested.append(signum)
+        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request_stop)
+
+    from tqdm import tqdm
+
+    end = None
+    with tqdm(total=recipe.iterations, disable=None if rank == 0 else True, unit="it", dynamic_ncols=True,
+              file=sys.stderr) as progress:
+        for record in train(spec, data, recipe, seed=seed, device=device.type, precision=precision,
+                            compile=args.compile, store=store, run_id=run_id, should_stop=lambda: bool(stop_requested)):
+            if isinstance(record, RunEnd):
+                end = record
+            elif record.kind == "train":
+                progress.n = record.iteration
+                progress.set_postfix(loss=f"{record.smoothed_loss:.3f}", err=f"{record.smoothed_error:.3f}",
+                                     lr=f"{record.lr:g}", refresh=False)
+                progress.update(0)
+            else:
+                progress.write(f"iteration {record.iteration}: {record.kind} error {record.error:.4f}, "
+                               f"loss {record.loss:.4f}")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if rank != 0:
+        return 0
+    print(f"run {run_id} {end.status} at iteration {end.iteration}" + (f": {end.message}" if end.message else ""))
+    print(run_id)
+    if end.status == "diverged":
+        print(f"error: {end.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- runs
+def _runs(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    summaries = Store(args.home).summaries()
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+        return 0
+
+    def percent(value):
+        return "-" if value is None else f"{100 * value:.2f}%"
+
+    print(f"{'id':>4}  {'status':<9}  {'iterations':>13}  {'train err':>9}  {'test err':>9}  model / data / name")
+    for run in summaries:
+        print(f"{run['id']:>4}  {run['status']:<9}  {run['iterations_done']:>6}/{run['iterations_total']:<6}  "
+              f"{percent(run['train_error']):>9}  {percent(run['test_error']):>9}  "
+              f"{run['model']} / {run['data']} / {run['name']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+def _evaluate(args: argparse.Namespace) -> int:
+    from .device import set_cpu_threads
+    from .evaluate import evaluate_run
+    from .store import Store
+
+    set_cpu_threads()
+    report = evaluate_run(Store(args.home), args.run_id, ten_crop=args.ten_crop, device=args.device)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(f"{report.data} {report.split}: error {100 * report.test_error:.2f}%, loss {report.test_loss:.4f}"
+          + (" (10-crop)" if report.ten_crop else ""))
+    for name, accuracy in report.per_class_accuracy.items():
+        print(f"  {name:<20} {100 * accuracy:6.2f}%")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    for row in report.confusion_matrix:
+        print("  " + " ".join(f"{count:5d}" for count in row))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- summary
+def _summary(args: argparse.Namespace) -> int:
+    from .model import ResNet
+    from .summary import layer_table, stage_table
+
+    model = ResNet(_spec(args.model, args.num_classes))
+    table = layer_table(model) if args.layers else stage_table(model)
+    print(table.to_string(index=False))
+    return 0
