@@ -15,3 +15,7 @@ __all__ = [
 from .images import InvalidImageError, load_image, model_input_to_image, to_model_input  # noqa: E402
 
 __all__ += ["InvalidImageError", "load_image", "model_input_to_image", "to_model_input"]
+
+from .attribution import Attribution, attribute  # noqa: E402
+
+__all__ += ["Attribution", "attribute"]
