@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -161,31 +162,41 @@ _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-pytho
 def _decode_cifar(source: str, root: Path, image_size: int) -> ImageData:
     from torchvision import datasets
 
-    base = datasets.CIFAR10 if source == "cifar10" else datasets.CIFAR100
-
-    class ExistingOrDownloaded(base):
-        # torchvision re-hashes 180 MB on every open; trusting files that are present lets a root the user
-        # filled by hand (or a test fixture in the official format) load. A damaged file fails to unpickle.
-        def _check_integrity(self) -> bool:
-            folder = Path(self.root) / self.base_folder
-            return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
-
+    official = datasets.CIFAR10 if source == "cifar10" else datasets.CIFAR100
+    folder = root / _CIFAR_FOLDERS[source]
     label = "CIFAR-10" if source == "cifar10" else "CIFAR-100"
+    files = [name for name, _ in official.train_list + official.test_list] + [official.meta["filename"]]
+    if not all((folder / name).is_file() for name in files):
+        try:  # torchvision downloads, checks the archive's md5 and extracts it
+            official(str(root), download=True)
+        except (OSError, RuntimeError) as error:  # offline, proxy, disk full, 404 …
+            raise DatasetError(
+                f"Cannot download {label} ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+                f"put the official {official.filename} or its extracted {folder.name} folder in {root} and run again, "
+                "or pass an image folder instead.") from None
+    # Read the files as torchvision does, without its md5 pass over 180 MB: files a user placed by hand
+    # (or a test wrote in the official format) load too, and a damaged one fails to unpickle.
     try:
-        splits = [ExistingOrDownloaded(str(root), train=train, download=True) for train in (True, False)]
-    except (OSError, RuntimeError) as error:  # offline, proxy, disk full, 404 …
-        archive = "cifar-10-python.tar.gz" if source == "cifar10" else "cifar-100-python.tar.gz"
-        raise DatasetError(
-            f"Cannot download {label} ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
-            f"put the official {archive} or its extracted {_CIFAR_FOLDERS[source]} folder in {root} and run again, "
-            "or pass an image folder instead.") from None
-    except Exception as error:  # pickle and numpy errors from a damaged file
-        raise DatasetError(f"Cannot read {label} from {root / _CIFAR_FOLDERS[source]} ({error}); delete that "
-                           "folder to download it again.") from None
-    images = [resize_square(torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous(), image_size)
-              for split in splits]
-    labels = [torch.tensor(split.targets) for split in splits]
-    return _with_statistics(source, splits[0].classes, images[0], labels[0], images[1], labels[1])
+        splits = [_read_cifar_batches(folder, [name for name, _ in names])
+                  for names in (official.train_list, official.test_list)]
+        with open(folder / official.meta["filename"], "rb") as handle:
+            classes = pickle.load(handle, encoding="latin1")[official.meta["key"]]
+    except Exception as error:  # pickle, numpy and key errors from a damaged file
+        raise DatasetError(f"Cannot read {label} from {folder} ({type(error).__name__}: {error}); delete that folder "
+                           "to download it again.") from None
+    (train_images, train_labels), (test_images, test_labels) = [
+        (resize_square(images, image_size), labels) for images, labels in splits]
+    return _with_statistics(source, classes, train_images, train_labels, test_images, test_labels)
+
+
+def _read_cifar_batches(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for name in names:
+        with open(folder / name, "rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")
+        images.append(torch.from_numpy(entry["data"]).reshape(-1, 3, 32, 32))  # rows: 1024 R, 1024 G, 1024 B
+        labels += entry["labels"] if "labels" in entry else entry["fine_labels"]
+    return torch.cat(images), torch.tensor(labels)
 
 
 def _folder_dirs(folder: Path) -> list[Path]:

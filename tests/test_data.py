@@ -1,0 +1,157 @@
+"""The data path: sources decoded once into uint8 tensors, the cache, batched augmentation, bad folders."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnet_core import data as data_module
+from resnet_core.data import (Pipeline, epoch_order, iteration_generator, load_data, pad_crop_flip, synthetic_data,
+                              ten_crops)
+from resnet_core.errors import DatasetError
+from resnet_core.recipe import Recipe
+
+
+def write_folder(root, classes=("cat", "dog"), per_class=3, size=(40, 48), test_classes=None):
+    rng = np.random.default_rng(0)
+    for split, names in (("train", classes), ("test", test_classes or classes)):
+        for name in names:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(per_class):
+                pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index}.{'png' if index % 2 else 'jpg'}")
+    return root
+
+
+def test_synthetic_data_is_labelled_and_shaped():
+    data = synthetic_data(64, 32)
+    assert data.name == "synthetic" and len(data.classes) == 10
+    assert data.train_images.shape == (64, 3, 32, 32) and data.train_images.dtype == torch.uint8
+    assert data.test_labels.shape == (32,) and data.test_labels.dtype == torch.int64
+    assert torch.equal(synthetic_data(64, 32).train_images, data.train_images)  # no hidden randomness
+
+
+def test_image_folder_is_resized_cached_and_reloaded_without_decoding(tmp_path, monkeypatch):
+    folder = write_folder(tmp_path / "pets")
+    data = load_data(str(folder), image_size=32, home=tmp_path / "home")
+    assert data.classes == ("cat", "dog")
+    assert data.train_images.shape == (6, 3, 32, 32) and data.test_images.shape == (6, 3, 32, 32)
+    assert data.train_labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert data.name == str(folder.resolve())
+    assert len(list((tmp_path / "home" / "cache").glob("*.safetensors"))) == 1
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again although the cache is fresh")
+
+    monkeypatch.setattr(data_module, "_decode_folder", no_decoding)
+    cached = load_data(str(folder), image_size=32, home=tmp_path / "home")
+    assert torch.equal(cached.train_images, data.train_images) and cached.classes == data.classes
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("empty", "holds no images"),
+    ("unknown test class", "appear in"),
+    ("unreadable", "Cannot read image"),
+    ("no test folder", "has no test/ folder"),
+])
+def test_bad_image_folders_give_one_line_errors(tmp_path, problem, message):
+    folder = tmp_path / "bad"
+    if problem == "empty":
+        (folder / "train" / "cat").mkdir(parents=True)
+        (folder / "test" / "cat").mkdir(parents=True)
+    elif problem == "unknown test class":
+        write_folder(folder, classes=("cat",), test_classes=("cat", "zebra"))
+    elif problem == "unreadable":
+        write_folder(folder)
+        (folder / "train" / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    else:
+        write_folder(folder)
+        for path in sorted((folder / "test").rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        (folder / "test").rmdir()
+    with pytest.raises(DatasetError, match=message) as caught:
+        load_data(str(folder), home=tmp_path / "home")
+    assert "\n" not in str(caught.value)
+
+
+def write_cifar10(root, per_batch=4):
+    folder = root / "datasets" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for index, name in enumerate(names):
+        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "labels": [(index + j) % 10 for j in range(per_batch)], "batch_label": name}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(batch, handle)
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": classes, "num_cases_per_batch": per_batch}, handle)
+    return classes
+
+
+def test_cifar10_loader_reads_the_official_pickle_format(tmp_path):
+    classes = write_cifar10(tmp_path)
+    data = load_data("cifar10", home=tmp_path)
+    assert data.name == "cifar10" and list(data.classes) == classes
+    assert data.train_images.shape == (20, 3, 32, 32) and data.test_images.shape == (4, 3, 32, 32)
+    assert data.train_labels[:4].tolist() == [0, 1, 2, 3] and data.test_labels.tolist() == [5, 6, 7, 8]
+    with open(tmp_path / "datasets" / "cifar-10-batches-py" / "data_batch_1", "rb") as handle:
+        first = pickle.load(handle)["data"][0]
+    # Rows are 1024 red, then green, then blue values, row-major (the official layout).
+    assert torch.equal(data.train_images[0].flatten(), torch.from_numpy(first))
+
+
+def test_cifar_offline_gives_a_way_to_provide_the_files(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    with pytest.raises(DatasetError, match="put the official cifar-10-python.tar.gz") as caught:
+        load_data("cifar10", home=tmp_path)
+    assert "\n" not in str(caught.value)
+
+
+def test_pad_crop_flip_takes_shifted_windows_reproducibly():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.int64).reshape(2, 3, 8, 8).to(torch.uint8)
+    crops = pad_crop_flip(images, torch.Generator().manual_seed(1), padding=2)
+    assert crops.shape == images.shape and crops.dtype == torch.uint8
+    assert torch.equal(crops, pad_crop_flip(images, torch.Generator().manual_seed(1), padding=2))
+    padded = torch.nn.functional.pad(images, (2,) * 4)
+    for crop, source in zip(crops, padded):
+        windows = [source[:, r:r + 8, c:c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.equal(crop, w) or torch.equal(crop, w.flip(-1)) for w in windows)
+
+
+def test_orders_and_augmentation_depend_only_on_seed_epoch_and_iteration():
+    assert torch.equal(epoch_order(100, 3, 7), epoch_order(100, 3, 7))
+    assert not torch.equal(epoch_order(100, 3, 7), epoch_order(100, 3, 8))
+    assert sorted(epoch_order(100, 3, 7).tolist()) == list(range(100))
+    assert torch.equal(torch.rand(4, generator=iteration_generator(0, 5)),
+                       torch.rand(4, generator=iteration_generator(0, 5)))
+
+
+def test_normalised_test_batches_have_zero_mean_and_unit_std():
+    data = synthetic_data(256, 256)
+    batch = Pipeline.for_recipe(Recipe(), data, 32).test_batch(data.train_images)
+    assert batch.dtype == torch.float32
+    assert batch.mean(dim=(0, 2, 3)).abs().max() < 1e-3
+    assert (batch.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
+
+
+def test_validation_split_holds_out_training_images():
+    data = synthetic_data(100, 10).with_validation_split(20)
+    assert data.test_split == "validation" and len(data.train_labels) == 80 and len(data.test_labels) == 20
+    with pytest.raises(DatasetError, match="between 1 and"):
+        synthetic_data(100, 10).with_validation_split(100)
+
+
+def test_ten_crops_are_corners_centre_and_mirrors():
+    images = torch.arange(1 * 3 * 10 * 10).reshape(1, 3, 10, 10)
+    crops = ten_crops(images, 8)
+    assert crops.shape == (10, 1, 3, 8, 8)
+    assert torch.equal(crops[0], images[..., :8, :8]) and torch.equal(crops[5], crops[0].flip(-1))
