@@ -110,7 +110,7 @@ def evaluate_run(store, run_id: int, *, ten_crop: bool = False, device: str | No
         raise CheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
     checkpoint = load_checkpoint(latest[1])
     spec = NetSpec.from_dict(run.spec)
-    if checkpoint.spec != run.spec:
+    if NetSpec.from_dict(checkpoint.spec) != spec:
         raise CheckpointError(f"Checkpoint {latest[1]} holds a {checkpoint.spec.get('name')} but run {run_id} "
                               f"trains a {spec.name}.")
     target = pick_device(device)

@@ -167,7 +167,7 @@ class _Loop:
 
     def _load(self, path: Path) -> None:
         checkpoint = load_checkpoint(path)
-        if checkpoint.spec != self.spec.to_dict():
+        if NetSpec.from_dict(checkpoint.spec) != self.spec:
             raise CheckpointError(f"Checkpoint {path} holds a {checkpoint.spec.get('name')}, not this run's "
                                   f"{self.spec.name}.")
         self.model.load_state_dict(checkpoint.model_state)

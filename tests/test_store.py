@@ -1,0 +1,157 @@
+"""The run store: the queue's statuses, transactional metrics, checkpoints and their failure modes."""
+import json
+import os
+import threading
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from resnet_core.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_checkpoint
+from resnet_core.errors import CheckpointError, StoreError
+from resnet_core.specs import NetSpec, get_spec
+from resnet_core.store import Store, resolve_home
+
+
+def new_run(store, name="run"):
+    return store.create_run(name=name, spec=get_spec("resnet8").to_dict(), recipe={"iterations": 10},
+                            data="synthetic", device="cpu", precision="fp32", seed=0)
+
+
+def test_home_comes_from_flag_then_environment_then_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path / "env"))
+    assert resolve_home(tmp_path / "flag") == tmp_path / "flag"
+    assert resolve_home() == tmp_path / "env"
+    monkeypatch.delenv("RESNET_EXPLORER_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert resolve_home() == tmp_path / "user" / ".resnet-explorer"
+
+
+def test_unwritable_home_is_a_one_line_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="Cannot write to the data folder") as caught:
+        Store(tmp_path / "file" / "home")
+    assert "\n" not in str(caught.value)
+
+
+def test_runs_are_queued_then_claimed_once(tmp_path):
+    store = Store(tmp_path)
+    run_id = new_run(store)
+    assert store.run(run_id).status == "queued"
+    assert store.claim(run_id, os.getpid()) and not Store(tmp_path).claim(run_id, 1)
+    assert store.run(run_id).status == "running" and store.count_running() == 1
+    store.finish(run_id, "finished")
+    assert store.run(run_id).status == "finished" and store.run(run_id).ended is not None
+    with pytest.raises(StoreError, match="No run 99"):
+        store.run(99)
+
+
+@pytest.mark.parametrize("status, pid, message", [
+    ("finished", None, "has finished"),
+    ("diverged", None, "diverged"),
+    ("running", "parent", "still running"),
+])
+def test_runs_that_cannot_continue_are_not_requeued(tmp_path, status, pid, message):
+    store = Store(tmp_path)
+    run_id = new_run(store)
+    store.claim(run_id, os.getppid() if pid == "parent" else 1)
+    if status != "running":
+        store.finish(run_id, status, "loss became nan")
+    with pytest.raises(StoreError, match=message):
+        store.requeue_for_resume(run_id)
+    assert store.run(run_id).status == status
+
+
+def test_a_killed_run_is_requeued(tmp_path):
+    store = Store(tmp_path)
+    run_id = new_run(store)
+    store.claim(run_id, 2 ** 22 + 12345)  # beyond pid_max: no such process
+    store.requeue_for_resume(run_id)
+    assert store.run(run_id).status == "queued" and store.claim(run_id, os.getpid())
+
+
+def test_metrics_summaries_and_truncation(tmp_path):
+    store = Store(tmp_path)
+    run_id = new_run(store)
+    store.add_metrics(run_id, [{"iteration": i, "kind": "train", "epoch": 0, "loss": 1 / i, "error": 0.5 / i}
+                               for i in range(1, 11)])
+    store.add_metrics(run_id, [{"iteration": 10, "kind": "test", "epoch": 0, "loss": 2.0, "error": 0.25}])
+    summary = store.summaries()[0]
+    assert (summary["iterations_done"], summary["train_error"], summary["test_error"]) == (10, 0.05, 0.25)
+    store.truncate_metrics(run_id, 6)
+    assert [row["iteration"] for row in store.metrics(run_id, "train")] == [1, 2, 3, 4, 5, 6]
+    assert store.metrics(run_id, "test") == [] and store.metrics(run_id, after_iteration=5)[0]["iteration"] == 6
+
+
+def test_a_reader_never_sees_half_a_transaction(tmp_path):
+    writer_store, reader = Store(tmp_path), Store(tmp_path)
+    run_id = new_run(writer_store)
+    rows_per_write, writes = 25, 60
+
+    def write():
+        store = Store(tmp_path)  # its own connection, as a training process has
+        for write_index in range(writes):
+            start = write_index * rows_per_write + 1
+            store.add_metrics(run_id, [{"iteration": i, "kind": "train", "epoch": 0, "loss": float(i),
+                                        "error": i / 1e4} for i in range(start, start + rows_per_write)])
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = set()
+    while writer.is_alive() or len(seen) < 2:
+        rows = reader.metrics(run_id)
+        assert len(rows) % rows_per_write == 0
+        assert [row["iteration"] for row in rows] == list(range(1, len(rows) + 1))
+        assert all(row["loss"] == row["iteration"] and row["error"] == row["iteration"] / 1e4 for row in rows)
+        seen.add(len(rows))
+        if not writer.is_alive():
+            break
+    writer.join()
+    assert len(reader.metrics(run_id)) == rows_per_write * writes
+
+
+def checkpoint_at(iteration):
+    torch.manual_seed(iteration)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    return Checkpoint(spec=get_spec("resnet8").to_dict(), recipe={"iterations": 10}, iteration=iteration,
+                      model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
+                      rng_state=torch.get_rng_state(), trainer_state={"warming_up": False})
+
+
+def test_checkpoints_round_trip_and_only_the_newest_is_kept(tmp_path):
+    store = Store(tmp_path)
+    run_id = new_run(store)
+    paths = []
+    for iteration in (5, 10):
+        paths.append(store.run_dir(run_id) / f"checkpoint-{iteration}.safetensors")
+        save_checkpoint(paths[-1], checkpoint_at(iteration))
+        store.add_checkpoint(run_id, iteration, paths[-1])
+    assert store.latest_checkpoint(run_id) == (10, paths[1])
+    assert not paths[0].exists() and not list(paths[1].parent.glob(".*tmp*"))
+    loaded = load_checkpoint(paths[1])
+    original = checkpoint_at(10)
+    assert loaded.iteration == 10 and NetSpec.from_dict(loaded.spec) == get_spec("resnet8")
+    assert torch.equal(loaded.model_state["weight"], original.model_state["weight"])
+    assert torch.equal(loaded.optimizer_state["state"][0]["momentum_buffer"],
+                       original.optimizer_state["state"][0]["momentum_buffer"])
+    assert read_metadata(paths[1])["trainer"] == {"warming_up": False}
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing", "is missing"),
+    ("truncated", "truncated"),
+    ("foreign", "not a ResNet Explorer checkpoint"),
+])
+def test_damaged_checkpoints_are_one_line_errors(tmp_path, damage, message):
+    path = tmp_path / "checkpoint.safetensors"
+    if damage == "truncated":
+        save_checkpoint(path, checkpoint_at(3))
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "foreign":
+        save_file({"weight": torch.zeros(2)}, path, metadata={"framework": json.dumps("someone else")})
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_checkpoint(path)
+    assert "\n" not in str(caught.value)
