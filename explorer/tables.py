@@ -1,0 +1,116 @@
+"""Pure pandas views of `resnet_core.layer_table`: blocks for the diagram, text for display, differences.
+
+No torch and no Streamlit here, so charts, tests and the home page can import it cheaply.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+import pandas as pd
+
+# Block modules are `layer{stage}.{index}.{op}`; everything else belongs to the stem or the head.
+_BLOCK_OP = re.compile(r"(layer(\d+)\.(\d+))\.")
+BLOCK_COLUMNS = ["unit", "label", "stage", "index", "shortcut", "output_shape", "params", "mult_adds", "additions"]
+# Shortcut kinds as the diagram draws them (§3.3): identity, zero-padded identity (option A), 1x1 projection.
+SHORTCUT_KINDS = ("identity", "zero-pad", "projection")
+
+
+class Summarised(Protocol):
+    """What `difference_table` needs of a net: `explorer.cache.NetSummary` fits."""
+
+    name: str
+    depth: int
+    layers: pd.DataFrame
+    params: int
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """`(64, 8, 8)` → `64×8×8` (channels × height × width)."""
+    return "×".join(map(str, shape))
+
+
+def _shortcut_kind(block_rows: pd.DataFrame, unit: str) -> str:
+    shortcut = block_rows[block_rows["name"].str.startswith(f"{unit}.downsample")]
+    if shortcut.empty:
+        return "none"  # a plain block
+    if len(shortcut) > 1 or shortcut["kind"].iloc[0] == "Conv2d":
+        return "projection"
+    return "zero-pad" if shortcut["kind"].iloc[0] == "ZeroPadShortcut" else "identity"
+
+
+def block_table(layers: pd.DataFrame) -> pd.DataFrame:
+    """One row per unit of the diagram, in order: the stem, every block, the head.
+
+    `label` is the paper's name (`conv3_1` is the first block of conv3_x); `shortcut` is one of
+    SHORTCUT_KINDS or `none`; `additions` counts the element-wise additions of F(x) + x for one image.
+    """
+    match = layers["name"].str.extract(_BLOCK_OP)
+    units = match[0].fillna(layers["stage"])
+    rows = []
+    for unit, rows_of_unit in layers.groupby(units, sort=False):
+        stage = rows_of_unit["stage"].iloc[0]
+        is_block = unit.startswith("layer")
+        index = int(unit.rsplit(".", 1)[1]) if is_block else 0
+        label = f"{stage[:-2]}_{index + 1}" if is_block else stage
+        adds = rows_of_unit.loc[rows_of_unit["kind"] == "ResidualAdd", "activations"].sum()
+        rows.append((unit, label, stage, index, _shortcut_kind(rows_of_unit, unit) if is_block else "none",
+                     rows_of_unit["output_shape"].iloc[-1], int(rows_of_unit["params"].sum()),
+                     int(rows_of_unit["mult_adds"].sum()), int(adds)))
+    return pd.DataFrame(rows, columns=BLOCK_COLUMNS)
+
+
+def count_text(value: float) -> str:
+    """Counts as the paper prints them: 0.85 M, 3.6 × 10⁹."""
+    if value >= 1e9:
+        return f"{value / 1e9:.3g} × 10⁹"
+    return f"{value / 1e6:.3g} M" if value >= 1e5 else f"{value:,.0f}"
+
+
+def for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy with shapes written as text, for st.dataframe, filtering and CSV."""
+    return table.assign(output_shape=table["output_shape"].map(shape_text))
+
+
+def filter_rows(table: pd.DataFrame, text: str) -> pd.DataFrame:
+    """Rows where any text column contains `text` (case-insensitive); all rows for blank text."""
+    text = text.strip().lower()
+    if not text:
+        return table
+    columns = table.select_dtypes(include=["object", "string"]).columns
+    hit = pd.Series(False, index=table.index)
+    for column in columns:
+        hit |= table[column].astype(str).str.lower().str.contains(text, regex=False)
+    return table[hit]
+
+
+def shortcut_params(layers: pd.DataFrame) -> int:
+    """Parameters of the projection shortcuts (options B and C); identity and zero-pad have none."""
+    return int(layers.loc[layers["name"].str.contains(".downsample", regex=False), "params"].sum())
+
+
+def residual_additions(layers: pd.DataFrame) -> int:
+    """Element-wise additions F(x) + x for one image: the only cost identity shortcuts add (§3.1)."""
+    return int(layers.loc[layers["kind"] == "ResidualAdd", "activations"].sum())
+
+
+def final_feature_shape(layers: pd.DataFrame) -> tuple[int, ...]:
+    """The last stage's output (C, H, W), the map that global average pooling reads."""
+    return tuple(layers.loc[layers["stage"] != "head", "output_shape"].iloc[-1])
+
+
+def difference_table(left: Summarised, right: Summarised) -> pd.DataFrame:
+    """What changes from `left` to `right`: depth, parameters (and those in shortcuts), mult-adds, additions."""
+    def totals(net: Summarised) -> dict[str, int]:
+        return {
+            "Depth (weighted layers)": net.depth,
+            "Parameters": net.params,
+            "… of which in shortcuts": shortcut_params(net.layers),
+            "Mult-adds per image": int(net.layers["mult_adds"].sum()),
+            "Shortcut additions per image": residual_additions(net.layers),
+        }
+    a, b = totals(left), totals(right)
+    # Columns say left/right as well as the names, so comparing a net with itself still works.
+    return pd.DataFrame({"quantity": list(a), f"left · {left.name}": list(a.values()),
+                         f"right · {right.name}": list(b.values()), "right − left": [b[key] - a[key] for key in a]})
