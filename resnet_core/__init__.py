@@ -19,3 +19,7 @@ __all__ += ["InvalidImageError", "load_image", "model_input_to_image", "to_model
 from .attribution import Attribution, attribute  # noqa: E402
 
 __all__ += ["Attribution", "attribute"]
+
+from .analysis import gradient_norms, layer_response_stds  # noqa: E402
+
+__all__ += ["gradient_norms", "layer_response_stds"]
