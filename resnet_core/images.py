@@ -21,6 +21,8 @@ from PIL import Image, ImageOps
 # code for formats we do not promise (TIFF, ICO, EPS, …) out of reach of uploaded bytes.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 ALLOWED_FORMATS_TEXT = "PNG, JPEG, WebP, GIF or BMP"
+# For file pickers only: `load_image` goes by content, whatever the name says.
+ALLOWED_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif", "bmp")
 DEFAULT_MAX_PIXELS = 40_000_000
 # torchvision's ImageNet evaluation: resize the shorter side to 256, centre-crop 224.
 IMAGENET_CROP_FRACTION = 224 / 256
@@ -123,8 +125,10 @@ def to_model_input(image: Image.Image, input_size: int, mean: Sequence[float], s
     width, height = image.size
     scale = input_size / crop_fraction / min(width, height)
     resized_size = (max(input_size, round(width * scale)), max(input_size, round(height * scale)))
+    if image.mode != "RGB":  # converting first: Pillow resizes palette images by nearest neighbour only
+        image = image.convert("RGB")
     # reducing_gap lets Pillow shrink a 24 MP photo by whole factors first: fast, still antialiased.
-    resized = image.convert("RGB").resize(resized_size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    resized = image.resize(resized_size, Image.Resampling.BILINEAR, reducing_gap=3.0)
     left, top = (resized_size[0] - input_size) // 2, (resized_size[1] - input_size) // 2
     square = resized.crop((left, top, left + input_size, top + input_size))
     pixels = torch.from_numpy(np.array(square)).permute(2, 0, 1).float() / 255  # (3, H, W) in [0, 1]
