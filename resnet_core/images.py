@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import struct
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,17 +49,15 @@ def load_image(source: bytes | bytearray | str | Path, *, max_pixels: int = DEFA
     over twice its own `Image.MAX_IMAGE_PIXELS` (about 179 MP) whatever `max_pixels` says.
     """
     try:
-        with warnings.catch_warnings():
-            # Our own `max_pixels` check is the policy; Pillow's warning between 1x and 2x of its
-            # limit would only be noise (and an error under `-W error`).
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _open(source) as image:
-                _refuse_oversized(image.size, max_pixels)
-                image.load()
-                return _to_rgb(ImageOps.exif_transpose(image))
+        with _open(source) as image:
+            _refuse_oversized(image.size, max_pixels)
+            image.load()
+            return _to_rgb(ImageOps.exif_transpose(image))
     except InvalidImageError:
         raise
-    except Image.DecompressionBombError:
+    # Pillow warns between 1x and 2x its own limit (an error under `-W error`) and raises above 2x.
+    # Not silenced with `warnings.catch_warnings`: that edits global state, unsafe in the app's threads.
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidImageError(
             f"The image is too large to open; allowed: at most {max_pixels / 1e6:g} megapixels.") from None
     except _DECODE_ERRORS as error:
