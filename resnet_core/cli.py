@@ -181,8 +181,7 @@ def _train(args: argparse.Namespace) -> int:
         stop_requested.append(signum)
         signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, request_stop)
+    previous_handlers = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     from tqdm import tqdm
 
@@ -201,6 +200,8 @@ def _train(args: argparse.Namespace) -> int:
             else:
                 progress.write(f"iteration {record.iteration}: {record.kind} error {record.error:.4f}, "
                                f"loss {record.loss:.4f}")
+    for signum, handler in previous_handlers.items():  # main() may be called in-process again
+        signal.signal(signum, handler)
     if world > 1:
         torch.distributed.destroy_process_group()
     if rank != 0:

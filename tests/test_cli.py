@@ -1,0 +1,201 @@
+"""`python -m resnet_core`: the scripted interface, SIGKILL + resume, SIGTERM, and every bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from resnet_core.cli import main
+from resnet_core.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--model", "resnet8", "--data", "synthetic", "--batch-size", "32", "--precision", "fp32"]
+
+
+def start_training(home, *args):
+    return subprocess.Popen([sys.executable, "-m", "resnet_core", "train", "--home", str(home), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, process, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, f"training ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, "timed out waiting for the run"
+        time.sleep(0.05)
+
+
+def check_contiguous(store, run_id):
+    """What a reader sees mid-run: iterations 1..n with no hole, tests only at evaluation points."""
+    trains = [row["iteration"] for row in store.metrics(run_id, "train")]
+    assert trains == list(range(1, len(trains) + 1))
+    assert all(row["iteration"] % 10 == 0 for row in store.metrics(run_id, "test"))
+    return len(trains)
+
+
+def test_sigkill_mid_epoch_then_resume_gives_one_continuous_history(tmp_path):
+    process = start_training(tmp_path, *TINY, "--iterations", "60", "--eval-every", "10")
+    store = Store(tmp_path)
+    wait_for(lambda: store.runs(), process)
+    run_id = store.runs()[0].id
+    wait_for(lambda: check_contiguous(store, run_id) and store.latest_checkpoint(run_id), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoint = store.latest_checkpoint(run_id)[0]
+    assert checkpoint < 60 and checkpoint % 64  # an epoch is 2048 / 32 = 64 iterations: this is mid-epoch
+    assert store.run(run_id).status == "running"  # nobody was left to say otherwise
+
+    resumed = start_training(tmp_path, "--resume", str(run_id))
+    polls = 0
+    while resumed.poll() is None:
+        check_contiguous(store, run_id)
+        polls += 1
+        time.sleep(0.05)  # a busy poller would steal a core from the run
+    out, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert out.strip().splitlines()[-1] == str(run_id)
+    assert polls > 0 and check_contiguous(store, run_id) == 60
+    assert [row["iteration"] for row in store.metrics(run_id, "test")] == list(range(10, 61, 10))
+    summary = store.summaries()[0]
+    assert summary["status"] == "finished" and summary["iterations_done"] == 60
+
+
+def test_sigterm_cancels_cleanly_with_a_final_checkpoint(tmp_path):
+    process = start_training(tmp_path, *TINY, "--iterations", "5000", "--eval-every", "1000")
+    store = Store(tmp_path)
+    wait_for(lambda: store.runs() and store.metrics(store.runs()[0].id), process)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    run_id = store.runs()[0].id
+    assert process.returncode == 0, err
+    assert out.strip().splitlines()[-1] == str(run_id)
+    assert store.run(run_id).status == "cancelled"
+    done = store.summaries()[0]["iterations_done"]
+    assert store.latest_checkpoint(run_id)[0] == done and 0 < done < 5000
+
+
+@pytest.fixture(scope="module")
+def train_home(tmp_path_factory):
+    """A data folder holding one finished run, shared by the tests that must not damage it."""
+    home = tmp_path_factory.mktemp("home")
+    assert main(["train", *TINY, "--iterations", "4", "--eval-every", "2", "--name", "kept", "--home", str(home)]) == 0
+    return home
+
+
+def test_runs_and_evaluate_print_the_promised_json(train_home, capsys):
+    capsys.readouterr()
+    assert main(["runs", "--json", "--home", str(train_home)]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert {"id", "name", "model", "data", "status", "iterations_done", "train_error", "test_error"} <= set(runs[0])
+    assert (runs[0]["name"], runs[0]["model"], runs[0]["data"], runs[0]["status"]) == (
+        "kept", "resnet8", "synthetic", "finished")
+    assert runs[0]["iterations_done"] == 4 and 0 <= runs[0]["test_error"] <= 1
+    assert main(["evaluate", str(runs[0]["id"]), "--json", "--home", str(train_home)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["test_error"] == pytest.approx(runs[0]["test_error"])
+    assert len(report["per_class_accuracy"]) == 10 and len(report["confusion_matrix"]) == 10
+
+
+def test_summary_prints_the_stage_table(capsys):
+    assert main(["summary", "resnet20"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2_x" in out and "conv4_x" in out
+
+
+def image_folder(root, problem):
+    from PIL import Image
+
+    for split, name in (("train", "cat"), ("test", "cat"), ("test", "zebra")):
+        if name == "zebra" and problem != "unknown class":
+            continue
+        (root / split / name).mkdir(parents=True)
+        if problem != "empty":
+            Image.new("RGB", (32, 32), "white").save(root / split / name / "a.png")
+    if problem == "unreadable":
+        (root / "train" / "cat" / "b.jpg").write_bytes(b"\xff\xd8 truncated")
+    return str(root)
+
+
+def damage_checkpoint(home, damage):
+    store = Store(home)
+    run_id = store.runs()[0].id
+    path = store.latest_checkpoint(run_id)[1]
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        from safetensors.torch import save_file
+        import torch
+
+        save_file({"weight": torch.zeros(1)}, path)
+    store.finish(run_id, "cancelled")  # so that resuming is allowed and only the checkpoint is at fault
+    return run_id
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown model", "Unknown model"),
+    ("unknown data", "Unknown dataset"),
+    ("empty folder", "holds no images"),
+    ("class only in test", "appear in"),
+    ("unreadable image", "Cannot read image"),
+    ("resume finished", "has finished"),
+    ("resume with settings", "drop --model"),
+    ("no length", "--epochs or --iterations"),
+    ("unwritable home", "Cannot write to the data folder"),
+    ("no such run", "No run 42"),
+    ("nan loss", "lower --lr"),
+])
+def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, case, message):
+    store = Store(train_home)
+    kept_id = store.runs()[0].id
+    before = store.metrics(kept_id), store.latest_checkpoint(kept_id)
+    run_count = len(store.runs())
+    home = ["--home", str(train_home)]
+    argv = {
+        "unknown model": ["train", *TINY[2:], "--model", "resnet9", "--iterations", "2", *home],
+        "unknown data": ["train", "--model", "resnet8", "--data", "imagenet-on-mars", "--iterations", "2", *home],
+        "empty folder": ["train", "--model", "resnet8", "--data", image_folder(tmp_path / "empty", "empty"),
+                         "--iterations", "2", *home],
+        "class only in test": ["train", "--model", "resnet8", "--data", image_folder(tmp_path / "unknown class", "unknown class"),
+                               "--iterations", "2", *home],
+        "unreadable image": ["train", "--model", "resnet8", "--data", image_folder(tmp_path / "unreadable", "unreadable"),
+                             "--iterations", "2", *home],
+        "resume finished": ["train", "--resume", str(kept_id), *home],
+        "resume with settings": ["train", "--resume", str(kept_id), "--model", "resnet8", *home],
+        "no length": ["train", "--model", "resnet8", "--data", "synthetic", *home],
+        "unwritable home": ["runs", "--home", str(Path(__file__))],
+        "no such run": ["evaluate", "42", *home],
+        "nan loss": ["train", *TINY, "--iterations", "6", "--lr", "1e30", *home],
+    }[case]
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert (store.metrics(kept_id), store.latest_checkpoint(kept_id)) == before
+    if case == "nan loss":
+        diverged = store.runs()[-1]
+        assert diverged.status == "diverged" and captured.out.strip().splitlines()[-1] == str(diverged.id)
+        assert len(store.metrics(diverged.id, "train")) >= 1  # its history is kept
+    else:
+        assert len(store.runs()) == run_count
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing", "is missing"), ("truncated", "truncated"), ("foreign", "not a ResNet Explorer checkpoint")])
+def test_damaged_checkpoints_fail_evaluate_and_resume_in_one_line(tmp_path, capsys, damage, message):
+    assert main(["train", *TINY, "--iterations", "2", "--home", str(tmp_path)]) == 0
+    run_id = damage_checkpoint(tmp_path, damage)
+    before = Store(tmp_path).metrics(run_id)
+    for argv in (["evaluate", str(run_id)], ["train", "--resume", str(run_id)]):
+        capsys.readouterr()
+        assert main([*argv, "--home", str(tmp_path)]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0]
+    assert Store(tmp_path).metrics(run_id) == before
+    assert Store(tmp_path).run(run_id).status == "failed"  # the resume attempt says why it stopped
