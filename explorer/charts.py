@@ -149,7 +149,7 @@ def depth_sweep_figure(sweep: pd.DataFrame) -> go.Figure:
                 marker=dict(symbol=look["symbol"], size=look["size"]),
                 hovertemplate=f"{net}-%{{x}}<br>%{{y:,}} {unit}<extra></extra>",
             ), row=1, col=column + 1)
-    figure.update_xaxes(type="log", title_text="depth (weighted layers, 6n+2)", tickvals=sorted(sweep["depth"].unique()))
+    figure.update_xaxes(type="log", title_text="depth (weighted layers, 6n+2)", tickvals=sorted(sweep["depth"].unique().tolist()))
     figure.update_yaxes(type="log", dtick=1, tickformat="~s")
     figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(title="net"))
     return figure

@@ -8,6 +8,8 @@ from explorer.cache import NetSummary, paper_context
 from resnet_core import paper_facts
 
 BATCH_HELP = "Images per training step; the paper uses 128 on CIFAR (§4.2) and 256 on ImageNet (§3.4)."
+# One height for every card, with or without a delta line, so rows and side-by-side columns line up.
+_METRIC_HEIGHT_PX = 130
 _PAPER_METRIC = {"parameters": "Parameters", "mult-adds (the paper's \"FLOPs\")": "Mult-adds per image"}
 
 
@@ -62,11 +64,12 @@ def totals(summary: NetSummary, batch_size: int, *, per_row: int = 3, baseline: 
             if label in published:
                 fact = published[label]
                 st.metric(label, value, delta=f"paper: {tables.count_text(fact.value)} ({fact.table})",
-                          delta_color="gray", delta_arrow="off", format=number_format, help=help_text, border=True)
+                          delta_color="gray", delta_arrow="off", format=number_format, help=help_text, border=True,
+                          height=_METRIC_HEIGHT_PX)
             else:
                 delta = None if other is None or other == value else value - other
                 st.metric(label, value, delta=delta, delta_color="off", format=number_format, help=help_text,
-                          border=True)
+                          border=True, height=_METRIC_HEIGHT_PX)
 
 
 def paper_table(summary: NetSummary) -> None:

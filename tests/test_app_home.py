@@ -1,0 +1,40 @@
+"""AppTest of the home page: renders, links only to pages that exist, and never imports torch."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+HOME = str(REPO / "streamlit_app.py")
+
+
+def test_home_renders_the_story_the_block_and_links():
+    at = AppTest.from_file(HOME, default_timeout=30).run()
+    assert not at.exception
+    assert [header.value for header in at.subheader][:3] == [
+        "The degradation problem", "Residual learning: F(x) + x", "What it achieved"]
+    block = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert "<b>F(x) + x</b>" in {annotation.get("text") for annotation in block["layout"]["annotations"]}
+    # Links carry the page's URL name: its file name without the ordering number.
+    links = {link.proto.page for link in at.get("page_link")}
+    assert links == {re.sub(r"^\d+_", "", path.stem) for path in (REPO / "pages").glob("*.py")}
+
+
+def test_home_imports_no_torch_and_loads_in_under_a_second():
+    # A fresh interpreter: this test process has torch loaded already.
+    script = f"""
+import sys, time
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({HOME!r}, default_timeout=30)
+at.run()
+start = time.perf_counter()
+at.run()
+print(time.perf_counter() - start, "torch" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    seconds, torch_loaded = result.stdout.split()[-2:]
+    assert torch_loaded == "False"
+    assert float(seconds) < 1.0
