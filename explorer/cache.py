@@ -21,6 +21,7 @@ class NetSummary:
     spec: rc.NetSpec
     layers: pd.DataFrame  # rc.layer_table: one row per leaf module
     stages: pd.DataFrame  # rc.stage_table: Table 1's rows
+    blocks: pd.DataFrame  # tables.block_table: what the diagram draws
     params: int
 
     @property
@@ -41,10 +42,6 @@ class NetSummary:
         """FLOPs in today's sense: a multiply and an add are two operations."""
         return 2 * self.mult_adds
 
-    @property
-    def blocks(self) -> pd.DataFrame:
-        return tables.block_table(self.layers)
-
     def activation_bytes(self, batch_size: int) -> int:
         return rc.activation_bytes(self.layers, batch_size)
 
@@ -58,7 +55,8 @@ def _summarise(spec_fields: dict) -> NetSummary:
     spec = rc.NetSpec.from_dict(spec_fields)
     model = rc.build_model(spec)
     layers = rc.layer_table(model)
-    return NetSummary(spec, layers, rc.stage_table(model, layers), rc.count_parameters(model))
+    return NetSummary(spec, layers, rc.stage_table(model, layers), tables.block_table(layers),
+                      rc.count_parameters(model))
 
 
 @st.cache_data(show_spinner="Summarising the CIFAR nets of every depth…")

@@ -90,18 +90,19 @@ def network_diagram(blocks: pd.DataFrame, input_shape: Sequence[int], expanded: 
     rows.append(("head", [_Box("pool · fc", shape_text(head["output_shape"]), _block_hover(head))]))
 
     figure = go.Figure()
+    shapes: list[dict] = []  # set once at the end: add_shape one by one is quadratic in plotly
     arcs: dict[str, tuple[list, list]] = {kind: ([], []) for kind in SHORTCUT_KINDS}
     centres_x, centres_y, texts, hovers = [], [], [], []
     for row, (_, boxes) in enumerate(rows):
         y = -row
         fill = STAGE_COLORS[(row - 1) % len(STAGE_COLORS)] if 0 < row < len(rows) - 1 else "#eeeeee"
         # The main path: what flows through the weight layers from box to box.
-        figure.add_shape(type="line", x0=-0.5, x1=len(boxes) - 0.5, y0=y, y1=y, layer="below",
-                         line=dict(color=BORDER, width=1.5))
+        shapes.append(dict(type="line", x0=-0.5, x1=len(boxes) - 0.5, y0=y, y1=y, layer="below",
+                           line=dict(color=BORDER, width=1.5)))
         for x, box in enumerate(boxes):
-            figure.add_shape(type="rect", x0=x - _BOX_HALF_WIDTH, x1=x + _BOX_HALF_WIDTH, y0=y - _BOX_HALF_HEIGHT,
-                             y1=y + _BOX_HALF_HEIGHT, fillcolor=fill, layer="below",
-                             line=dict(color=BORDER, width=1, dash="dot" if box.dashed else "solid"))
+            shapes.append(dict(type="rect", x0=x - _BOX_HALF_WIDTH, x1=x + _BOX_HALF_WIDTH, y0=y - _BOX_HALF_HEIGHT,
+                               y1=y + _BOX_HALF_HEIGHT, fillcolor=fill, layer="below",
+                               line=dict(color=BORDER, width=1, dash="dot" if box.dashed else "solid")))
             centres_x.append(x)
             centres_y.append(y)
             texts.append(f"<b>{box.title}</b><br>{box.subtitle}")
@@ -122,7 +123,7 @@ def network_diagram(blocks: pd.DataFrame, input_shape: Sequence[int], expanded: 
     ))
     widest = max(len(boxes) for _, boxes in rows)
     figure.update_layout(
-        height=90 + _ROW_HEIGHT_PX * len(rows),
+        shapes=shapes, height=90 + _ROW_HEIGHT_PX * len(rows),
         # A fixed top margin keeps side-by-side diagrams aligned whether or not they have a legend.
         margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white", hovermode="closest", showlegend=True,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),

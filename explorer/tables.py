@@ -31,15 +31,6 @@ def shape_text(shape: Sequence[int]) -> str:
     return "×".join(map(str, shape))
 
 
-def _shortcut_kind(block_rows: pd.DataFrame, unit: str) -> str:
-    shortcut = block_rows[block_rows["name"].str.startswith(f"{unit}.downsample")]
-    if shortcut.empty:
-        return "none"  # a plain block
-    if len(shortcut) > 1 or shortcut["kind"].iloc[0] == "Conv2d":
-        return "projection"
-    return "zero-pad" if shortcut["kind"].iloc[0] == "ZeroPadShortcut" else "identity"
-
-
 def block_table(layers: pd.DataFrame) -> pd.DataFrame:
     """One row per unit of the diagram, in order: the stem, every block, the head.
 
@@ -47,18 +38,25 @@ def block_table(layers: pd.DataFrame) -> pd.DataFrame:
     SHORTCUT_KINDS or `none`; `additions` counts the element-wise additions of F(x) + x for one image.
     """
     match = layers["name"].str.extract(_BLOCK_OP)
-    units = match[0].fillna(layers["stage"])
-    rows = []
-    for unit, rows_of_unit in layers.groupby(units, sort=False):
-        stage = rows_of_unit["stage"].iloc[0]
-        is_block = unit.startswith("layer")
-        index = int(unit.rsplit(".", 1)[1]) if is_block else 0
-        label = f"{stage[:-2]}_{index + 1}" if is_block else stage
-        adds = rows_of_unit.loc[rows_of_unit["kind"] == "ResidualAdd", "activations"].sum()
-        rows.append((unit, label, stage, index, _shortcut_kind(rows_of_unit, unit) if is_block else "none",
-                     rows_of_unit["output_shape"].iloc[-1], int(rows_of_unit["params"].sum()),
-                     int(rows_of_unit["mult_adds"].sum()), int(adds)))
-    return pd.DataFrame(rows, columns=BLOCK_COLUMNS)
+    shortcut_module = layers["name"].str.contains(".downsample", regex=False)
+    # Grouped aggregations, not a loop over groups: ResNet-1202 has 600 blocks.
+    units = layers.assign(
+        unit=match[0].fillna(layers["stage"]), index=match[2].astype("float").fillna(0).astype(int),
+        projection=shortcut_module & (layers["kind"] == "Conv2d"),
+        zero_pad=shortcut_module & (layers["kind"] == "ZeroPadShortcut"),
+        identity=shortcut_module & (layers["kind"] == "Identity"),
+        additions=layers["activations"].where(layers["kind"] == "ResidualAdd", 0),
+    ).groupby("unit", sort=False).agg(
+        stage=("stage", "first"), index=("index", "first"), projection=("projection", "any"),
+        zero_pad=("zero_pad", "any"), identity=("identity", "any"), output_shape=("output_shape", "last"),
+        params=("params", "sum"), mult_adds=("mult_adds", "sum"), additions=("additions", "sum"),
+    ).reset_index()
+    is_block = units["unit"].str.startswith("layer")
+    units["label"] = units["stage"].where(~is_block, units["stage"].str[:-2] + "_" + (units["index"] + 1).astype(str))
+    units["shortcut"] = "none"  # the stem, the head and plain blocks
+    for kind, column in (("identity", "identity"), ("zero-pad", "zero_pad"), ("projection", "projection")):
+        units.loc[units[column], "shortcut"] = kind
+    return units[BLOCK_COLUMNS]
 
 
 def count_text(value: float) -> str:
