@@ -89,7 +89,9 @@ def diagram(summary: NetSummary, key: str, *, expand_up_to: int = charts.MAX_BOX
     blocks = summary.blocks
     stage_sizes = blocks.iloc[1:-1].groupby("stage", sort=False).size()
     expanded = st.pills(
-        "Expanded stages", list(stage_sizes.index), selection_mode="multi", key=f"{key}_expanded",
+        # Keyed by the stage sizes, so a net of another shape starts from its own default.
+        "Expanded stages", list(stage_sizes.index), selection_mode="multi",
+        key=f"{key}_expanded_{'-'.join(map(str, stage_sizes))}",
         default=[stage for stage, size in stage_sizes.items() if size <= expand_up_to],
         help=f"An expanded stage shows every block (up to {charts.MAX_BOXES_PER_ROW}); a collapsed one shows its "
              "first block, where the shape changes, and one box for the identical rest.",
