@@ -39,11 +39,11 @@ with text:
     st.subheader("What it achieved")
     st.markdown(
         "- With shortcuts the degradation reverses: ResNet-34 beats ResNet-18 "
-        "(25.03 % vs 27.88 % top-1 error on ImageNet, Table 2), while plain-34 loses to plain-18.\n"
-        "- ResNet-152 reaches 4.49 % top-5 error as a single model (Table 4); an ensemble won ILSVRC 2015 "
-        "classification with 3.57 % (Table 5).\n"
-        "- On CIFAR-10, ResNet-110 reaches 6.43 % error with 1.7 M parameters, and even a 1202-layer net "
-        "trains without difficulty (7.93 %, Table 6)."
+        "(25.03% vs 27.88% top-1 error on ImageNet, Table 2), while plain-34 loses to plain-18.\n"
+        "- ResNet-152 reaches 4.49% top-5 error as a single model (Table 4); an ensemble won ILSVRC 2015 "
+        "classification with 3.57% (Table 5).\n"
+        "- On CIFAR-10, ResNet-110 reaches 6.43% error with 1.7 M parameters, and even a 1202-layer net "
+        "trains without difficulty (7.93%, Table 6)."
     )
 with picture:
     st.plotly_chart(residual_block_figure(), key="home_block", config={"displayModeBar": False, "staticPlot": True})
