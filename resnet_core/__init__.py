@@ -23,3 +23,7 @@ __all__ += ["Attribution", "attribute"]
 from .analysis import gradient_norms, layer_response_stds  # noqa: E402
 
 __all__ += ["gradient_norms", "layer_response_stds"]
+
+from .checkpoint import InvalidCheckpointError, load_model as load_checkpoint, save_model  # noqa: E402
+
+__all__ += ["InvalidCheckpointError", "load_checkpoint", "save_model"]

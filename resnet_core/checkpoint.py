@@ -86,3 +86,97 @@ def load_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(spec=metadata["spec"], recipe=metadata["recipe"], iteration=metadata["iteration"],
                       model_state=model_state, optimizer_state=optimizer_state, rng_state=tensors["rng.torch"],
                       trainer_state=metadata["trainer"])
+
+
+# ------------------------------------------------------------------ a network to use, from any file a user gives
+# Reading is pickle-free for safetensors and `torch.load(weights_only=True)` for .pt/.pth, so no file can run code.
+PICKLE_SUFFIXES = (".pt", ".pth")
+
+
+class InvalidCheckpointError(CheckpointError):
+    """A file that is not the checkpoint of a network it claims to be; the message is one sentence."""
+
+
+def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
+    """The network a checkpoint holds, in eval mode, and the checkpoint's metadata (`spec`, `recipe`, …).
+
+    Reads this project's safetensors checkpoints (training's or exported ones) and `.pt`/`.pth` files holding
+    a dict `{"spec": NetSpec.to_dict(), "model_state": state_dict, …}`. Raises `InvalidCheckpointError` for
+    anything else: pickles of other objects, random or truncated bytes, foreign safetensors, and weights of
+    another net than the metadata's spec (compared on the meta device, so a lying spec allocates nothing).
+    Exported from the package as `resnet_core.load_checkpoint`.
+    """
+    from .model import ResNet
+    from .specs import NetSpec
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidCheckpointError(f"There is no checkpoint file at {str(path)!r}.")
+    metadata, model_state = (_read_pickle_checkpoint if path.suffix in PICKLE_SUFFIXES else _read_safetensors)(path)
+    try:
+        spec = NetSpec.from_dict(metadata["spec"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidCheckpointError(f"{path.name} names no valid network in its metadata ({_one_line(error)}).") \
+            from None
+    with torch.device("meta"):
+        expected = {key: value.shape for key, value in ResNet(spec).state_dict().items()}
+    found = {key: value.shape for key, value in model_state.items()}
+    if found != expected:
+        wrong = len(expected.keys() ^ found.keys()) + sum(found[k] != expected[k] for k in expected.keys() & found.keys())
+        raise InvalidCheckpointError(f"{path.name} does not hold the {spec.name} its metadata names ({wrong} tensors "
+                                     "missing, extra or of another shape).")
+    model = ResNet(spec)
+    model.load_state_dict(model_state)
+    return model.eval(), metadata
+
+
+def save_model(path: str | os.PathLike, model: "ResNet", **metadata) -> None:
+    """Write only the network (no optimizer or trainer state) as a checkpoint `load_model` reads, with
+    JSON-able `metadata` (class names, normalisation, test error, …) beside its spec."""
+    tensors = {f"model.{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    header = {"format": FORMAT, "spec": model.spec.to_dict(), **metadata}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(header)})
+
+
+def _read_safetensors(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(METADATA_KEY)
+            if raw is None:
+                raise InvalidCheckpointError(f"{path.name} is not a ResNet Explorer checkpoint (a safetensors file "
+                                             f"without {METADATA_KEY!r} metadata).")
+            metadata = json.loads(raw)
+            model_state = {key[len("model."):]: handle.get_tensor(key) for key in handle.keys()
+                           if key.startswith("model.")}
+    except InvalidCheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise InvalidCheckpointError(f"{path.name} is truncated or not a safetensors checkpoint "
+                                     f"({_one_line(error)}).") from None
+    if not isinstance(metadata, dict):
+        raise InvalidCheckpointError(f"{path.name} has metadata that is not a JSON object.")
+    return metadata, model_state
+
+
+def _read_pickle_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    # weights_only unpickles tensors and plain containers only and runs no code; whatever it cannot parse
+    # (foreign objects, random bytes, a cut-off zip) means the file is not a checkpoint.
+    except Exception as error:  # noqa: BLE001
+        raise InvalidCheckpointError(f"{path.name} is not a readable weights-only PyTorch checkpoint "
+                                     f"({_one_line(error)}).") from None
+    model_state = content.get("model_state") if isinstance(content, dict) else None
+    if not (isinstance(model_state, dict)
+            and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in model_state.items())):
+        raise InvalidCheckpointError(f"{path.name} must hold a dict with 'spec' and 'model_state' (a state dict of "
+                                     "tensors).")
+    return {key: value for key, value in content.items() if key != "model_state"}, model_state
+
+
+def _one_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:200]
