@@ -199,8 +199,10 @@ class _Loop:
         self.store.add_checkpoint(self.run_id, self.iteration, path)
 
     def _fingerprint(self) -> str:
+        # Parameters only: BN running statistics are per rank between DDP's broadcasts (as on the paper's
+        # GPUs, whose BN was not synchronised); rank 0's go into the checkpoint.
         digest = hashlib.sha256()
-        for value in self.model.state_dict().values():
+        for value in self.model.parameters():
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
