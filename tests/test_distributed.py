@@ -1,5 +1,7 @@
 """`torchrun --nproc_per_node=2 -m resnet_core train …` on gloo: replicas stay identical, rank 0 alone records."""
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +20,18 @@ def test_two_cpu_processes_train_one_run_with_identical_weights(tmp_path):
         torchrun = shutil.which("torchrun")
     if torchrun is None:
         pytest.skip("torchrun is not installed next to this Python")
-    result = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "resnet_core", "train", "--model", "resnet8",
-         "--data", "synthetic", "--iterations", "6", "--batch-size", "32", "--eval-every", "3", "--device", "cpu",
-         "--precision", "fp32", "--home", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=180)
+    command = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "resnet_core", "train", "--model", "resnet8",
+               "--data", "synthetic", "--iterations", "6", "--batch-size", "32", "--eval-every", "3", "--device", "cpu",
+               "--precision", "fp32", "--home", str(tmp_path)]
+    # Its own process group, so a hung rendezvous cannot leave orphaned ranks behind.
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr
     store = Store(tmp_path)
     [run] = store.runs()  # rank 1 created nothing
