@@ -27,3 +27,14 @@ __all__ += ["gradient_norms", "layer_response_stds"]
 from .checkpoint import InvalidCheckpointError, load_model as load_checkpoint, save_model  # noqa: E402
 
 __all__ += ["InvalidCheckpointError", "load_checkpoint", "save_model"]
+
+from .data import ImageData, load_data, synthetic_data  # noqa: E402
+from .errors import DatasetError, StoreError, UserError  # noqa: E402
+from .evaluate import EvaluationReport, evaluate, evaluate_run, evaluation_report  # noqa: E402
+from .recipe import Recipe, paper_recipe  # noqa: E402
+from .store import Store  # noqa: E402
+from .train import RunEnd, TestMetrics, TrainMetrics, train  # noqa: E402
+
+__all__ += ["DatasetError", "EvaluationReport", "ImageData", "Recipe", "RunEnd", "Store", "StoreError", "TestMetrics",
+            "TrainMetrics", "UserError", "evaluate", "evaluate_run", "evaluation_report", "load_data", "paper_recipe",
+            "synthetic_data", "train"]
