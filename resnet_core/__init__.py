@@ -38,3 +38,7 @@ from .train import RunEnd, TestMetrics, TrainMetrics, train  # noqa: E402
 __all__ += ["DatasetError", "EvaluationReport", "ImageData", "Recipe", "RunEnd", "Store", "StoreError", "TestMetrics",
             "TrainMetrics", "UserError", "evaluate", "evaluate_run", "evaluation_report", "load_data", "paper_recipe",
             "synthetic_data", "train"]
+
+from .classifier import Classifier, WeightsUnavailableError, demo_classifier, imagenet_classifier  # noqa: E402
+
+__all__ += ["Classifier", "WeightsUnavailableError", "demo_classifier", "imagenet_classifier"]

@@ -1,0 +1,111 @@
+"""Which networks the Classify and Inside pages can ask, loaded once per checkpoint file.
+
+A choice is a short id kept in widget state (`demo:resnet20`, `run:3`, `imagenet:resnet50`); the models
+themselves live in `st.cache_resource`, keyed by the checkpoint's path and modification time, so a run that
+writes a newer checkpoint is reloaded. Cached models are in eval mode and shared by every session: callers
+only run forward passes under no_grad, and attributions work on a private copy. A training job never sees
+them: it is another process with its own copy read from the store.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+import resnet_core as rc
+from resnet_core import classifier as clf
+from resnet_core.data import ImageData, load_data, stored_size
+from resnet_core.store import Store
+
+DEMO_LABELS = {"plain20": "plain-20 demo (CIFAR-10)", "resnet20": "ResNet-20 demo (CIFAR-10)"}
+IMAGENET_LABELS = {"resnet18": "ResNet-18 (torchvision, ImageNet)", "resnet50": "ResNet-50 (torchvision, ImageNet)"}
+DEFAULT_PAIR = ("demo:plain20", "demo:resnet20")
+# Sources load_data reads without downloading anything.
+_LOCAL_BUILTINS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def store() -> Store:
+    """The run store of the app's data folder ($RESNET_EXPLORER_HOME, else ~/.resnet-explorer)."""
+    return Store()
+
+
+def model_choices() -> dict[str, str]:
+    """Choice id → label: the demo models, finished runs with a checkpoint, then the ImageNet weights."""
+    choices = {f"demo:{name}": label for name, label in DEMO_LABELS.items()}
+    runs = store()
+    for run in runs.runs():
+        if run.status == "finished" and runs.latest_checkpoint(run.id):
+            choices[f"run:{run.id}"] = f"run {run.id}: {run.name}"
+    choices.update({f"imagenet:{name}": label for name, label in IMAGENET_LABELS.items()})
+    return choices
+
+
+def checkpoint_path(choice: str) -> Path:
+    kind, _, name = choice.partition(":")
+    if kind == "demo":
+        return clf.demo_path(name)
+    if kind == "run":
+        latest = store().latest_checkpoint(int(name))
+        if latest is None:
+            raise rc.InvalidCheckpointError(f"Run {name} has no checkpoint yet; it writes one at every evaluation.")
+        return latest[1]
+    if kind == "imagenet":
+        return clf.imagenet_weights_path(name)
+    raise ValueError(f"Unknown model choice {choice!r}.")
+
+
+def classifier(choice: str, *, download: bool = False) -> clf.Classifier:
+    """The network of `choice`; raises a `ValueError` with a one-line message when it cannot be loaded."""
+    path = checkpoint_path(choice)
+    stamp = path.stat().st_mtime_ns if path.exists() else None
+    return _load(choice, str(path), stamp, download)
+
+
+# Errors are not cached: a file put in place (or a download that now works) loads on the next try.
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _load(choice: str, path: str, stamp: int | None, download: bool) -> clf.Classifier:
+    kind, _, name = choice.partition(":")
+    if kind == "demo":
+        return clf.from_checkpoint(path, DEMO_LABELS[name])
+    if kind == "run":
+        return clf.run_classifier(store(), int(name))
+    return clf.imagenet_classifier(name, download=download)
+
+
+def demo_metadata(name: str) -> dict:
+    """What the demo checkpoint recorded at export: test report, Fig. 7 stds, gradient norms."""
+    return _demo_metadata(name, clf.demo_path(name).stat().st_mtime_ns)
+
+
+@st.cache_data(max_entries=4)
+def _demo_metadata(name: str, _stamp: int) -> dict:
+    return rc.load_checkpoint(clf.demo_path(name))[1]
+
+
+# ------------------------------------------------------------------------------------------- datasets
+def local_dataset_source(model: clf.Classifier, choice: str) -> str | None:
+    """A dataset for this model's classes that can be read here without downloading, or None."""
+    kind, _, name = choice.partition(":")
+    if kind == "run":
+        candidates = [store().run(int(name)).data]
+    elif kind == "demo":  # the folder it was trained on, else the official CIFAR-10 once downloaded
+        candidates = [demo_metadata(name).get("data"), "cifar10"]
+    else:
+        return None  # ImageNet is never on this machine
+    for source in filter(None, candidates):
+        if source == "synthetic" or Path(source).is_dir():
+            return source
+        if source in _LOCAL_BUILTINS and (store().home / "datasets" / _LOCAL_BUILTINS[source]).is_dir():
+            return source
+    return None
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the dataset (decoded once, then cached)…")
+def dataset(source: str, image_size: int) -> ImageData:
+    return load_data(source, image_size=image_size, home=store().home)
+
+
+def dataset_for(model: clf.Classifier, choice: str) -> ImageData | None:
+    source = local_dataset_source(model, choice)
+    spec = model.model.spec
+    return None if source is None else dataset(source, stored_size(spec.family, spec.input_size))

@@ -1,0 +1,53 @@
+"""Classify: ask trained networks about an image, and see which pixels their answer rests on."""
+import streamlit as st
+
+from explorer import classify, models
+from explorer.setup import setup_page
+from resnet_core.images import ALLOWED_EXTENSIONS
+
+setup_page("Classify", ":material/image_search:")
+st.title(":material/image_search: Classify")
+st.caption("Upload images or pick an example; two networks answer side by side, and an attribution shows which "
+           "pixels each answer rests on.")
+
+choices = models.model_choices()
+with st.sidebar:
+    st.header("Networks")
+    left = classify.model_picker("Left network", "classify_left", models.DEFAULT_PAIR[0], choices)
+    compare = st.toggle("Compare with a second network", value=True, key="classify_compare")
+    right = classify.model_picker("Right network", "classify_right", models.DEFAULT_PAIR[1], choices) \
+        if compare else None
+    st.header("Attribution")
+    method = st.selectbox("Method", [None, *classify.METHOD_LABELS], key="classify_method",
+                          format_func=lambda name: "none" if name is None else classify.METHOD_LABELS[name],
+                          help=classify.METHOD_HELP)
+
+upload_tab, example_tab = st.tabs(["Your images", "Examples"])
+with upload_tab:
+    files = st.file_uploader("PNG, JPEG, WebP, GIF or BMP images", type=list(ALLOWED_EXTENSIONS),
+                             accept_multiple_files=True, key="classify_upload")
+    images, errors = classify.decode_all([(file.name, file.getvalue()) for file in files or []])
+    for error in errors:
+        st.error(error)
+with example_tab:
+    examples = {**classify.synthetic_examples(), **classify.dataset_examples(left)}
+    if len(examples) == len(classify.synthetic_examples()):
+        st.caption("Test images appear here too once the left network's dataset is on this machine (train a run "
+                   "on it, or `python -m resnet_core train --data cifar10 …` downloads CIFAR-10).")
+    example = st.selectbox("Example image", [None, *examples], key="classify_example",
+                           format_func=lambda name: "none" if name is None else name)
+if example is not None:
+    images[f"example: {example}"] = examples[example]
+if not images:
+    st.info("Upload an image or pick an example to see what the networks answer.")
+    st.stop()
+
+chosen = st.selectbox("Image", list(images), key="classify_image") if len(images) > 1 else next(iter(images))
+data = images[chosen]
+original, *answers = st.columns([1, 2, 2] if right else [1, 2], gap="large")
+with original:
+    st.subheader("Your image")
+    st.image(classify.decode(data), caption=chosen, width="stretch")
+for column, choice, side in zip(answers, (left, right), ("left", "right")):
+    with column:
+        classify.model_column(choice, data, method, f"classify_{side}")

@@ -1,0 +1,61 @@
+"""Inside the network: layer responses (Fig. 7), gradients through depth, and where a model goes wrong."""
+import streamlit as st
+
+from explorer import classify, explain_charts, inside, models
+from explorer.setup import setup_page
+
+setup_page("Inside", ":material/biotech:")
+st.title(":material/biotech: Inside the network")
+st.caption("Do residual nets keep their layer responses small (§4.2, Fig. 7)? Do gradients still reach the first "
+           "layers of a deep plain net? And which test images does a model get most confidently wrong?")
+
+st.header("Layer responses (Fig. 7)")
+left, right = st.columns([1, 3], gap="large")
+with left:
+    state = st.radio("Networks", list(explain_charts.STATE_LABELS), key="inside_state",
+                     format_func={"init": "at initialisation", "trained": "trained (demo plain-20 and ResNet-20)"}.get)
+    depth = st.selectbox("Depth", inside.INIT_DEPTHS, key="inside_depth", disabled=state == "trained",
+                         help="The trained demo nets have 20 layers; at initialisation any of the paper's depths.")
+depth = inside.TRAINED_DEPTH if state == "trained" else depth
+probe = inside.probe()
+with right:
+    st.plotly_chart(explain_charts.layer_response_figure(inside.layer_responses(state, depth), depth),
+                    key="inside_fig7")
+source = probe.source if probe.real or state == "init" else "CIFAR-10 test images, recorded when the demo was exported"
+st.caption(f"Standard deviation of each 3×3 layer's output after BN, before the addition and ReLU, on {source}. "
+           "In the paper's trained nets the residual responses are smaller than the plain ones, and shrink with "
+           "depth: residual functions stay close to zero (§4.2). At initialisation BN is still the identity.")
+
+st.header("Gradients through depth")
+st.plotly_chart(explain_charts.gradient_norm_figure(inside.gradient_norms(depth), depth), key="inside_gradients")
+st.caption(f"Norm of the loss gradient for each weight layer, one batch of {inside.GRADIENT_BATCH} images, log scale. "
+           "BN keeps plain nets' gradients from vanishing (§4.1): their trouble is optimisation, not signal. "
+           f"Trained curves exist for depth {inside.TRAINED_DEPTH}, the demo nets.")
+
+st.header("Where a model goes wrong")
+choices = {choice: label for choice, label in models.model_choices().items() if not choice.startswith("imagenet:")}
+choice = classify.model_picker("Model", "inside_model", models.DEFAULT_PAIR[1], choices)
+model = classify.loaded(choice)
+if model is None:
+    st.stop()
+has_data = models.local_dataset_source(model, choice) is not None
+recorded = inside.recorded_report(choice)
+if recorded is None and not has_data:
+    st.info("This model's dataset is not on this machine; train a run on a dataset here to evaluate it.")
+    st.stop()
+evaluation = inside.report(choice) if recorded is None else None
+per_class = recorded["per_class_accuracy"] if recorded else evaluation.per_class_accuracy
+matrix = recorded["confusion_matrix"] if recorded else evaluation.confusion_matrix
+accuracy_column, matrix_column = st.columns(2, gap="large")
+accuracy_column.plotly_chart(explain_charts.per_class_accuracy_figure(per_class, "Accuracy per class"),
+                             key="inside_accuracy")
+matrix_column.plotly_chart(explain_charts.confusion_matrix_figure(matrix, list(per_class), "Confusion matrix"),
+                           key="inside_confusion")
+st.subheader("Most confidently wrong test images")
+if not has_data:
+    st.info("The test images are not on this machine: `python -m resnet_core train --data cifar10 …` downloads "
+            "CIFAR-10 into the data folder, after which they appear here.")
+elif evaluation is not None or st.toggle("Classify the whole test set to find them", key="inside_mistakes"):
+    mistakes = inside.mistake_images(choice, evaluation or inside.report(choice))
+    for column, (image, caption) in zip(st.columns(8) * 2, mistakes):
+        column.image(image, caption=caption, width="stretch")

@@ -1,0 +1,154 @@
+"""Networks ready to classify a user's image: a model with its class names and input normalisation.
+
+Three sources: the demo checkpoints shipped in `resnet_core/demo/` (plain-20 and ResNet-20 on CIFAR-10,
+see docs/DEMO_MODELS.md), a finished run of the store, and torchvision's ImageNet weights for
+ResNet-18/50 loaded into our `variant="torchvision"` nets. Every model is returned in eval mode.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .checkpoint import InvalidCheckpointError, load_model, save_model
+from .errors import UserError
+from .images import IMAGENET_CROP_FRACTION, to_model_input
+from .model import ResNet, build_model
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_NAMES = ("plain20", "resnet20")
+# torchvision's original ImageNet weights (IMAGENET1K_V1): trained with the paper's recipe, as close to
+# Table 3/4 as public weights get.
+IMAGENET_NAMES = ("resnet18", "resnet50")
+
+
+class WeightsUnavailableError(UserError):
+    """Pretrained weights that are neither in the local torch cache nor downloadable."""
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A network in eval mode, the names of its classes and the normalisation it was trained with."""
+
+    label: str
+    model: ResNet
+    classes: tuple[str, ...]
+    mean: tuple[float, float, float]  # per channel, [0, 1] units
+    std: tuple[float, float, float]
+    crop_fraction: float = 1.0  # see images.to_model_input
+    test_error: float | None = None  # fraction, where measured
+
+    @property
+    def input_size(self) -> int:
+        return self.model.spec.input_size
+
+    def model_input(self, image: Image.Image) -> torch.Tensor:
+        """(1, 3, S, S): `image` resized, cropped and normalised as this network was trained."""
+        return to_model_input(image, self.input_size, self.mean, self.std, crop_fraction=self.crop_fraction)
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax (N, classes) for model input `x`; the model must stay in eval mode (BN's running stats)."""
+        return self.model(x).softmax(-1)
+
+    def top_k(self, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+        """The `k` likeliest classes of one image and their probabilities, likeliest first."""
+        values, indices = self.probabilities(x)[0].topk(min(k, len(self.classes)))
+        return [(self.classes[index], float(value)) for value, index in zip(values, indices.tolist())]
+
+
+# ------------------------------------------------------------------------------------------- demo checkpoints
+def demo_path(name: str) -> Path:
+    if name not in DEMO_NAMES:
+        raise UserError(f"Unknown demo model {name!r}; allowed: {', '.join(DEMO_NAMES)}.")
+    return DEMO_DIR / f"{name}.safetensors"
+
+
+def from_checkpoint(path: str | os.PathLike, label: str | None = None) -> Classifier:
+    """A classifier from a checkpoint whose metadata carries `classes`, `mean` and `std` (as `export_classifier`
+    writes them, e.g. the demo checkpoints)."""
+    model, metadata = load_model(path)
+    try:
+        classes, mean, std = tuple(metadata["classes"]), tuple(metadata["mean"]), tuple(metadata["std"])
+    except (KeyError, TypeError):
+        raise InvalidCheckpointError(f"{Path(path).name} lacks the class names and normalisation a classifier "
+                                     "needs (metadata 'classes', 'mean', 'std').") from None
+    if len(classes) != model.spec.num_classes or len(mean) != 3 or len(std) != 3:
+        raise InvalidCheckpointError(f"{Path(path).name} names {len(classes)} classes for a net with "
+                                     f"{model.spec.num_classes} outputs, or a normalisation without 3 channels.")
+    return Classifier(label or metadata.get("label") or model.spec.name, model, classes, mean, std,
+                      test_error=metadata.get("test_error"))
+
+
+def demo_classifier(name: str) -> Classifier:
+    """A demo model shipped with the package: `plain20` or `resnet20`, trained on CIFAR-10."""
+    return from_checkpoint(demo_path(name))
+
+
+def export_classifier(path: str | os.PathLike, classifier: Classifier, **metadata) -> None:
+    """Write `classifier` as a model-only checkpoint that `from_checkpoint` reads back whole."""
+    save_model(path, classifier.model, label=classifier.label, classes=list(classifier.classes),
+               mean=list(classifier.mean), std=list(classifier.std), test_error=classifier.test_error, **metadata)
+
+
+# ------------------------------------------------------------------------------------------- runs of the store
+def run_classifier(store, run_id: int) -> Classifier:
+    """A run's latest checkpoint, normalised with its dataset's statistics (the dataset must be readable here)."""
+    from .data import load_data, stored_size
+
+    run = store.run(run_id)
+    latest = store.latest_checkpoint(run_id)
+    if latest is None:
+        raise InvalidCheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
+    model, _ = load_model(latest[1])
+    spec = model.spec
+    data = load_data(run.data, image_size=stored_size(spec.family, spec.input_size), home=store.home)
+    return Classifier(f"run {run_id}: {run.name}", model, tuple(data.classes),
+                      tuple(data.channel_mean.tolist()), tuple(data.channel_std.tolist()))
+
+
+# ------------------------------------------------------------------------------------------- torchvision ImageNet
+def _imagenet_weights(name: str):
+    from torchvision.models import ResNet18_Weights, ResNet50_Weights
+
+    if name not in IMAGENET_NAMES:
+        raise UserError(f"No ImageNet weights for {name!r}; allowed: {', '.join(IMAGENET_NAMES)}.")
+    return {"resnet18": ResNet18_Weights, "resnet50": ResNet50_Weights}[name].IMAGENET1K_V1
+
+
+def imagenet_weights_path(name: str) -> Path:
+    """Where torch's hub cache keeps torchvision's file for `name` ($TORCH_HOME/hub/checkpoints/…)."""
+    url = _imagenet_weights(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+
+
+def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
+    """torchvision's ImageNet `resnet18` or `resnet50` (IMAGENET1K_V1) in our net, from the local torch cache;
+    with `download`, fetched first when missing. Raises `WeightsUnavailableError` saying where to put the file."""
+    weights = _imagenet_weights(name)
+    path = imagenet_weights_path(name)
+    if not path.is_file() and download:
+        try:
+            torch.hub.load_state_dict_from_url(weights.url, check_hash=True, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as error:  # offline, proxy, hash mismatch, disk full
+            lines = str(error).strip().splitlines()
+            reason = lines[0] if lines else type(error).__name__
+            raise WeightsUnavailableError(f"Cannot download {weights.url} ({reason}); put that file at {path} "
+                                          "instead.") from None
+    if not path.is_file():
+        raise WeightsUnavailableError(f"torchvision's {name} ImageNet weights are not in the torch cache; download "
+                                      f"{weights.url} and put it at {path} (or set TORCH_HOME).")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(name, variant="torchvision")
+        model.load_state_dict(state)
+    except Exception as error:  # noqa: BLE001 — weights_only runs no code; any failure means a bad file
+        lines = str(error).strip().splitlines()
+        raise InvalidCheckpointError(f"{path} is not torchvision's {name} weights ({lines[0] if lines else error!r}); "
+                                     "delete it and download it again.") from None
+    transform = weights.transforms()
+    return Classifier(f"{name} (torchvision, ImageNet)", model.eval(), tuple(weights.meta["categories"]),
+                      tuple(transform.mean), tuple(transform.std), crop_fraction=IMAGENET_CROP_FRACTION)
