@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .errors import StoreError
 
@@ -277,3 +277,57 @@ class Store:
         row = self._db.execute("SELECT iteration, path FROM checkpoints WHERE run_id=? ORDER BY iteration DESC "
                                "LIMIT 1", (run_id,)).fetchone()
         return (row["iteration"], Path(row["path"])) if row else None
+
+    # ------------------------------------------------------------------------------------ job queue
+    def has_pending(self) -> bool:
+        """Whether any run is queued or running: a read, so idle pollers never take the write lock."""
+        return self._db.execute("SELECT 1 FROM runs WHERE status IN ('queued', 'running') LIMIT 1").fetchone() is not None
+
+    def start_queued(self, cap: int, launch: Callable[[Run], int], alive: Callable[[int | None], bool],
+                     lost_reason: Callable[[Run], str]) -> list[int]:
+        """Fail `running` runs whose process is gone, then start the oldest queued runs while fewer than `cap` run.
+
+        `launch(run)` starts a process and returns its pid. Counting, choosing and marking happen in one write
+        transaction, so callers racing in several processes never start more than `cap` runs between them.
+        Returns the ids started.
+        """
+        started = []
+        with self._transaction() as db:
+            running = [Run.from_row(row) for row in db.execute("SELECT * FROM runs WHERE status='running'")]
+            lost = [run for run in running if not alive(run.pid)]
+            db.executemany("UPDATE runs SET status='failed', error=?, ended=? WHERE id=?",
+                           [(lost_reason(run), time.time(), run.id) for run in lost])
+            free = cap - (len(running) - len(lost))
+            for row in db.execute("SELECT * FROM runs WHERE status='queued' ORDER BY id LIMIT ?", (max(free, 0),))\
+                    .fetchall():
+                run = Run.from_row(row)
+                db.execute("UPDATE runs SET status='running', pid=?, started=COALESCE(started, ?), ended=NULL, "
+                           "error=NULL WHERE id=?", (launch(run), time.time(), run.id))
+                started.append(run.id)
+        return started
+
+    def adopt(self, run_id: int, pid: int) -> bool:
+        """Process `pid` takes the run a dispatcher started for it (or, should that dispatcher have rolled back,
+        the still-queued run); False when the run belongs to another process or has ended."""
+        with self._transaction() as db:
+            cursor = db.execute("UPDATE runs SET status='running', pid=?, started=COALESCE(started, ?), ended=NULL, "
+                                "error=NULL WHERE id=? AND (status='queued' OR (status='running' AND pid=?))",
+                                (pid, time.time(), run_id, pid))
+            return cursor.rowcount == 1
+
+    def queued_ids(self) -> list[int]:
+        """Queued runs in the order they will start."""
+        return [row[0] for row in self._db.execute("SELECT id FROM runs WHERE status='queued' ORDER BY id")]
+
+    def cancel_queued(self, run_id: int) -> bool:
+        """Cancel a run that has not started; False when it is no longer queued."""
+        with self._transaction() as db:
+            cursor = db.execute("UPDATE runs SET status='cancelled', error='Cancelled before it started.', ended=? "
+                                "WHERE id=? AND status='queued'", (time.time(), run_id))
+            return cursor.rowcount == 1
+
+    def delete_run(self, run_id: int) -> bool:
+        """Forget a run that is not running, with its metrics and checkpoint rows (its files are the caller's);
+        False when it is running."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM runs WHERE id=? AND status!='running'", (run_id,)).rowcount == 1

@@ -1,0 +1,213 @@
+"""The job queue over the run store: submit runs, start them as separate processes under a cap, control them.
+
+    run_ids = [submit("plain20", "synthetic", iterations=200), submit("resnet20", "synthetic", iterations=200)]
+    dispatch()        # starts queued runs while fewer than the cap run; cheap to call often
+
+A run submitted here is the same thing as one the CLI trains: `python -m resnet_core train --run-id ID` in its
+own session (so it outlives the app that started it), writing metrics and checkpoints to the store. Every
+caller may dispatch (each page poll, each training process as it ends), so the queue advances with or without
+the app. The cap holds across processes because `Store.start_queued` counts and marks in one write transaction.
+No UI code here.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from .data import SOURCE_HELP, _list_split  # the folder rules of load_data, without decoding
+from .device import pick_precision
+from .errors import StoreError, UserError
+from .recipe import Recipe, paper_recipe
+from .specs import get_spec
+from .store import Run, Store, process_alive
+
+CAP_VARIABLE = "RESNET_EXPLORER_MAX_RUNS"
+LOG_NAME = "train.log"
+CANCEL_MARKER = "cancel-requested"  # holds the pid that was sent SIGTERM, so a second cancel cannot kill it
+# Train sizes of the built-in sources; synthetic matches load_data's default synthetic_sizes.
+SOURCE_SIZES = {"cifar10": (10, 50_000), "cifar100": (100, 50_000), "synthetic": (10, 2048)}
+# A CPU trains ResNet-20 at ~400-700 img/s (docs/BENCHMARKS.md): 10 CIFAR epochs take ~15 min, ResNet-110's ~1.5 h.
+CPU_MAX_EPOCHS = 10
+CPU_MAX_DEPTH = 110
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def max_concurrent_runs(cap: int | None = None) -> int:
+    """`cap`, else $RESNET_EXPLORER_MAX_RUNS, else one run per CPU core."""
+    value = cap if cap is not None else os.environ.get(CAP_VARIABLE) or os.cpu_count() or 1
+    try:
+        value = int(value)
+    except ValueError:
+        raise UserError(f"${CAP_VARIABLE} must be a whole number of runs; got {value!r}.") from None
+    if value < 1:
+        raise UserError(f"The cap on concurrent runs must be at least 1; got {value}.")
+    return value
+
+
+def threads_per_run(cap: int | None = None) -> int:
+    """Torch threads of each run, so `cap` runs together use the cores once and never oversubscribe them."""
+    return max(1, (os.cpu_count() or 1) // max_concurrent_runs(cap))
+
+
+def dataset_shape(source: str) -> tuple[int, int]:
+    """(classes, training images) of a source, without decoding it."""
+    if source in SOURCE_SIZES:
+        return SOURCE_SIZES[source]
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"Unknown dataset {source!r}; allowed: {SOURCE_HELP}.")
+    listing = _list_split(folder, "train")
+    return len(listing), sum(len(files) for files in listing.values())
+
+
+def submit(model: str, data: str, *, iterations: int | None = None, epochs: int | None = None,
+           batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "cpu",
+           precision: str | None = None, eval_every: int | None = None, name: str | None = None,
+           store: Store | None = None) -> int:
+    """Queue a run with the paper's recipe for `model`, shortened to `iterations` or `epochs`; returns its id.
+
+    Checks what can be checked without the data (names, sizes, the CPU limits); a dataset that cannot be
+    loaded makes the run fail with its reason when it starts.
+    """
+    store = store or Store()
+    classes, train_images = dataset_shape(data)
+    try:
+        spec = get_spec(model, num_classes=classes)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    overrides = {key: value for key, value in (("batch_size", batch_size), ("lr", lr), ("eval_interval", eval_every))
+                 if value is not None}
+    recipe = Recipe.from_dict({**paper_recipe(spec).to_dict(), **overrides})
+    recipe = recipe.shortened(iterations=iterations, epochs=epochs, train_images=train_images)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("This server has no usable CUDA GPU; train on the cpu.")
+    if device == "cpu":
+        run_epochs = recipe.iterations / recipe.iterations_per_epoch(train_images)
+        if spec.depth > CPU_MAX_DEPTH:
+            raise UserError(f"{spec.name} is too deep to train on this CPU-only server; pick a depth up to "
+                            f"{CPU_MAX_DEPTH}.")
+        if run_epochs > CPU_MAX_EPOCHS + 1e-9:
+            raise UserError(f"{run_epochs:.1f} epochs are too long for this CPU-only server; train at most "
+                            f"{CPU_MAX_EPOCHS} epochs ({CPU_MAX_EPOCHS * recipe.iterations_per_epoch(train_images)}"
+                            f" iterations of {recipe.batch_size}).")
+    return store.create_run(name=name or f"{spec.name} on {data}", spec=spec.to_dict(), recipe=recipe.to_dict(),
+                            data=data, device=device, precision=pick_precision(torch.device(device), precision),
+                            seed=seed)
+
+
+def dispatch(store: Store | None = None, cap: int | None = None) -> list[int]:
+    """Fail runs whose process died, then start queued runs while fewer than the cap run; returns the ids started."""
+    store = store or Store()
+    if not store.has_pending():
+        return []
+    cap = max_concurrent_runs(cap)
+    return store.start_queued(cap, lambda run: _launch(store, run, threads_per_run(cap)), alive=process_running,
+                              lost_reason=lambda run: _lost_reason(store, run))
+
+
+def _launch(store: Store, run: Run, threads: int) -> int:
+    folder = store.run_dir(run.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CANCEL_MARKER).unlink(missing_ok=True)
+    command = [sys.executable, "-m", "resnet_core", "train", "--run-id", str(run.id), "--home", str(store.home),
+               "--threads", str(threads)]
+    path = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+    with open(folder / LOG_NAME, "ab") as log:
+        # A session of its own: the run outlives the app that started it and ignores the app's Ctrl-C.
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, cwd=_PACKAGE_ROOT,
+                                   env={**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads)})
+    return process.pid
+
+
+def process_running(pid: int | None) -> bool:
+    """Whether `pid` still runs; reaps it if it is an exited child of this process (a zombie still 'exists')."""
+    if not pid:
+        return False
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: someone else reaps it
+        return process_alive(pid)
+    return reaped == 0
+
+
+def _lost_reason(store: Store, run: Run) -> str:
+    checkpoint = store.latest_checkpoint(run.id)
+    where = f"from its checkpoint at iteration {checkpoint[0]}" if checkpoint else "from the start"
+    last = _last_log_line(store, run.id)
+    return (f"Interrupted: its process {run.pid} stopped without finishing ({last or 'killed'}); resume it to "
+            f"continue {where}.")
+
+
+def _last_log_line(store: Store, run_id: int) -> str:
+    """The last line a run's process wrote, e.g. an exception's message (progress bars use carriage returns)."""
+    try:
+        tail = (store.run_dir(run_id) / LOG_NAME).read_bytes()[-4096:].decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def queue_positions(store: Store | None = None) -> dict[int, int]:
+    """Queued run id -> its place in the queue (1 starts next)."""
+    store = store or Store()
+    return {run_id: position for position, run_id in enumerate(store.queued_ids(), start=1)}
+
+
+def cancel_requested(store: Store, run: Run) -> bool:
+    """Whether this run's current process was already asked to stop (it saves a checkpoint before it does)."""
+    try:
+        return (store.run_dir(run.id) / CANCEL_MARKER).read_text() == str(run.pid)
+    except OSError:
+        return False
+
+
+def cancel(run_id: int, store: Store | None = None) -> str:
+    """Cancel a queued run at once, or ask a running one to stop after a checkpoint; returns what was done."""
+    store = store or Store()
+    if store.cancel_queued(run_id):
+        return f"Run {run_id} was cancelled before it started."
+    run = store.run(run_id)
+    if run.status != "running":
+        raise StoreError(f"Run {run_id} is already {run.status}; only queued or running runs can be cancelled.")
+    if cancel_requested(store, run):
+        raise StoreError(f"Run {run_id} is already stopping; it saves a checkpoint first.")
+    if not process_running(run.pid):
+        dispatch(store)  # marks it interrupted
+        raise StoreError(f"Run {run_id} had already stopped: its process {run.pid} is gone.")
+    # Mark before signalling: a second SIGTERM would stop the process without its final checkpoint.
+    store.run_dir(run.id).mkdir(parents=True, exist_ok=True)
+    (store.run_dir(run.id) / CANCEL_MARKER).write_text(str(run.pid))
+    os.kill(run.pid, signal.SIGTERM)
+    return f"Run {run_id} stops after saving a checkpoint."
+
+
+def resume(run_id: int, store: Store | None = None) -> str:
+    """Queue a cancelled or interrupted run again; it continues from its last checkpoint."""
+    store = store or Store()
+    if store.run(run_id).status == "queued":
+        raise StoreError(f"Run {run_id} is already queued.")
+    store.requeue_for_resume(run_id)  # refuses finished, diverged and still-running runs in one sentence
+    dispatch(store)
+    return f"Run {run_id} is queued to continue from its last checkpoint."
+
+
+def delete(run_id: int, store: Store | None = None) -> str:
+    """Forget a run that is not running, with its metrics, checkpoints and log."""
+    store = store or Store()
+    if not store.delete_run(run_id):  # it is running, or there is no such run (store.run says so)
+        run = store.run(run_id)
+        if process_running(run.pid):
+            raise StoreError(f"Run {run_id} is running; cancel it and wait until it has stopped before deleting it.")
+        dispatch(store)  # its process is gone: mark it interrupted, which makes it deletable
+        if not store.delete_run(run_id):
+            raise StoreError(f"Run {run_id} started again meanwhile; cancel it before deleting it.")
+    shutil.rmtree(store.run_dir(run_id), ignore_errors=True)
+    return f"Run {run_id} was deleted."

@@ -1,0 +1,158 @@
+"""The job queue: the cap under racing dispatchers, queue order, real runs started by the queue, bad actions."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from resnet_core import jobs
+from resnet_core.errors import StoreError, UserError
+from resnet_core.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(iterations=4, batch_size=8, eval_every=2)
+
+
+def queue(store: Store, count: int) -> list[int]:
+    return [jobs.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(count)]
+
+
+def sleeper() -> subprocess.Popen:
+    """A process that stands in for a training process: alive until killed."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+
+
+# The same racing dispatcher, in threads of this process and in other processes: every launch pretends to
+# start a process that stays alive (this pid), so only the cap decides how many run.
+RACE = """
+import os, sys
+from resnet_core.store import Store
+store = Store(sys.argv[1])
+for _ in range(20):
+    store.start_queued(int(sys.argv[2]), launch=lambda run: os.getpid(), alive=lambda pid: True,
+                       lost_reason=lambda run: "lost")
+"""
+
+
+def test_cap_holds_under_dispatchers_racing_in_threads_and_processes(tmp_path):
+    store = Store(tmp_path)
+    queue(store, 12)
+    cap = 3
+    processes = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), str(cap)], cwd=REPO) for _ in range(3)]
+
+    def race() -> None:
+        mine = Store(tmp_path)
+        for _ in range(20):
+            mine.start_queued(cap, launch=lambda run: os.getpid(), alive=lambda pid: True,
+                              lost_reason=lambda run: "lost")
+
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(process.wait(timeout=60) == 0 for process in processes)
+    assert store.count_running() == cap
+    assert [run.id for run in store.runs() if run.status == "running"] == [1, 2, 3]  # oldest first
+    assert jobs.queue_positions(store) == {run_id: run_id - 3 for run_id in range(4, 13)}
+
+
+def test_queued_runs_start_in_order_as_runs_finish(tmp_path):
+    """Real training processes: with a cap of 1 the second run waits, and the first starts it when it ends."""
+    store = Store(tmp_path)
+    first, second = queue(store, 2)
+    assert jobs.queue_positions(store) == {first: 1, second: 2}
+    os.environ[jobs.CAP_VARIABLE] = "1"  # the first run's own dispatch at its end must see the same cap
+    try:
+        assert jobs.dispatch(store) == [first]
+        assert jobs.queue_positions(store) == {second: 1}
+        deadline = time.monotonic() + 90
+        while {store.run(first).status, store.run(second).status} != {"finished"}:
+            assert time.monotonic() < deadline, (tmp_path / "runs" / "1" / jobs.LOG_NAME).read_text()
+            assert store.count_running() <= 1
+            time.sleep(0.2)
+    finally:
+        del os.environ[jobs.CAP_VARIABLE]
+    for run_id in (first, second):
+        assert [row["iteration"] for row in store.metrics(run_id, "test")] == [2, 4]
+        assert store.latest_checkpoint(run_id)[0] == 4
+        assert str(run_id) == (store.run_dir(run_id) / jobs.LOG_NAME).read_text().split()[-1]  # the CLI's last line
+    assert store.run(second).started >= store.run(first).ended - 1
+
+
+def test_cancel_twice_delete_running_and_a_dead_process(tmp_path):
+    store = Store(tmp_path)
+    run_id, = queue(store, 1)
+    process = sleeper()
+    try:
+        assert store.start_queued(1, launch=lambda run: process.pid, alive=jobs.process_running,
+                                  lost_reason=lambda run: "lost") == [run_id]
+        assert "stops after saving a checkpoint" in jobs.cancel(run_id, store)
+        with pytest.raises(StoreError, match="already stopping"):
+            jobs.cancel(run_id, store)  # a second SIGTERM would stop it without its checkpoint
+        with pytest.raises(StoreError, match="is running; cancel it and wait"):
+            jobs.delete(run_id, store)
+        assert store.run(run_id).status == "running"
+    finally:
+        process.kill()
+        process.wait()
+    jobs.dispatch(store)  # notices the process is gone
+    run = store.run(run_id)
+    assert run.status == "failed"
+    assert run.error.startswith(f"Interrupted: its process {process.pid} stopped without finishing")
+    assert run.error.endswith("resume it to continue from the start.")
+    with pytest.raises(StoreError, match="already failed"):
+        jobs.cancel(run_id, store)
+
+
+def test_dead_child_of_this_process_is_noticed(tmp_path):
+    """An exited child stays a zombie until reaped, and a zombie still answers os.kill(pid, 0)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    while not os.path.exists(f"/proc/{process.pid}") or open(f"/proc/{process.pid}/stat").read().split()[2] != "Z":
+        time.sleep(0.05)
+    assert not jobs.process_running(process.pid)
+
+
+def test_cancel_queued_resume_and_delete(tmp_path):
+    store = Store(tmp_path)
+    first, second = queue(store, 2)
+    assert jobs.cancel(first, store) == f"Run {first} was cancelled before it started."
+    assert jobs.queue_positions(store) == {second: 1}
+    with pytest.raises(StoreError, match="already cancelled"):
+        jobs.cancel(first, store)
+    store.run_dir(first).mkdir(parents=True)
+    assert jobs.delete(first, store) == f"Run {first} was deleted."
+    assert not store.run_dir(first).exists() and [run.id for run in store.runs()] == [second]
+    with pytest.raises(StoreError, match="already queued"):
+        jobs.resume(second, store)
+    store.finish(second, "finished")
+    with pytest.raises(StoreError, match="has finished"):
+        jobs.resume(second, store)
+    assert store.run(second).status == "finished"
+    with pytest.raises(StoreError, match="No run 99"):
+        jobs.delete(99, store)
+
+
+def test_submit_refuses_what_a_cpu_server_cannot_train(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    with pytest.raises(UserError, match="too deep to train on this CPU-only server"):
+        jobs.submit("resnet1202", "synthetic", iterations=1, store=store)
+    with pytest.raises(UserError, match="train at most 10 epochs"):
+        jobs.submit("resnet20", "cifar10", epochs=11, store=store)
+    with pytest.raises(UserError, match="Unknown dataset"):
+        jobs.submit("resnet20", str(tmp_path / "missing"), epochs=1, store=store)
+    monkeypatch.setenv(jobs.CAP_VARIABLE, "zero")
+    with pytest.raises(UserError, match="must be a whole number"):
+        jobs.max_concurrent_runs()
+    assert store.runs() == []
+
+
+def test_threads_share_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert jobs.max_concurrent_runs() == 8 and jobs.threads_per_run() == 1
+    assert jobs.threads_per_run(2) == 4
