@@ -65,8 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-images", type=int, default=0, metavar="N",
                        help="evaluate on N held-out training images instead of the test set (§4.2 uses 5000)")
     train.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
-    train.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a killed or cancelled run from its "
-                       "last checkpoint, with its own settings")
+    stored = train.add_mutually_exclusive_group()
+    stored.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a killed or cancelled run from its "
+                        "last checkpoint, with its own settings")
+    stored.add_argument("--run-id", type=int, metavar="RUN_ID", help="train a run that the job queue "
+                        "(resnet_core.jobs) created and started for this process, with its own settings")
+    train.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: the cores shared "
+                       "evenly among the processes of a torchrun)")
 
     runs = with_home(commands.add_parser("runs", help="list the recorded runs"))
     runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -115,12 +120,13 @@ def _train(args: argparse.Namespace) -> int:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if args.resume is not None:
+    stored_run = args.resume if args.resume is not None else args.run_id
+    if stored_run is not None:
         given = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--epochs", args.epochs),
                                           ("--iterations", args.iterations), ("--batch-size", args.batch_size),
                                           ("--lr", args.lr), ("--name", args.name)) if value is not None]
         if given:
-            raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given)}.")
+            raise UserError(f"--resume and --run-id train a run with its own settings; drop {', '.join(given)}.")
     else:
         missing = [flag for flag, value in (("--model", args.model), ("--data", args.data)) if value is None]
         if args.epochs is None and args.iterations is None:
@@ -135,20 +141,32 @@ def _train(args: argparse.Namespace) -> int:
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1; got {args.threads}.")
+        torch.set_num_threads(args.threads)
+    else:
+        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
     store = Store(args.home) if rank == 0 else None
-    if args.resume is not None:
-        run = store.requeue_for_resume(args.resume) if store else None
+    if stored_run is not None:
+        run = None
+        if store is not None:
+            run = store.requeue_for_resume(args.resume) if args.resume is not None else store.run(args.run_id)
         setup = [run and (run.id, run.spec, run.recipe, run.data, run.seed, run.precision)]
     else:
         setup = [None]
     if world > 1:  # rank 0 read the run; the others follow its settings
         torch.distributed.broadcast_object_list(setup, src=0)
-    if args.resume is not None:
+    if stored_run is not None:
         run_id, spec_dict, recipe_dict, source, seed, precision = setup[0]
         spec, recipe = NetSpec.from_dict(spec_dict), Recipe.from_dict(recipe_dict)
-        data = load_data(source, image_size=stored_size(spec.family, spec.input_size), home=args.home)
+        try:
+            data = load_data(source, image_size=stored_size(spec.family, spec.input_size), home=args.home)
+        except UserError as error:  # e.g. a folder deleted, or CIFAR offline: the run says why in the store
+            if args.run_id is not None and store is not None and store.adopt(run_id, os.getpid()):
+                store.finish(run_id, "failed", str(error))
+            raise
         if recipe.validation_images:
             data = data.with_validation_split(recipe.validation_images, seed)
     else:
@@ -169,8 +187,10 @@ def _train(args: argparse.Namespace) -> int:
             run_id = store.create_run(name=args.name or f"{spec.name} on {source}", spec=spec.to_dict(),
                                       recipe=recipe.to_dict(), data=source, device=device.type,
                                       precision=pick_precision(device, precision), seed=seed)
-    if store is not None and not store.claim(run_id, os.getpid()):
-        raise UserError(f"Run {run_id} was claimed by another process meanwhile.")
+    if store is not None:
+        claim = store.adopt if args.run_id is not None else store.claim
+        if not claim(run_id, os.getpid()):
+            raise UserError(f"Run {run_id} was claimed by another process meanwhile.")
     if rank == 0:
         print(f"run {run_id}: {spec.name} on {data.name} ({len(data.train_labels)} training images), "
               f"{recipe.iterations} iterations of {recipe.batch_size}, {device.type}; store {store.path}", flush=True)
@@ -207,6 +227,9 @@ def _train(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     print(f"run {run_id} {end.status} at iteration {end.iteration}" + (f": {end.message}" if end.message else ""))
+    from .jobs import dispatch
+
+    dispatch(store)  # this run's slot is free: start the next queued run, even if no page is open
     print(run_id)
     if end.status == "diverged":
         print(f"error: {end.message}", file=sys.stderr)
