@@ -13,6 +13,10 @@ PAGES = [
      "Build any net of the paper, or your own; see its layers, shapes, costs and the paper's numbers."),
     ("pages/2_Compare.py", "Compare", ":material/compare_arrows:",
      "Put a plain net beside its residual twin; see what shortcuts and depth cost."),
+    ("pages/3_Train.py", "Train", ":material/model_training:",
+     "Train a plain net and its residual twin at once and watch the degradation problem appear, live."),
+    ("pages/4_Runs.py", "Runs", ":material/history:",
+     "Every training run: final errors beside the paper's, curves overlaid, metrics and checkpoints to download."),
 ]
 
 setup_page(APP_NAME)

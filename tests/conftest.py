@@ -103,3 +103,27 @@ def browser_page():
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         yield page
         browser.close()
+
+
+def _plotly_values(value):
+    """A Plotly array from its JSON: a list, or the binary form {dtype, bdata, shape} numpy arrays take."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return value
+
+
+@pytest.fixture
+def app_chart_traces():
+    """A function: every Plotly trace an AppTest drew, by name, with x and y as plain lists."""
+    import json
+
+    def traces(at) -> dict[str, dict]:
+        figures = [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+        return {trace["name"]: {**trace, "x": _plotly_values(trace.get("x")), "y": _plotly_values(trace.get("y"))}
+                for figure in figures for trace in figure["data"]}
+
+    return traces

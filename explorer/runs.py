@@ -1,0 +1,263 @@
+"""Launch, control and poll training runs for the pages, through the run store and resnet_core.jobs.
+
+Pages keep only run ids; everything else is read from the store on each poll. Metric rows are cached per
+run (shared by every session, fetched incrementally with `after_iteration`); the cache is only a cache:
+clearing it or restarting the app refetches from the store.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from explorer.training_charts import RunCurves
+from resnet_core import jobs, paper
+from resnet_core.errors import UserError
+from resnet_core.store import METRIC_COLUMNS, Run, Store, resolve_home
+
+_local = threading.local()
+
+
+def store() -> Store:
+    """This thread's store of the data folder ($RESNET_EXPLORER_HOME): a SQLite connection is per thread."""
+    home = resolve_home()
+    stores = _local.__dict__.setdefault("stores", {})
+    if home not in stores:
+        stores[home] = Store(home)
+    return stores[home]
+
+
+def parse_run_ids(text: str | None) -> list[int]:
+    """`3,4` from a ?runs= query parameter; anything that is not an id is ignored."""
+    return [int(part) for part in (text or "").split(",") if part.strip().isdigit()]
+
+
+def remember_run_ids(state_key: str, run_ids: list[int]) -> None:
+    """Keep the ids in the session and in the URL (?runs=3,4), so a reload or a shared link shows the same runs."""
+    st.session_state[state_key] = run_ids
+    st.query_params["runs"] = ",".join(map(str, run_ids))
+
+
+def remembered_run_ids(state_key: str) -> list[int]:
+    """The runs named in the URL, else the ones this session showed last (put back in the URL)."""
+    if "runs" in st.query_params:
+        st.session_state[state_key] = parse_run_ids(st.query_params["runs"])
+    run_ids = st.session_state.get(state_key, [])
+    if run_ids:
+        remember_run_ids(state_key, run_ids)
+    return run_ids
+
+
+def devices() -> list[str]:
+    import torch
+
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+# ------------------------------------------------------------------------------------------- actions
+def start(models: list[str], data: str, **settings) -> list[int]:
+    """Queue one run per net with the same settings (jobs.submit's), then dispatch; all or none are queued."""
+    ids = []
+    try:
+        for model in models:
+            ids.append(jobs.submit(model, data, store=store(), **settings))
+    except UserError:
+        for run_id in ids:
+            jobs.delete(run_id, store())
+        raise
+    jobs.dispatch(store())
+    return ids
+
+
+def act(action: str, run_id: int) -> tuple[bool, str]:
+    """Run `cancel`, `resume` or `delete` on a run; (done, one-line message for the user)."""
+    try:
+        return True, getattr(jobs, action)(run_id, store())
+    except UserError as error:
+        return False, str(error)
+
+
+def cifar10_note() -> str | None:
+    """How CIFAR-10 will be obtained, when it is not in the data folder yet; None once it is."""
+    root = store().home / "datasets"
+    if (root / "cifar-10-batches-py" / "data_batch_1").is_file():
+        return None
+    return (f"CIFAR-10 is not here yet: the first run downloads it once (170 MB) into {root}. Offline, put the "
+            f"official cifar-10-python.tar.gz or its extracted cifar-10-batches-py folder there.")
+
+
+# ------------------------------------------------------------------------------------------- polling
+class _MetricCache:
+    """Metric rows per run, fetched incrementally. A new process of a run (a resume) rewrites rows after its
+    checkpoint, so its rows are fetched afresh."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[tuple[str, int], tuple[int | None, dict[str, list[dict]]]] = {}
+
+    def rows(self, db: Store, run: Run) -> dict[str, list[dict]]:
+        key = (str(db.home), run.id)
+        with self._lock:
+            pid, by_kind = self._runs.get(key, (None, None))
+            if by_kind is None or pid != run.pid:
+                by_kind = {"train": [], "test": []}
+            # Per kind: a flush may carry iteration i's training row before its test row.
+            last = {kind: rows[-1]["iteration"] if rows else -1 for kind, rows in by_kind.items()}
+            for row in db.metrics(run.id, after_iteration=min(last.values())):
+                kind = "train" if row["kind"] == "train" else "test"
+                if row["iteration"] > last[kind]:
+                    by_kind[kind].append(row)
+            self._runs[key] = (run.pid, by_kind)
+            return {kind: list(rows) for kind, rows in by_kind.items()}
+
+
+@st.cache_resource
+def _metric_cache() -> _MetricCache:
+    return _MetricCache()
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a page shows about one run right now."""
+
+    run: Run
+    label: str  # e.g. "#3 ResNet-8"
+    status: str  # the store's status, or "interrupted", "stopping", "queued #2"
+    iterations_done: int
+    images_per_s: float | None
+    eta_s: float | None
+    curves: RunCurves
+
+    @property
+    def progress(self) -> float:
+        return min(self.iterations_done / self.run.recipe["iterations"], 1.0)
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.run.status in ("queued", "running") and self.status != "stopping"
+
+    @property
+    def can_resume(self) -> bool:
+        return self.run.status in ("cancelled", "failed")
+
+
+def net_label(model: str) -> str:
+    """`ResNet-20` or `plain-20` for the paper's names; other names as they are."""
+    for prefix, shown in (("resnet", "ResNet-"), ("plain", "plain-")):
+        if model.startswith(prefix) and model[len(prefix):].isdigit():
+            return shown + model[len(prefix):]
+    return model
+
+
+def _status(db: Store, run: Run, positions: dict[int, int]) -> str:
+    if run.status == "queued":
+        return f"queued #{positions[run.id]}"
+    if run.status == "running" and jobs.cancel_requested(db, run):
+        return "stopping"
+    if run.status == "failed" and (run.error or "").startswith("Interrupted"):
+        return "interrupted"
+    return run.status
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+
+
+def poll(run_ids: list[int]) -> list[RunState]:
+    """Advance the queue, then read the runs that still exist, with their curves."""
+    db = store()
+    jobs.dispatch(db)
+    positions = jobs.queue_positions(db)
+    existing = {run.id: run for run in db.runs()}
+    states = []
+    for run_id in run_ids:
+        run = existing.get(run_id)
+        if run is None:
+            continue
+        rows = _metric_cache().rows(db, run)
+        last = rows["train"][-1] if rows["train"] else None
+        label = f"#{run.id} {net_label(run.model)}"
+        states.append(RunState(
+            run=run, label=label, status=_status(db, run, positions),
+            iterations_done=last["iteration"] if last else 0,
+            images_per_s=last["images_per_s"] if last else None,
+            eta_s=last["eta_s"] if last and run.status == "running" else None,
+            curves=RunCurves(label, _frame(rows["train"]), _frame(rows["test"]))))
+    return states
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def progress_text(state: RunState) -> str:
+    """`120/400 iterations · 530 img/s · ETA 1m 05s`, as far as known."""
+    parts = [f"{state.iterations_done:,}/{state.run.recipe['iterations']:,} iterations"]
+    if state.images_per_s:
+        parts.append(f"{state.images_per_s:,.0f} img/s")
+    if state.eta_s is not None:
+        parts.append(f"ETA {duration_text(state.eta_s)}")
+    return " · ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- history
+
+
+def _paper_error(run: Run) -> float | None:
+    """Table 6's CIFAR-10 test error (%) for a paper net trained on CIFAR-10 with the full §4.2 recipe."""
+    from resnet_core import NetSpec, paper_recipe
+
+    spec = NetSpec.from_dict(run.spec)
+    if run.data != "cifar10" or run.recipe != paper_recipe(spec).to_dict():
+        return None
+    facts = [fact for fact in paper.paper_facts(spec) if fact.quantity == "CIFAR-10 test error"]
+    return facts[0].value if facts else None
+
+
+def history() -> pd.DataFrame:
+    """Every run in the store, newest first: the columns of the Runs page (errors in %)."""
+    db = store()
+    jobs.dispatch(db)
+    positions = jobs.queue_positions(db)
+    runs = {run.id: run for run in db.runs()}
+    rows = []
+    for summary in reversed(db.summaries()):
+        run = runs[summary["id"]]
+        end = run.ended if run.status not in ("queued", "running") else time.time()
+        rows.append({
+            "id": run.id, "status": _status(db, run, positions), "net": net_label(run.model), "dataset": run.data,
+            "recipe": f"{run.recipe['iterations']:,} it × {run.recipe['batch_size']}, lr {run.recipe['lr']:g}",
+            "iterations": summary["iterations_done"],
+            "train error (%)": _percent(summary["train_error"]), "test error (%)": _percent(summary["test_error"]),
+            "paper, Table 6 (%)": _paper_error(run),
+            "duration": duration_text(end - run.started if run.started else None),
+            "device": f"{run.device} · {run.precision}", "reason": run.error or "", "name": run.name})
+    return pd.DataFrame(rows)
+
+
+def choices() -> dict[int, str]:
+    """Run id -> `#3 ResNet-8 on synthetic (finished)`, newest first."""
+    return {run.id: f"#{run.id} {net_label(run.model)} on {run.data} ({run.status})"
+            for run in reversed(store().runs())}
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
+def metrics_csv(run_id: int) -> bytes:
+    """Every metric row of a run, as CSV (fractions for errors, nats for losses)."""
+    return _frame(store().metrics(run_id)).to_csv(index=False).encode()
+
+
+def checkpoint_path(run_id: int) -> Path | None:
+    latest = store().latest_checkpoint(run_id)
+    return latest[1] if latest and latest[1].is_file() else None

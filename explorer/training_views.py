@@ -1,0 +1,55 @@
+"""Render helpers shared by the Train and Runs pages: a card per run with its controls, and the live curves."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+from explorer import runs, training_charts
+from resnet_core import jobs
+
+STATUS_ICONS = {"running": ":material/play_circle:", "finished": ":material/check_circle:",
+                "cancelled": ":material/cancel:", "failed": ":material/error:", "diverged": ":material/trending_up:",
+                "interrupted": ":material/pause_circle:", "stopping": ":material/hourglass_top:",
+                "queued": ":material/schedule:"}
+
+
+def _act(action: str, run_id: int) -> None:
+    done, message = runs.act(action, run_id)
+    st.toast(message, icon=":material/check:" if done else ":material/error:")
+
+
+def run_card(state: runs.RunState, key: str) -> None:
+    """Status, progress with speed and ETA, the failure reason, and cancel/resume buttons of one run."""
+    run = state.run
+    with st.container(border=True):
+        title, cancel, resume = st.columns([4, 1, 1], vertical_alignment="center")
+        icon = STATUS_ICONS.get(state.status.split()[0], "")
+        title.markdown(f"**{state.label}** on {run.data} · {icon} {state.status}")
+        cancel.button("Cancel", key=f"{key}_cancel_{run.id}", disabled=not state.can_cancel, on_click=_act,
+                      args=("cancel", run.id), icon=":material/stop:", width="stretch",
+                      help="Stops after saving a checkpoint; resume continues from it.")
+        resume.button("Resume", key=f"{key}_resume_{run.id}", disabled=not state.can_resume, on_click=_act,
+                      args=("resume", run.id), icon=":material/play_arrow:", width="stretch",
+                      help="Continues a cancelled or interrupted run from its last checkpoint.")
+        st.progress(state.progress, text=runs.progress_text(state))
+        if state.status.startswith("queued"):
+            st.caption(f"Waiting for a free slot: {jobs.max_concurrent_runs()} runs train at a time.")
+        if run.error and run.status in ("failed", "diverged"):
+            st.error(run.error)
+
+
+def curves(states: Sequence[runs.RunState], key: str) -> None:
+    """Error in the paper's style, then loss and learning rate, for every run that has recorded a point."""
+    drawn = [state.curves for state in states if len(state.curves.train)]
+    if not drawn:
+        st.caption("The curves appear with the first training iteration.")
+        return
+    st.plotly_chart(training_charts.error_figure(drawn), key=f"{key}_error")
+    st.plotly_chart(training_charts.loss_lr_figure(drawn), key=f"{key}_loss")
+
+
+def delete_run(run_id: int) -> None:
+    """The Runs page's delete button: delete, say so, and take the confirmation back."""
+    _act("delete", run_id)
+    st.session_state["runs_confirm_delete"] = False

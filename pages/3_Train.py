@@ -1,0 +1,69 @@
+"""Train: a plain net and its residual twin side by side, live, until the degradation problem shows (Fig. 1, 6)."""
+import streamlit as st
+
+from explorer import runs, training_views
+from explorer.setup import setup_page
+from resnet_core import jobs
+
+PRESETS = {f"plain-{depth} vs ResNet-{depth}": [f"plain{depth}", f"resnet{depth}"] for depth in (20, 32, 44, 56)}
+PRESETS["ResNet-110"] = ["resnet110"]
+NETS = [f"{kind}{depth}" for depth in (8, 14, 20, 32, 44, 56, 110) for kind in ("plain", "resnet")]
+DATASETS = {"cifar10": "CIFAR-10", "synthetic": "Synthetic (no download)", "folder": "Image folder"}
+
+setup_page("Train", ":material/model_training:")
+st.title(":material/model_training: Train")
+st.caption("Train a plain net and its residual twin at once and watch the plain one's training error stay higher: "
+           "the degradation problem (Fig. 1, Fig. 6). Runs are separate processes; closing this tab stops nothing.")
+
+with st.expander("Settings", expanded=True):
+    st.write("Presets (Fig. 6):")
+    for column, (label, nets) in zip(st.columns(len(PRESETS)), PRESETS.items()):
+        column.button(label, key=f"train_preset_{nets[-1]}", width="stretch",
+                      on_click=st.session_state.__setitem__, args=("train_nets", nets))
+    nets = st.multiselect("Networks (one or two)", NETS, default=["plain20", "resnet20"], max_selections=2,
+                          key="train_nets", format_func=runs.net_label)
+    left, middle, right = st.columns(3)
+    source = left.radio("Dataset", list(DATASETS), format_func=DATASETS.get, key="train_data", horizontal=True)
+    folder = left.text_input("Image folder", key="train_folder", disabled=source != "folder",
+                             placeholder="/path/with/train/<class>/ and test/<class>/ images")
+    if source == "cifar10" and (note := runs.cifar10_note()):
+        left.caption(note)
+    unit = middle.segmented_control("Length in", ("iterations", "epochs"), key="train_unit", default="iterations",
+                                    required=True)
+    length = middle.number_input(f"Number of {unit}", 1, 64_000, 300 if unit == "iterations" else 1,
+                                 key=f"train_length_{unit}")
+    eval_every = middle.number_input("Test every (iterations)", 1, 64_000, 50, key="train_eval_every",
+                                     help="Each test point evaluates the whole test set and saves a checkpoint.")
+    batch_size = right.number_input("Batch (images)", 1, 1024, 128, key="train_batch",
+                                    help="The paper trains CIFAR nets with 128 (§4.2).")
+    lr = right.number_input("Learning rate", 1e-5, 10.0, 0.1, format="%g", key="train_lr",
+                            help="§4.2 starts at 0.1 and divides by 10 at 50% and 75% of the run.")
+    seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+    device = right.selectbox("Device", runs.devices(), key="train_device")
+    st.caption(f"On a CPU-only server a run is limited to {jobs.CPU_MAX_EPOCHS} epochs and depth "
+               f"{jobs.CPU_MAX_DEPTH}. {jobs.max_concurrent_runs()} runs train at a time with "
+               f"{jobs.threads_per_run()} torch threads each; more wait in a queue.")
+
+if st.button("Start", type="primary", key="train_start", icon=":material/play_arrow:", disabled=not nets):
+    try:
+        run_ids = runs.start(nets, folder if source == "folder" else source, seed=int(seed), device=device,
+                             batch_size=int(batch_size), lr=float(lr), eval_every=int(eval_every),
+                             **{unit: int(length)})
+    except ValueError as error:
+        st.error(str(error))
+    else:
+        runs.remember_run_ids("train_runs", run_ids)
+
+
+@st.fragment(run_every=1)
+def live(run_ids: list[int]) -> None:
+    states = runs.poll(run_ids)
+    if not states:
+        st.info("Pick the nets and press Start; the curves of the runs appear here.")
+        return
+    for state in states:
+        training_views.run_card(state, key="train")
+    training_views.curves(states, key="train")
+
+
+live(runs.remembered_run_ids("train_runs"))

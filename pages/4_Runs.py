@@ -1,0 +1,50 @@
+"""Runs: every training run in the store, from this app or the CLI; overlay curves, download, delete."""
+import streamlit as st
+
+from explorer import runs, training_views
+from explorer.setup import setup_page
+
+setup_page("Runs", ":material/history:")
+st.title(":material/history: Runs")
+st.caption("Every run in the data folder, whether started here or with `python -m resnet_core train`. Errors are "
+           "the latest recorded; the paper's Table 6 error shows beside CIFAR-10 runs of the full §4.2 recipe.")
+
+labels = runs.choices()
+if not labels:
+    st.info("No runs yet: start one on the Train page or with `python -m resnet_core train`.")
+    st.stop()
+if "runs_overlay" not in st.session_state:
+    st.session_state["runs_overlay"] = list(labels)[:2]
+
+
+@st.fragment(run_every=2)
+def overview() -> None:
+    st.dataframe(runs.history(), hide_index=True, width="stretch", column_config={
+        "id": st.column_config.NumberColumn("run", format="%d"),
+        "train error (%)": st.column_config.NumberColumn(format="%.2f"),
+        "test error (%)": st.column_config.NumberColumn(format="%.2f"),
+        "paper, Table 6 (%)": st.column_config.NumberColumn(
+            format="%.2f", help="CIFAR-10 test error of the paper's net (best of 5 runs), for runs of the full "
+                                "recipe: 64k iterations of 128, lr 0.1."),
+        "reason": st.column_config.TextColumn("why it stopped", width="large")})
+    chosen = st.multiselect("Overlay the curves of", list(labels), key="runs_overlay", format_func=labels.get)
+    training_views.curves(runs.poll(chosen), key="runs")
+
+
+overview()
+
+st.subheader("One run")
+run_id = st.selectbox("Run", list(labels), key="runs_selected", format_func=labels.get)
+csv, checkpoint, delete = st.columns(3, vertical_alignment="bottom")
+csv.download_button("Metrics (CSV)", lambda: runs.metrics_csv(run_id), file_name=f"run-{run_id}-metrics.csv",
+                    mime="text/csv", key="runs_csv", on_click="ignore", icon=":material/download:")
+path = runs.checkpoint_path(run_id)
+checkpoint.download_button("Checkpoint (.safetensors)", lambda: path.read_bytes(), file_name=f"run-{run_id}.safetensors",
+                           mime="application/octet-stream", key="runs_checkpoint", on_click="ignore",
+                           icon=":material/download:", disabled=path is None,
+                           help="The latest checkpoint: weights, optimizer state and the run's spec and recipe."
+                           if path else "This run has saved no checkpoint yet.")
+with delete:
+    confirmed = st.checkbox(f"Yes, delete run {run_id} and its checkpoints", key="runs_confirm_delete")
+    st.button("Delete run", key="runs_delete", disabled=not confirmed, on_click=training_views.delete_run,
+              args=(run_id,), icon=":material/delete:", type="primary")

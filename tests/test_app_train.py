@@ -1,0 +1,102 @@
+"""AppTest of the Train page: a tiny plain/residual pair trained by real processes, polled to the end; the
+curves hold the store's values; cancel and resume; the URL names the runs."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from resnet_core import jobs
+from resnet_core.store import Store
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Train.py")
+
+
+@pytest.fixture
+def app_home(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Path:
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+    monkeypatch.setenv(jobs.CAP_VARIABLE, "2")
+    return tmp_path
+
+
+def start(at: AppTest, nets: list[str], iterations: int, eval_every: int) -> AppTest:
+    at.multiselect(key="train_nets").set_value(nets)
+    at.radio(key="train_data").set_value("synthetic")
+    at.number_input(key="train_length_iterations").set_value(iterations)
+    at.number_input(key="train_batch").set_value(8)
+    at.number_input(key="train_eval_every").set_value(eval_every)
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    return at
+
+
+def poll_until(at: AppTest, done, timeout: float = 90) -> None:
+    """run_every never fires in AppTest: rerun the script until `done(store)`."""
+    store = Store()
+    deadline = time.monotonic() + timeout
+    while not done(store):
+        assert time.monotonic() < deadline, [run.error for run in store.runs()]
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception
+
+
+def test_a_pair_trains_to_the_end_and_the_curves_hold_the_stores_values(app_home, app_chart_traces):
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8", "plain8"], iterations=6, eval_every=3)
+    assert at.query_params["runs"] == "1,2"
+    poll_until(at, lambda store: {run.status for run in store.runs()} == {"finished"})
+    at.run()
+    store = Store()
+    traces = app_chart_traces(at)
+    for run_id, label in ((1, "#1 ResNet-8"), (2, "#2 plain-8")):
+        train, test = store.metrics(run_id, "train"), store.metrics(run_id, "test")
+        assert [row["iteration"] for row in train] == list(range(1, 7))
+        assert traces[f"{label} train"]["x"] == [row["iteration"] for row in train]
+        assert traces[f"{label} train"]["y"] == pytest.approx([100 * row["smoothed_error"] for row in train])
+        assert traces[f"{label} test"]["y"] == pytest.approx([100 * row["error"] for row in test])
+        assert traces[f"{label} lr"]["y"] == pytest.approx([row["lr"] for row in train])
+    assert [bar.proto.text.split(" · ")[0] for bar in at.get("progress")] == ["6/6 iterations"] * 2
+
+    # A second session with only the URL shows the same runs.
+    second = AppTest.from_file(PAGE, default_timeout=60)
+    second.query_params["runs"] = "2"
+    second.run()
+    assert [m.value for m in second.markdown if m.value.startswith("**#")] == [
+        "**#2 plain-8** on synthetic · :material/check_circle: finished"]
+
+
+def test_cancel_then_resume_continues_from_the_checkpoint(app_home):
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8"], iterations=400, eval_every=5)
+    poll_until(at, lambda store: store.metrics(1, "train") and store.run(1).status == "running")
+    at.button(key="train_cancel_1").click().run()
+    poll_until(at, lambda store: store.run(1).status == "cancelled")
+    store = Store()
+    stopped_at = store.latest_checkpoint(1)[0]
+    assert 0 < stopped_at < 400
+    assert at.button(key="train_cancel_1").disabled and not at.button(key="train_resume_1").disabled
+    at.button(key="train_resume_1").click().run()
+    assert store.run(1).status in ("queued", "running")
+    poll_until(at, lambda store: store.run(1).status == "running" and store.metrics(1, "train", stopped_at))
+    at.button(key="train_cancel_1").click().run()  # stop it again rather than wait for 400 iterations
+    poll_until(at, lambda store: store.run(1).status == "cancelled")
+    iterations = [row["iteration"] for row in store.metrics(1, "train")]
+    assert iterations == list(range(1, iterations[-1] + 1)) and iterations[-1] > stopped_at  # no gap, no repeat
+
+
+def test_bad_settings_are_one_line_errors(app_home):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio(key="train_data").set_value("folder").run()
+    at.text_input(key="train_folder").set_value(str(app_home / "nowhere"))
+    at.button(key="train_start").click().run()
+    assert [error.value for error in at.error] == [
+        f"Unknown dataset {str(app_home / 'nowhere')!r}; allowed: cifar10, cifar100, synthetic, or a folder with "
+        "train/<class>/ and test/<class>/ images."]
+    at.radio(key="train_data").set_value("synthetic")
+    at.multiselect(key="train_nets").set_value(["resnet110"])
+    at.segmented_control(key="train_unit").set_value("epochs").run()
+    at.number_input(key="train_length_epochs").set_value(50)
+    at.button(key="train_start").click().run()
+    assert "too long for this CPU-only server" in at.error[0].value
+    assert Store().runs() == []
