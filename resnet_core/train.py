@@ -143,11 +143,12 @@ class _Loop:
         self.loss_fn = nn.CrossEntropyLoss()
 
         self.iteration = 0
+        self.order_epoch, self.order = -1, torch.empty(0, dtype=torch.int64)
         self.warming_up = recipe.warmup_lr is not None
         self.smoothed = {"loss": 0.0, "error": 0.0, "step_s": 0.0, "weight": 0.0}  # bias-corrected EMAs
         self.elapsed_before = 0.0  # seconds trained by earlier processes of this run
         self.pending: list[dict] = []
-        self.last_flush = time.monotonic()
+        self.last_flush = -math.inf  # the first record goes out at once: a watcher sees the run start
         self.ended = False
         self.started = time.monotonic()
         self._resume()
@@ -251,8 +252,9 @@ class _Loop:
                 group["lr"] = self.recipe.lr_at(self.iteration, self.warming_up)
         epoch, position = divmod(self.iteration, self.iterations_per_epoch)
         batch = self.recipe.batch_size
-        order = epoch_order(len(self.data.train_labels), self.seed, epoch)
-        indices = order[position * batch:(position + 1) * batch][self.rank::self.world].to(self.device)
+        if self.order_epoch != epoch:  # a 50k permutation per epoch, not per iteration
+            self.order, self.order_epoch = epoch_order(len(self.data.train_labels), self.seed, epoch), epoch
+        indices = self.order[position * batch:(position + 1) * batch][self.rank::self.world].to(self.device)
         generator = iteration_generator(self.seed, self.iteration)
         images = self.pipeline.train_batch(self.data.train_images[indices], generator)
         images = images.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W), NHWC in memory
