@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.training_charts import RunCurves
-from resnet_core import jobs, paper
+from resnet_core import NetSpec, Recipe, jobs, paper, paper_recipe
 from resnet_core.errors import UserError
 from resnet_core.store import METRIC_COLUMNS, Run, Store, resolve_home
 
@@ -213,10 +213,8 @@ def progress_text(state: RunState) -> str:
 
 def _paper_error(run: Run) -> float | None:
     """Table 6's CIFAR-10 test error (%) for a paper net trained on CIFAR-10 with the full §4.2 recipe."""
-    from resnet_core import NetSpec, paper_recipe
-
     spec = NetSpec.from_dict(run.spec)
-    if run.data != "cifar10" or run.recipe != paper_recipe(spec).to_dict():
+    if run.data != "cifar10" or Recipe.from_dict(run.recipe) != paper_recipe(spec):
         return None
     facts = [fact for fact in paper.paper_facts(spec) if fact.quantity == "CIFAR-10 test error"]
     return facts[0].value if facts else None

@@ -1,0 +1,96 @@
+"""AppTest of the Runs page: runs from the queue and the CLI listed, curves overlaid, CSV download, the
+paper's Table 6 beside a full-recipe run, a failed run's reason, delete with confirmation."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.elements.widgets.button import ButtonMixin
+from streamlit.testing.v1 import AppTest
+
+from resnet_core import jobs, paper_recipe
+from resnet_core.specs import get_spec
+from resnet_core.store import Store
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Runs.py")
+
+
+@pytest.fixture
+def app_runs(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Store:
+    """Two tiny finished runs trained by the queue, one failed run, and a full paper run recorded as the CLI does."""
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+    store = Store(tmp_path)
+    for model in ("resnet8", "plain8"):
+        jobs.submit(model, "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
+    jobs.dispatch(store, cap=2)
+    failed = jobs.submit("resnet8", "synthetic", iterations=4, store=store)
+    store.cancel_queued(failed)
+    store.finish(failed, "failed", "Cannot read image /data/x.jpg (truncated); image folders may hold only readable "
+                                   "JPEG, PNG or WebP files.")
+    spec = get_spec("resnet20")
+    full = store.create_run(name="paper", spec=spec.to_dict(), recipe=paper_recipe(spec).to_dict(), data="cifar10",
+                            device="cuda", precision="bf16", seed=0)
+    store.add_metrics(full, [{"iteration": 64_000, "kind": "test", "epoch": 163, "error": 0.0861, "loss": 0.3}])
+    store.cancel_queued(full)
+    store.finish(full, "finished")
+    deadline = time.monotonic() + 90
+    while {store.run(1).status, store.run(2).status} != {"finished"}:
+        assert time.monotonic() < deadline, [run.error for run in store.runs()]
+        time.sleep(0.3)
+    return store
+
+
+@pytest.fixture
+def app_downloads(monkeypatch) -> dict[str, object]:
+    """Key -> the data each download button was given. AppTest has no media server to fetch a download from,
+    and these buttons defer their data to a callable that runs only when the file is asked for."""
+    given = {}
+    original = ButtonMixin.download_button
+
+    def recording(container, label, data, *args, **kwargs):
+        given[kwargs["key"]] = data
+        return original(container, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(ButtonMixin, "download_button", recording)
+    return given
+
+
+def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_traces, app_downloads):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["id"]) == [4, 3, 2, 1]
+    assert list(table["status"]) == ["finished", "failed", "finished", "finished"]
+    assert list(table["net"]) == ["ResNet-20", "ResNet-8", "plain-8", "ResNet-8"]
+    full = table.set_index("id").loc[4]
+    assert full["test error (%)"] == pytest.approx(8.61) and full["paper, Table 6 (%)"] == 8.75
+    assert pd.isna(table.set_index("id").loc[1, "paper, Table 6 (%)"])  # a 4-iteration run is no paper run
+    assert table.set_index("id").loc[3, "reason"].startswith("Cannot read image /data/x.jpg")
+
+    at.multiselect(key="runs_overlay").set_value([1, 2]).run()
+    traces = app_chart_traces(at)
+    for run_id, label in ((1, "#1 ResNet-8"), (2, "#2 plain-8")):
+        test = app_runs.metrics(run_id, "test")
+        assert traces[f"{label} test"]["y"] == pytest.approx([100 * row["error"] for row in test])
+
+    at.selectbox(key="runs_selected").set_value(2).run()
+    csv = pd.read_csv(io.BytesIO(app_downloads["runs_csv"]()))
+    pd.testing.assert_frame_equal(csv, pd.DataFrame(app_runs.metrics(2)))
+    assert app_downloads["runs_checkpoint"]() == app_runs.latest_checkpoint(2)[1].read_bytes()
+
+    assert at.button(key="runs_delete").disabled
+    at.checkbox(key="runs_confirm_delete").check().run()
+    at.button(key="runs_delete").click().run()
+    assert [run.id for run in app_runs.runs()] == [1, 3, 4]
+    assert not app_runs.run_dir(2).exists()
+    assert not at.checkbox(key="runs_confirm_delete").value
+
+
+def test_an_empty_store_says_how_to_start(tmp_path, monkeypatch, app_clear_caches, app_torch_threads):
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert at.info[0].value.startswith("No runs yet: start one on the Train page")
