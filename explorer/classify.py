@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 import resnet_core as rc
 from explorer import models
+from resnet_core.data import stored_size
 
 METHOD_LABELS = {"grad_cam": "Grad-CAM", "integrated_gradients": "Integrated Gradients (50 steps)",
                  "saliency": "Saliency", "occlusion": "Occlusion"}
@@ -64,13 +65,20 @@ def synthetic_examples() -> dict[str, bytes]:
     return {name: _png(image) for name, image in _synthetic_examples().items()}
 
 
-@st.cache_data(max_entries=2, show_spinner=False)
 def dataset_examples(choice: str) -> dict[str, bytes]:
     """A few test images per class from the dataset `choice` was trained on, when it is on this machine."""
-    model = models.classifier(choice)
-    data = models.dataset_for(model, choice)
-    if data is None:
+    try:
+        model = models.classifier(choice)
+    except ValueError:  # the model column says why, once
         return {}
+    source = models.local_dataset_source(model, choice)
+    spec = model.model.spec
+    return {} if source is None else _examples_from(source, stored_size(spec.family, spec.input_size))
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _examples_from(source: str, image_size: int) -> dict[str, bytes]:
+    data = models.dataset(source, image_size)
     examples = {}
     for class_index, name in enumerate(data.classes):
         indices = (data.test_labels == class_index).nonzero().flatten()[:CIFAR_EXAMPLES_PER_CLASS]
@@ -139,11 +147,11 @@ def model_picker(label: str, key: str, default: str, choices: dict[str, str]) ->
     return st.selectbox(label, ids, format_func=choices.get, key=key)
 
 
-def loaded(choice: str) -> rc.classifier.Classifier | None:
+def loaded(choice: str) -> rc.Classifier | None:
     """The model, or None after a one-line message (and, for missing ImageNet weights, a download button)."""
     try:
         return models.classifier(choice)
-    except rc.classifier.WeightsUnavailableError as error:
+    except rc.WeightsUnavailableError as error:
         st.error(str(error))
         if st.button("Try to download them", key=f"download_{choice}"):
             try:

@@ -18,7 +18,7 @@ with st.sidebar:
     right = classify.model_picker("Right network", "classify_right", models.DEFAULT_PAIR[1], choices) \
         if compare else None
     st.header("Attribution")
-    method = st.selectbox("Method", [None, *classify.METHOD_LABELS], key="classify_method",
+    method = st.selectbox("Method", [None, *classify.METHOD_LABELS], index=1, key="classify_method",
                           format_func=lambda name: "none" if name is None else classify.METHOD_LABELS[name],
                           help=classify.METHOD_HELP)
 

@@ -105,6 +105,21 @@ def browser_page():
         browser.close()
 
 
+@pytest.fixture
+def app_empty_homes(tmp_path, monkeypatch) -> Path:
+    """An empty run store and torch cache, and no dataset on the machine: what a fresh install sees.
+
+    The demo checkpoints record the folder they were trained on; where that folder exists (the machine
+    that trained them) the pages would read it, so tests hide it. Yields the data folder.
+    """
+    from explorer import models
+
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(models, "local_dataset_source", lambda model, choice: None)
+    return tmp_path / "home"
+
+
 def _plotly_values(value):
     """A Plotly array from its JSON: a list, or the binary form {dtype, bdata, shape} numpy arrays take."""
     import base64

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import resnet_core as rc
+from resnet_core.checkpoint import load_checkpoint as load_training_checkpoint
 from resnet_core.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def test_a_real_runs_checkpoint_round_trips(run_checkpoint, tmp_path):
     model, metadata = rc.load_checkpoint(run_checkpoint)
     assert metadata["spec"]["name"] == "resnet8" and metadata["iteration"] == 2
     assert not model.training
-    saved = rc.checkpoint.load_checkpoint(run_checkpoint).model_state
+    saved = load_training_checkpoint(run_checkpoint).model_state
     assert all(torch.equal(model.state_dict()[key], value) for key, value in saved.items())
     # Exported without the optimizer, with extra metadata, and back: the same net and predictions.
     exported = tmp_path / "resnet8.safetensors"
