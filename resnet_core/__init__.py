@@ -1,44 +1,44 @@
 """ResNet Explorer's library: the networks of He et al. (2015), their training, evaluation and explanation.
 
 Never imports Streamlit; everything the app shows is reachable from Python and `python -m resnet_core`.
+Exports load on first use (PEP 562): a training process started by the app must show its first point
+within seconds, so `import resnet_core` must not pull in pandas, torchinfo or captum.
 """
-from .model import ResNet, build_model
-from .specs import NetSpec, cifar_spec, get_spec, imagenet_spec, list_models
-from .paper import PaperFact, paper_facts
-from .summary import activation_bytes, count_parameters, layer_table, stage_table
+import importlib
 
-__all__ = [
-    "NetSpec", "PaperFact", "activation_bytes", "paper_facts", "ResNet", "build_model", "cifar_spec", "count_parameters", "get_spec", "imagenet_spec",
-    "layer_table", "list_models", "stage_table",
-]
+# public name -> (module, attribute)
+_EXPORTS = {
+    **{name: ("specs", name) for name in ("NetSpec", "cifar_spec", "get_spec", "imagenet_spec", "list_models")},
+    **{name: ("model", name) for name in ("ResNet", "build_model")},
+    **{name: ("paper", name) for name in ("PaperFact", "paper_facts")},
+    **{name: ("summary", name) for name in ("activation_bytes", "count_parameters", "layer_table", "stage_table")},
+    **{name: ("images", name) for name in ("InvalidImageError", "load_image", "model_input_to_image",
+                                           "to_model_input")},
+    **{name: ("attribution", name) for name in ("Attribution", "attribute")},
+    **{name: ("analysis", name) for name in ("gradient_norms", "layer_response_stds")},
+    "InvalidCheckpointError": ("checkpoint", "InvalidCheckpointError"),
+    "load_checkpoint": ("checkpoint", "load_model"),
+    "save_model": ("checkpoint", "save_model"),
+    **{name: ("data", name) for name in ("ImageData", "load_data", "synthetic_data")},
+    **{name: ("errors", name) for name in ("DatasetError", "StoreError", "UserError")},
+    **{name: ("evaluate", name) for name in ("EvaluationReport", "evaluate", "evaluate_run", "evaluation_report")},
+    **{name: ("recipe", name) for name in ("Recipe", "paper_recipe")},
+    "Store": ("store", "Store"),
+    **{name: ("train", name) for name in ("RunEnd", "TestMetrics", "TrainMetrics", "train")},
+    **{name: ("classifier", name) for name in ("Classifier", "WeightsUnavailableError", "demo_classifier",
+                                               "imagenet_classifier")},
+}
+__all__ = sorted(_EXPORTS)
 
-from .images import InvalidImageError, load_image, model_input_to_image, to_model_input  # noqa: E402
 
-__all__ += ["InvalidImageError", "load_image", "model_input_to_image", "to_model_input"]
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'resnet_core' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-from .attribution import Attribution, attribute  # noqa: E402
 
-__all__ += ["Attribution", "attribute"]
-
-from .analysis import gradient_norms, layer_response_stds  # noqa: E402
-
-__all__ += ["gradient_norms", "layer_response_stds"]
-
-from .checkpoint import InvalidCheckpointError, load_model as load_checkpoint, save_model  # noqa: E402
-
-__all__ += ["InvalidCheckpointError", "load_checkpoint", "save_model"]
-
-from .data import ImageData, load_data, synthetic_data  # noqa: E402
-from .errors import DatasetError, StoreError, UserError  # noqa: E402
-from .evaluate import EvaluationReport, evaluate, evaluate_run, evaluation_report  # noqa: E402
-from .recipe import Recipe, paper_recipe  # noqa: E402
-from .store import Store  # noqa: E402
-from .train import RunEnd, TestMetrics, TrainMetrics, train  # noqa: E402
-
-__all__ += ["DatasetError", "EvaluationReport", "ImageData", "Recipe", "RunEnd", "Store", "StoreError", "TestMetrics",
-            "TrainMetrics", "UserError", "evaluate", "evaluate_run", "evaluation_report", "load_data", "paper_recipe",
-            "synthetic_data", "train"]
-
-from .classifier import Classifier, WeightsUnavailableError, demo_classifier, imagenet_classifier  # noqa: E402
-
-__all__ += ["Classifier", "WeightsUnavailableError", "demo_classifier", "imagenet_classifier"]
+def __dir__() -> list[str]:
+    return __all__
