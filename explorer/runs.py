@@ -186,7 +186,7 @@ def poll(run_ids: list[int]) -> list[RunState]:
             iterations_done=last["iteration"] if last else 0,
             images_per_s=last["images_per_s"] if last else None,
             eta_s=last["eta_s"] if last and run.status == "running" else None,
-            curves=RunCurves(label, _frame(rows["train"]), _frame(rows["test"]))))
+            curves=RunCurves(run.id, label, _frame(rows["train"]), _frame(rows["test"]))))
     return states
 
 
@@ -230,15 +230,20 @@ def history() -> pd.DataFrame:
     for summary in reversed(db.summaries()):
         run = runs[summary["id"]]
         end = run.ended if run.status not in ("queued", "running") else time.time()
+        # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
+        last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
         rows.append({
             "id": run.id, "status": _status(db, run, positions), "net": net_label(run.model), "dataset": run.data,
             "recipe": f"{run.recipe['iterations']:,} it × {run.recipe['batch_size']}, lr {run.recipe['lr']:g}",
             "iterations": summary["iterations_done"],
-            "train error (%)": _percent(summary["train_error"]), "test error (%)": _percent(summary["test_error"]),
+            "train error (%)": _percent(last_train[-1]["smoothed_error"] if last_train else None),
+            "test error (%)": _percent(summary["test_error"]),
             "paper, Table 6 (%)": _paper_error(run),
             "duration": duration_text(end - run.started if run.started else None),
             "device": f"{run.device} · {run.precision}", "reason": run.error or "", "name": run.name})
-    return pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "paper, Table 6 (%)": float})
 
 
 def choices() -> dict[int, str]:
@@ -247,8 +252,8 @@ def choices() -> dict[int, str]:
             for run in reversed(store().runs())}
 
 
-def _percent(value: float | None) -> float | None:
-    return None if value is None else 100 * value
+def _percent(value: float | None) -> float:
+    return float("nan") if value is None else 100 * value
 
 
 def metrics_csv(run_id: int) -> bytes:

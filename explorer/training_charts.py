@@ -16,13 +16,14 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 # A 64k-iteration run has 64k training rows; a browser redrawing that every second stutters, a line of 2k doesn't.
 MAX_POINTS_PER_LINE = 2000
 TRAIN_WIDTH, TEST_WIDTH = 1.2, 3.5
-CHART_HEIGHT_PX = 380
+CHART_HEIGHT_PX = 460
 
 
 @dataclass(frozen=True)
 class RunCurves:
     """One run's metric rows (resnet_core.store.METRIC_COLUMNS), split by kind, in iteration order."""
 
+    run_id: int  # picks the colour, so a run looks the same on every page and after a reload
     label: str
     train: pd.DataFrame
     test: pd.DataFrame  # the test or validation rows
@@ -36,9 +37,13 @@ def thinned(frame: pd.DataFrame, max_points: int = MAX_POINTS_PER_LINE) -> pd.Da
     return pd.concat([frame.iloc[:-1:step], frame.iloc[[-1]]])
 
 
+def color_of(curve: RunCurves) -> str:
+    return COLORS[(curve.run_id - 1) % len(COLORS)]
+
+
 def _layout(figure: go.Figure, title: str) -> go.Figure:
-    figure.update_layout(title=title, height=CHART_HEIGHT_PX, margin=dict(l=10, r=10, t=50, b=10),
-                         hovermode="x unified", legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+    figure.update_layout(title=title, height=CHART_HEIGHT_PX, margin=dict(l=10, r=10, t=50, b=110),
+                         hovermode="x unified", legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
                          template="plotly_white", uirevision="keep-zoom")  # zoom survives each poll's redraw
     figure.update_xaxes(title_text="iterations", rangemode="tozero")
     return figure
@@ -47,8 +52,8 @@ def _layout(figure: go.Figure, title: str) -> go.Figure:
 def error_figure(curves: Sequence[RunCurves]) -> go.Figure:
     """Training error (thin, smoothed over ~50 iterations) and test error (bold) in %, as in Fig. 6."""
     figure = go.Figure()
-    for color, curve in zip(COLORS * len(curves), curves):
-        train, test = thinned(curve.train), curve.test
+    for curve in curves:
+        train, test, color = thinned(curve.train), curve.test, color_of(curve)
         figure.add_scatter(x=train["iteration"], y=100 * train["smoothed_error"], mode="lines",
                            name=f"{curve.label} train", legendgroup=curve.label,
                            line=dict(color=color, width=TRAIN_WIDTH))
@@ -63,15 +68,16 @@ def error_figure(curves: Sequence[RunCurves]) -> go.Figure:
 def loss_lr_figure(curves: Sequence[RunCurves]) -> go.Figure:
     """Training loss (thin, smoothed) and test loss (bold) in nats; the learning rate (dotted) on a log axis."""
     figure = make_subplots(specs=[[{"secondary_y": True}]])
-    for color, curve in zip(COLORS * len(curves), curves):
-        train, test = thinned(curve.train), curve.test
-        figure.add_scatter(x=train["iteration"], y=train["smoothed_loss"], mode="lines", name=f"{curve.label} train loss",
-                           legendgroup=curve.label, line=dict(color=color, width=TRAIN_WIDTH))
+    for curve in curves:
+        train, test, color = thinned(curve.train), curve.test, color_of(curve)
+        figure.add_scatter(x=train["iteration"], y=train["smoothed_loss"], mode="lines",
+                           name=f"{curve.label} train loss", legendgroup=curve.label, line=dict(color=color, width=TRAIN_WIDTH))
         figure.add_scatter(x=test["iteration"], y=test["loss"], mode="lines+markers", name=f"{curve.label} test loss",
                            legendgroup=curve.label, line=dict(color=color, width=TEST_WIDTH), marker=dict(size=6))
         figure.add_scatter(x=train["iteration"], y=train["lr"], mode="lines", name=f"{curve.label} lr",
                            legendgroup=curve.label, line=dict(color=color, width=1, dash="dot"), secondary_y=True)
     _layout(figure, "Loss (nats) and learning rate (dotted)")
     figure.update_yaxes(title_text="cross-entropy loss", rangemode="tozero", secondary_y=False)
-    figure.update_yaxes(title_text="learning rate", type="log", showgrid=False, secondary_y=True)
+    # Ticks at powers of ten only: the schedule divides by 10 (§4.2).
+    figure.update_yaxes(title_text="learning rate", type="log", dtick=1, showgrid=False, secondary_y=True)
     return figure

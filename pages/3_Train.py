@@ -5,8 +5,9 @@ from explorer import runs, training_views
 from explorer.setup import setup_page
 from resnet_core import jobs
 
-PRESETS = {f"plain-{depth} vs ResNet-{depth}": [f"plain{depth}", f"resnet{depth}"] for depth in (20, 32, 44, 56)}
-PRESETS["ResNet-110"] = ["resnet110"]
+# Fig. 6's pairs and ResNet-110, and the smallest pair for a demo that ends in a minute.
+PRESETS = {f"{depth} layers": [f"plain{depth}", f"resnet{depth}"] for depth in (8, 20, 32, 44, 56)}
+PRESETS["ResNet-110 alone"] = ["resnet110"]
 NETS = [f"{kind}{depth}" for depth in (8, 14, 20, 32, 44, 56, 110) for kind in ("plain", "resnet")]
 DATASETS = {"cifar10": "CIFAR-10", "synthetic": "Synthetic (no download)", "folder": "Image folder"}
 
@@ -16,7 +17,7 @@ st.caption("Train a plain net and its residual twin at once and watch the plain 
            "the degradation problem (Fig. 1, Fig. 6). Runs are separate processes; closing this tab stops nothing.")
 
 with st.expander("Settings", expanded=True):
-    st.write("Presets (Fig. 6):")
+    st.write("Presets: plain vs residual of the same depth (Fig. 6)")
     for column, (label, nets) in zip(st.columns(len(PRESETS)), PRESETS.items()):
         column.button(label, key=f"train_preset_{nets[-1]}", width="stretch",
                       on_click=st.session_state.__setitem__, args=("train_nets", nets))
@@ -42,7 +43,7 @@ with st.expander("Settings", expanded=True):
     device = right.selectbox("Device", runs.devices(), key="train_device")
     st.caption(f"On a CPU-only server a run is limited to {jobs.CPU_MAX_EPOCHS} epochs and depth "
                f"{jobs.CPU_MAX_DEPTH}. {jobs.max_concurrent_runs()} runs train at a time with "
-               f"{jobs.threads_per_run()} torch threads each; more wait in a queue.")
+               f"{jobs.threads_per_run()} torch thread(s) each; more wait in a queue.")
 
 if st.button("Start", type="primary", key="train_start", icon=":material/play_arrow:", disabled=not nets):
     try:

@@ -21,7 +21,8 @@ if "runs_overlay" not in st.session_state:
 def overview() -> None:
     st.dataframe(runs.history(), hide_index=True, width="stretch", column_config={
         "id": st.column_config.NumberColumn("run", format="%d"),
-        "train error (%)": st.column_config.NumberColumn(format="%.2f"),
+        "train error (%)": st.column_config.NumberColumn(
+            format="%.2f", help="Smoothed over about 50 iterations, as the thin curves."),
         "test error (%)": st.column_config.NumberColumn(format="%.2f"),
         "paper, Table 6 (%)": st.column_config.NumberColumn(
             format="%.2f", help="CIFAR-10 test error of the paper's net (best of 5 runs), for runs of the full "
@@ -39,7 +40,8 @@ csv, checkpoint, delete = st.columns(3, vertical_alignment="bottom")
 csv.download_button("Metrics (CSV)", lambda: runs.metrics_csv(run_id), file_name=f"run-{run_id}-metrics.csv",
                     mime="text/csv", key="runs_csv", on_click="ignore", icon=":material/download:")
 path = runs.checkpoint_path(run_id)
-checkpoint.download_button("Checkpoint (.safetensors)", lambda: path.read_bytes(), file_name=f"run-{run_id}.safetensors",
+checkpoint.download_button("Checkpoint (.safetensors)", lambda: path.read_bytes(),
+                           file_name=f"run-{run_id}.safetensors",
                            mime="application/octet-stream", key="runs_checkpoint", on_click="ignore",
                            icon=":material/download:", disabled=path is None,
                            help="The latest checkpoint: weights, optimizer state and the run's spec and recipe."
