@@ -281,7 +281,8 @@ class Store:
     # ------------------------------------------------------------------------------------ job queue
     def has_pending(self) -> bool:
         """Whether any run is queued or running: a read, so idle pollers never take the write lock."""
-        return self._db.execute("SELECT 1 FROM runs WHERE status IN ('queued', 'running') LIMIT 1").fetchone() is not None
+        pending = self._db.execute("SELECT 1 FROM runs WHERE status IN ('queued', 'running') LIMIT 1").fetchone()
+        return pending is not None
 
     def start_queued(self, cap: int, launch: Callable[[Run], int], alive: Callable[[int | None], bool],
                      lost_reason: Callable[[Run], str]) -> list[int]:
