@@ -171,6 +171,8 @@ def model_column(choice: str, data: bytes, method: str | None, key: str) -> None
     if model is None:
         return
     st.subheader(model.label)
+    error = "" if model.test_error is None else f" · test error {model.test_error:.1%}"
+    st.caption(f"{len(model.classes)} classes{error}")
     prediction = predict(choice, data)
     st.image(prediction.seen, width=160, caption=f"As the network sees it: {model.input_size}×{model.input_size} "
                                                  "pixels (normalisation undone)")

@@ -91,7 +91,7 @@ def gradient_norm_figure(norms: Mapping[tuple[str, str], pd.DataFrame], depth: i
             line=dict(color=NET_COLORS[net], dash="solid" if state == "trained" else "dot"), marker=dict(size=5),
             customdata=table["name"], hovertemplate="%{customdata}: %{y:.3g}<extra></extra>"))
     figure.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=50 if title else 10, b=10),
-                         xaxis_title="weighted layer (input → output)", yaxis=dict(type="log", title="‖∂loss/∂W‖"),
+                         xaxis_title="weighted layer (input → output)", yaxis=dict(type="log", title="‖∂loss/∂W‖", dtick="D2"),
                          legend=dict(orientation="h", y=-0.2, x=0))
     return figure
 

@@ -17,7 +17,7 @@ from resnet_core import classifier as clf
 from resnet_core.data import ImageData, load_data, stored_size
 from resnet_core.store import Store
 
-DEMO_LABELS = {"plain20": "plain-20 demo (CIFAR-10)", "resnet20": "ResNet-20 demo (CIFAR-10)"}
+DEMO_LABELS = {"plain20": "plain-20 demo", "resnet20": "ResNet-20 demo"}
 IMAGENET_LABELS = {"resnet18": "ResNet-18 (torchvision, ImageNet)", "resnet50": "ResNet-50 (torchvision, ImageNet)"}
 DEFAULT_PAIR = ("demo:plain20", "demo:resnet20")
 # Sources load_data reads without downloading anything.
@@ -31,7 +31,7 @@ def store() -> Store:
 
 def model_choices() -> dict[str, str]:
     """Choice id → label: the demo models, finished runs with a checkpoint, then the ImageNet weights."""
-    choices = {f"demo:{name}": label for name, label in DEMO_LABELS.items()}
+    choices = {f"demo:{name}": f"{label} (CIFAR-10)" for name, label in DEMO_LABELS.items()}
     runs = store()
     for run in runs.runs():
         if run.status == "finished" and runs.latest_checkpoint(run.id):

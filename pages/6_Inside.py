@@ -12,7 +12,7 @@ st.caption("Do residual nets keep their layer responses small (§4.2, Fig. 7)? D
 st.header("Layer responses (Fig. 7)")
 left, right = st.columns([1, 3], gap="large")
 with left:
-    state = st.radio("Networks", list(explain_charts.STATE_LABELS), key="inside_state",
+    state = st.radio("Networks", list(explain_charts.STATE_LABELS), index=1, key="inside_state",
                      format_func={"init": "at initialisation", "trained": "trained (demo plain-20 and ResNet-20)"}.get)
     depth = st.selectbox("Depth", inside.INIT_DEPTHS, key="inside_depth", disabled=state == "trained",
                          help="The trained demo nets have 20 layers; at initialisation any of the paper's depths.")

@@ -150,5 +150,5 @@ def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
         raise InvalidCheckpointError(f"{path} is not torchvision's {name} weights ({lines[0] if lines else error!r}); "
                                      "delete it and download it again.") from None
     transform = weights.transforms()
-    return Classifier(f"ResNet-{name.removeprefix('resnet')} (torchvision, ImageNet)", model.eval(), tuple(weights.meta["categories"]),
+    return Classifier(f"ResNet-{name.removeprefix('resnet')} (ImageNet)", model.eval(), tuple(weights.meta["categories"]),
                       tuple(transform.mean), tuple(transform.std), crop_fraction=IMAGENET_CROP_FRACTION)

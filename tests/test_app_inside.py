@@ -29,21 +29,19 @@ def at() -> AppTest:
     return app
 
 
-def test_fig7_at_initialisation_and_trained(at):
-    figure = chart(at, "inside_fig7")
-    assert set(traces(figure)) == {"plain-20", "ResNet-20"}
-    # 19 3x3 layers in a 20-layer CIFAR net (stem + 18), in the original order and sorted.
-    assert all(len(array(trace["x"])) == 19 for trace in figure["data"])
-    at.selectbox(key="inside_depth").select(56).run()
-    assert set(traces(chart(at, "inside_fig7"))) == {"plain-56", "ResNet-56"}
-    at.radio(key="inside_state").set_value("trained").run()
-    assert not at.exception
+def test_fig7_trained_by_default_and_at_initialisation(at):
     trained = traces(chart(at, "inside_fig7"))
     assert set(trained) == {"plain-20", "ResNet-20"}
+    # 19 3x3 layers in a 20-layer CIFAR net (stem + 18), in the original order and sorted.
+    assert all(len(array(trace["x"])) == 19 for trace in chart(at, "inside_fig7")["data"])
     # Without CIFAR-10 here, the trained stds are the ones the demo export measured on its test set.
     recorded = models.demo_metadata("resnet20")["layer_response_stds"]["std"]
     assert np.allclose(array(trained["ResNet-20"]["y"]), recorded)
     assert any("recorded when the demo was exported" in caption.value for caption in at.caption)
+    at.radio(key="inside_state").set_value("init").run()
+    at.selectbox(key="inside_depth").select(56).run()
+    assert not at.exception
+    assert set(traces(chart(at, "inside_fig7"))) == {"plain-56", "ResNet-56"}
 
 
 def test_gradient_norms_on_a_log_scale_init_and_trained(at):
@@ -52,6 +50,7 @@ def test_gradient_norms_on_a_log_scale_init_and_trained(at):
     assert set(traces(figure)) == {"plain-20, at initialisation", "ResNet-20, at initialisation",
                                    "plain-20, trained", "ResNet-20, trained"}
     assert all(len(array(trace["y"])) == 20 and (array(trace["y"]) > 0).all() for trace in figure["data"])
+    at.radio(key="inside_state").set_value("init").run()
     at.selectbox(key="inside_depth").select(56).run()
     assert set(traces(chart(at, "inside_gradients"))) == {"plain-56, at initialisation", "ResNet-56, at initialisation"}
 

@@ -25,5 +25,9 @@ def test_upload_shows_bar_charts_and_overlays(app_server, browser_page, tmp_path
         "[...document.querySelectorAll('.js-plotly-plot')].map(plot => plot.data.map(trace => trace.type).join('+'))")
     assert kinds.count("bar") == 2 and kinds.count("image+heatmap") == 2, kinds
     assert browser_page.locator("[data-testid='stException']").count() == 0
+    # Streamlit scrolls inside its own container, so a full-page shot needs a viewport as tall as the content.
+    height = browser_page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    browser_page.set_viewport_size({"width": 1400, "height": max(height, 900)})
     ARTIFACTS.mkdir(exist_ok=True)
     browser_page.screenshot(path=ARTIFACTS / "classify_upload.png", full_page=True)
+    browser_page.set_viewport_size({"width": 1400, "height": 900})
