@@ -41,8 +41,9 @@ with st.expander("Settings", expanded=True):
                             help="§4.2 starts at 0.1 and divides by 10 at 50% and 75% of the run.")
     seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
     device = right.selectbox("Device", runs.devices(), key="train_device")
-    st.caption(f"On a CPU-only server a run is limited to {jobs.CPU_MAX_EPOCHS} epochs and depth "
-               f"{jobs.CPU_MAX_DEPTH}. {jobs.max_concurrent_runs()} runs train at a time with "
+    st.caption(f"On a CPU-only server a run is limited to depth {jobs.CPU_MAX_DEPTH} and "
+               f"{jobs.CPU_MAX_IMAGES:,} training images ({jobs.CPU_MAX_EPOCHS} CIFAR-10 epochs). "
+               f"{jobs.max_concurrent_runs()} runs train at a time with "
                f"{jobs.threads_per_run()} torch thread(s) each; more wait in a queue.")
 
 if st.button("Start", type="primary", key="train_start", icon=":material/play_arrow:", disabled=not nets):

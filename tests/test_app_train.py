@@ -96,7 +96,8 @@ def test_bad_settings_are_one_line_errors(app_home):
     at.radio(key="train_data").set_value("synthetic")
     at.multiselect(key="train_nets").set_value(["resnet110"])
     at.segmented_control(key="train_unit").set_value("epochs").run()
-    at.number_input(key="train_length_epochs").set_value(50)
+    at.number_input(key="train_length_epochs").set_value(250)  # 16 iterations per epoch of the synthetic set
     at.button(key="train_start").click().run()
-    assert "too long for this CPU-only server" in at.error[0].value
+    assert at.error[0].value == ("4,000 iterations of 128 are too long for this CPU-only server; train on at "
+                                 "most 500,000 images (10 CIFAR-10 epochs, 3,906 iterations of 128).")
     assert Store().runs() == []

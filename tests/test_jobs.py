@@ -142,7 +142,7 @@ def test_submit_refuses_what_a_cpu_server_cannot_train(tmp_path, monkeypatch):
     store = Store(tmp_path)
     with pytest.raises(UserError, match="too deep to train on this CPU-only server"):
         jobs.submit("resnet1202", "synthetic", iterations=1, store=store)
-    with pytest.raises(UserError, match="train at most 10 epochs"):
+    with pytest.raises(UserError, match="train on at most 500,000 images"):
         jobs.submit("resnet20", "cifar10", epochs=11, store=store)
     with pytest.raises(UserError, match="Unknown dataset"):
         jobs.submit("resnet20", str(tmp_path / "missing"), epochs=1, store=store)
