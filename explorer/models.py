@@ -13,20 +13,14 @@ from pathlib import Path
 import streamlit as st
 
 import resnet_core as rc
+from explorer.runs import store  # one SQLite connection per thread
 from resnet_core import classifier as clf
-from resnet_core.data import ImageData, load_data, stored_size
-from resnet_core.store import Store
+# The official CIFAR folders load_data reads; present means nothing needs downloading.
+from resnet_core.data import _CIFAR_FOLDERS, ImageData, load_data, stored_size
 
 DEMO_LABELS = {"plain20": "plain-20 demo", "resnet20": "ResNet-20 demo"}
 IMAGENET_LABELS = {"resnet18": "ResNet-18 (torchvision, ImageNet)", "resnet50": "ResNet-50 (torchvision, ImageNet)"}
 DEFAULT_PAIR = ("demo:plain20", "demo:resnet20")
-# Sources load_data reads without downloading anything.
-_LOCAL_BUILTINS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-
-
-def store() -> Store:
-    """The run store of the app's data folder ($RESNET_EXPLORER_HOME, else ~/.resnet-explorer)."""
-    return Store()
 
 
 def model_choices() -> dict[str, str]:
@@ -95,7 +89,7 @@ def local_dataset_source(model: clf.Classifier, choice: str) -> str | None:
     for source in filter(None, candidates):
         if source == "synthetic" or Path(source).is_dir():
             return source
-        if source in _LOCAL_BUILTINS and (store().home / "datasets" / _LOCAL_BUILTINS[source]).is_dir():
+        if source in _CIFAR_FOLDERS and (store().home / "datasets" / _CIFAR_FOLDERS[source]).is_dir():
             return source
     return None
 
