@@ -73,6 +73,12 @@ def start(models: list[str], data: str, **settings) -> list[int]:
     return ids
 
 
+def warm_up() -> None:
+    """Keep warm training processes waiting (resnet_core.jobs spares), so a run started here shows its first
+    point ~3 s sooner."""
+    jobs.keep_spares(store())
+
+
 def act(action: str, run_id: int) -> tuple[bool, str]:
     """Run `cancel`, `resume` or `delete` on a run; (done, one-line message for the user)."""
     try:

@@ -12,6 +12,7 @@ NETS = [f"{kind}{depth}" for depth in (8, 14, 20, 32, 44, 56, 110) for kind in (
 DATASETS = {"cifar10": "CIFAR-10", "synthetic": "Synthetic (no download)", "folder": "Image folder"}
 
 setup_page("Train", ":material/model_training:")
+runs.warm_up()
 st.title(":material/model_training: Train")
 st.caption("Train a plain net and its residual twin at once and watch the plain one's training error stay higher: "
            "the degradation problem (Fig. 1, Fig. 6). Runs are separate processes; closing this tab stops nothing.")

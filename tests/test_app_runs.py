@@ -22,6 +22,7 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Runs.py")
 def app_runs(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Store:
     """Two tiny finished runs trained by the queue, one failed run, and a full paper run recorded as the CLI does."""
     monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+    monkeypatch.setenv(jobs.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
     store = Store(tmp_path)
     for model in ("resnet8", "plain8"):
         jobs.submit(model, "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)

@@ -18,6 +18,7 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Train.py")
 def app_home(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Path:
     monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
     monkeypatch.setenv(jobs.CAP_VARIABLE, "2")
+    monkeypatch.setenv(jobs.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
     return tmp_path
 
 

@@ -31,6 +31,7 @@ def browser_training_home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RESNET_EXPLORER_HOME", str(home))
         patch.setenv(jobs.CAP_VARIABLE, "2")
+        patch.setenv(jobs.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
         yield home
 
 

@@ -23,8 +23,13 @@ def queue(store: Store, count: int) -> list[int]:
 
 
 def sleeper() -> subprocess.Popen:
-    """A process that stands in for a training process: alive until killed."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    """A process that stands in for a training process: alive until killed; SIGTERM only asks it to stop, as a
+    training process saves its checkpoint first."""
+    process = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                "signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"],
+                               start_new_session=True, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "ready\n"  # SIGTERM is ignored from here on
+    return process
 
 
 # The same racing dispatcher, in threads of this process and in other processes: every launch pretends to
@@ -68,6 +73,7 @@ def test_queued_runs_start_in_order_as_runs_finish(tmp_path):
     first, second = queue(store, 2)
     assert jobs.queue_positions(store) == {first: 1, second: 2}
     os.environ[jobs.CAP_VARIABLE] = "1"  # the first run's own dispatch at its end must see the same cap
+    os.environ[jobs.SPARES_VARIABLE] = "0"
     try:
         assert jobs.dispatch(store) == [first]
         assert jobs.queue_positions(store) == {second: 1}
@@ -77,7 +83,7 @@ def test_queued_runs_start_in_order_as_runs_finish(tmp_path):
             assert store.count_running() <= 1
             time.sleep(0.2)
     finally:
-        del os.environ[jobs.CAP_VARIABLE]
+        del os.environ[jobs.CAP_VARIABLE], os.environ[jobs.SPARES_VARIABLE]
     for run_id in (first, second):
         assert [row["iteration"] for row in store.metrics(run_id, "test")] == [2, 4]
         assert store.latest_checkpoint(run_id)[0] == 4
@@ -156,3 +162,27 @@ def test_threads_share_the_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert jobs.max_concurrent_runs() == 8 and jobs.threads_per_run() == 1
     assert jobs.threads_per_run(2) == 4
+
+
+def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(jobs.SPARES_VARIABLE, "1")
+    store = Store(tmp_path)
+    jobs.keep_spares(store)
+    spare, = (tmp_path / "workers").glob("*.spare")
+    jobs.keep_spares(store)  # idempotent: still one
+    assert list((tmp_path / "workers").glob("*.spare")) == [spare]
+    run_id, = queue(store, 1)
+    try:
+        assert jobs.dispatch(store, cap=1) == [run_id]
+        assert store.run(run_id).pid == int(spare.stem)  # the warm process took it
+        replacement, = (tmp_path / "workers").glob("*.spare")
+        assert replacement != spare
+        deadline = time.monotonic() + 60
+        while store.run(run_id).status != "finished":
+            assert time.monotonic() < deadline, (store.run_dir(run_id) / jobs.LOG_NAME).read_text()
+            time.sleep(0.2)
+        assert (store.run_dir(run_id) / jobs.LOG_NAME).read_text().split()[-1] == str(run_id)
+        assert [row["iteration"] for row in store.metrics(run_id, "test")] == [2, 4]
+    finally:
+        for waiting in (tmp_path / "workers").glob("*.spare"):
+            os.kill(int(waiting.stem), 15)
