@@ -32,7 +32,7 @@ CAP_VARIABLE = "RESNET_EXPLORER_MAX_RUNS"
 # Warm processes kept ready to take the next runs (resnet_core.spare_worker): a run starts ~3 s sooner. Each idle
 # spare holds ~300 MB; it retires after SPARE_IDLE_S. Default: enough for a plain/residual pair, within the cap.
 SPARES_VARIABLE = "RESNET_EXPLORER_SPARES"
-SPARE_IDLE_S = 600
+SPARE_IDLE_S = 300
 LOG_NAME = "train.log"
 CANCEL_MARKER = "cancel-requested"  # holds the pid that was sent SIGTERM, so a second cancel cannot kill it
 # Train sizes of the built-in sources; synthetic matches load_data's default synthetic_sizes.
