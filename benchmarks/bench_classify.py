@@ -59,7 +59,8 @@ def main() -> None:
         for method in METHODS:
             row[method] = median_ms(lambda: rc.attribute(model, x, method, private_copy=True), args.repeats)
         print(name, "  ".join(f"{key} {value:.1f}" for key, value in row.items()))
-    print(f"Classify page, cold, example + Grad-CAM: {page_seconds('5_Classify.py', 'red ball in the sky (drawn)'):.1f} s")
+    classify_seconds = page_seconds("5_Classify.py", "red ball in the sky (drawn)")
+    print(f"Classify page, cold, example + Grad-CAM: {classify_seconds:.1f} s")
     print(f"Inside page, cold: {page_seconds('6_Inside.py', None):.1f} s")
 
 

@@ -28,7 +28,8 @@ def top_k_figure(top: Sequence[tuple[str, float]], title: str = "") -> go.Figure
                               text=[f"{p:.1f} %" for p in percents], textposition="auto",
                               hovertemplate="%{y}: %{x:.2f} %<extra></extra>"))
     figure.update_layout(title=title, height=60 + 36 * len(names),
-                         margin=dict(l=10, r=10, t=40 if title else 10, b=10), xaxis=dict(title="probability (%)", range=[0, 100]), yaxis=dict(automargin=True))
+                         margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                         xaxis=dict(title="probability (%)", range=[0, 100]), yaxis=dict(automargin=True))
     return figure
 
 
@@ -91,7 +92,8 @@ def gradient_norm_figure(norms: Mapping[tuple[str, str], pd.DataFrame], depth: i
             line=dict(color=NET_COLORS[net], dash="solid" if state == "trained" else "dot"), marker=dict(size=5),
             customdata=table["name"], hovertemplate="%{customdata}: %{y:.3g}<extra></extra>"))
     figure.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=50 if title else 10, b=10),
-                         xaxis_title="weighted layer (input → output)", yaxis=dict(type="log", title="‖∂loss/∂W‖", dtick="D2"),
+                         xaxis_title="weighted layer (input → output)",
+                         yaxis=dict(type="log", title="‖∂loss/∂W‖", dtick="D2"),
                          legend=dict(orientation="h", y=-0.2, x=0))
     return figure
 

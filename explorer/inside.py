@@ -41,11 +41,12 @@ class Probe:
 def probe() -> Probe:
     demo = models.classifier(DEMO_CHOICES["residual"])
     data = models.dataset_for(demo, DEMO_CHOICES["residual"])
-    if data is not None:
-        images, labels, source, real = data.test_images, data.test_labels, f"{len(data.test_labels):,} test images", True
+    real = data is not None
+    if real:
+        source = f"{len(data.test_labels):,} test images"
     else:
-        data = synthetic_data(16, RESPONSE_IMAGES)
-        images, labels, source, real = data.test_images, data.test_labels, "synthetic images (no CIFAR-10 here)", False
+        data, source = synthetic_data(16, RESPONSE_IMAGES), "synthetic images (no CIFAR-10 here)"
+    images, labels = data.test_images, data.test_labels
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:RESPONSE_IMAGES]
     mean = torch.tensor(demo.mean).reshape(3, 1, 1)
     std = torch.tensor(demo.std).reshape(3, 1, 1)

@@ -116,13 +116,14 @@ def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
     try:
         spec = NetSpec.from_dict(metadata["spec"])
     except (KeyError, TypeError, ValueError) as error:
-        raise InvalidCheckpointError(f"{path.name} names no valid network in its metadata ({_one_line(error)}).") \
+        raise InvalidCheckpointError(f"{path.name} names no valid network in its metadata ({one_line(error)}).") \
             from None
     with torch.device("meta"):
         expected = {key: value.shape for key, value in ResNet(spec).state_dict().items()}
     found = {key: value.shape for key, value in model_state.items()}
     if found != expected:
-        wrong = len(expected.keys() ^ found.keys()) + sum(found[k] != expected[k] for k in expected.keys() & found.keys())
+        shared = expected.keys() & found.keys()
+        wrong = len(expected.keys() ^ found.keys()) + sum(found[key] != expected[key] for key in shared)
         raise InvalidCheckpointError(f"{path.name} does not hold the {spec.name} its metadata names ({wrong} tensors "
                                      "missing, extra or of another shape).")
     model = ResNet(spec)
@@ -155,7 +156,7 @@ def _read_safetensors(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise InvalidCheckpointError(f"{path.name} is truncated or not a safetensors checkpoint "
-                                     f"({_one_line(error)}).") from None
+                                     f"({one_line(error)}).") from None
     if not isinstance(metadata, dict):
         raise InvalidCheckpointError(f"{path.name} has metadata that is not a JSON object.")
     return metadata, model_state
@@ -168,7 +169,7 @@ def _read_pickle_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     # (foreign objects, random bytes, a cut-off zip) means the file is not a checkpoint.
     except Exception as error:  # noqa: BLE001
         raise InvalidCheckpointError(f"{path.name} is not a readable weights-only PyTorch checkpoint "
-                                     f"({_one_line(error)}).") from None
+                                     f"({one_line(error)}).") from None
     model_state = content.get("model_state") if isinstance(content, dict) else None
     if not (isinstance(model_state, dict)
             and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in model_state.items())):
@@ -177,6 +178,7 @@ def _read_pickle_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return {key: value for key, value in content.items() if key != "model_state"}, model_state
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
+    """The first line of an error's message (at most 200 characters), for one-sentence user errors."""
     lines = str(error).strip().splitlines()
     return (lines[0] if lines else type(error).__name__)[:200]

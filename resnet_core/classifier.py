@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .checkpoint import InvalidCheckpointError, load_model, save_model
+from .checkpoint import InvalidCheckpointError, load_model, one_line, save_model
 from .errors import UserError
 from .images import IMAGENET_CROP_FRACTION, to_model_input
 from .model import ResNet, build_model
@@ -134,9 +134,7 @@ def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
         try:
             torch.hub.load_state_dict_from_url(weights.url, check_hash=True, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError) as error:  # offline, proxy, hash mismatch, disk full
-            lines = str(error).strip().splitlines()
-            reason = lines[0] if lines else type(error).__name__
-            raise WeightsUnavailableError(f"Cannot download {weights.url} ({reason}); put that file at {path} "
+            raise WeightsUnavailableError(f"Cannot download {weights.url} ({one_line(error)}); put that file at {path} "
                                           "instead.") from None
     if not path.is_file():
         raise WeightsUnavailableError(f"torchvision's {name} ImageNet weights are not in the torch cache; download "
@@ -146,9 +144,9 @@ def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
         model = build_model(name, variant="torchvision")
         model.load_state_dict(state)
     except Exception as error:  # noqa: BLE001 — weights_only runs no code; any failure means a bad file
-        lines = str(error).strip().splitlines()
-        raise InvalidCheckpointError(f"{path} is not torchvision's {name} weights ({lines[0] if lines else error!r}); "
+        raise InvalidCheckpointError(f"{path} is not torchvision's {name} weights ({one_line(error)}); "
                                      "delete it and download it again.") from None
     transform = weights.transforms()
-    return Classifier(f"ResNet-{name.removeprefix('resnet')} (ImageNet)", model.eval(), tuple(weights.meta["categories"]),
+    return Classifier(f"ResNet-{name.removeprefix('resnet')} (ImageNet)", model.eval(),
+                      tuple(weights.meta["categories"]),
                       tuple(transform.mean), tuple(transform.std), crop_fraction=IMAGENET_CROP_FRACTION)

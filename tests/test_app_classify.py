@@ -130,7 +130,8 @@ GOOD_ODD_FILES = {
 BAD_FILES = {
     "empty.png": (lambda: b"", "The image file is empty."),
     "notes.jpg": (lambda: b"just some text, not a picture\n" * 5, "This is not a supported image"),
-    "paper.png": (lambda: b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF", "This is not a supported image"),
+    "paper.png": (lambda: b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF",
+                  "This is not a supported image"),
     "cut.jpg": (lambda: encode(two_colour((200, 200)), "JPEG")[:300], "could not be decoded"),
     "bomb-30000.png": (lambda: png_header_only(30000, 30000), "too large"),
     "bomb-12000.png": (lambda: png_header_only(12000, 12000), "allowed: at most 40 megapixels"),
