@@ -7,7 +7,6 @@ import streamlit as st
 from explorer.charts import residual_block_figure
 from explorer.setup import APP_NAME, PAPER_URL, setup_page
 
-# Only pages that exist; later issues add theirs here.
 PAGES = [
     ("pages/1_Architecture.py", "Architecture", ":material/account_tree:",
      "Build any net of the paper, or your own; see its layers, shapes, costs and the paper's numbers."),
@@ -17,6 +16,10 @@ PAGES = [
      "Train a plain net and its residual twin at once and watch the degradation problem appear, live."),
     ("pages/4_Runs.py", "Runs", ":material/history:",
      "Every training run: final errors beside the paper's, curves overlaid, metrics and checkpoints to download."),
+    ("pages/5_Classify.py", "Classify", ":material/image_search:",
+     "Ask two networks about your image and see which pixels their answers rest on."),
+    ("pages/6_Inside.py", "Inside", ":material/biotech:",
+     "Layer responses (Fig. 7), gradients through depth, and where a model goes wrong."),
 ]
 
 setup_page(APP_NAME)
