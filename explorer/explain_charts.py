@@ -93,7 +93,7 @@ def gradient_norm_figure(norms: Mapping[tuple[str, str], pd.DataFrame], depth: i
             customdata=table["name"], hovertemplate="%{customdata}: %{y:.3g}<extra></extra>"))
     figure.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=50 if title else 10, b=10),
                          xaxis_title="weighted layer (input → output)",
-                         yaxis=dict(type="log", title="‖∂loss/∂W‖", dtick="D2"),
+                         yaxis=dict(type="log", title="‖∂loss/∂W‖", dtick=1),
                          legend=dict(orientation="h", y=-0.2, x=0))
     return figure
 
