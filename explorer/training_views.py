@@ -34,7 +34,7 @@ def run_card(state: runs.RunState, key: str) -> None:
                       help="Continues a cancelled or interrupted run from its last checkpoint.")
         st.progress(state.progress, text=runs.progress_text(state))
         if state.status.startswith("queued"):
-            st.caption(f"Waiting for a free slot: {jobs.max_concurrent_runs()} runs train at a time.")
+            st.caption(f"Waiting for a free slot: at most {jobs.max_concurrent_runs()} run(s) train at a time.")
         if run.error and run.status in ("failed", "diverged"):
             st.error(run.error)
 

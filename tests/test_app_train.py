@@ -34,7 +34,7 @@ def start(at: AppTest, nets: list[str], iterations: int, eval_every: int) -> App
 
 
 def poll_until(at: AppTest, done, timeout: float = 90) -> None:
-    """run_every never fires in AppTest: rerun the script until `done(store)`."""
+    """run_every never fires in AppTest: rerun the script until `done(store)`, then once more to show it."""
     store = Store()
     deadline = time.monotonic() + timeout
     while not done(store):
@@ -42,13 +42,13 @@ def poll_until(at: AppTest, done, timeout: float = 90) -> None:
         time.sleep(0.5)
         at.run()
         assert not at.exception
+    at.run()
 
 
 def test_a_pair_trains_to_the_end_and_the_curves_hold_the_stores_values(app_home, app_chart_traces):
     at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8", "plain8"], iterations=6, eval_every=3)
     assert at.query_params["runs"] == "1,2"
     poll_until(at, lambda store: {run.status for run in store.runs()} == {"finished"})
-    at.run()
     store = Store()
     traces = app_chart_traces(at)
     for run_id, label in ((1, "#1 ResNet-8"), (2, "#2 plain-8")):
@@ -102,3 +102,18 @@ def test_bad_settings_are_one_line_errors(app_home):
     assert at.error[0].value == ("4,000 iterations of 128 are too long for this CPU-only server; train on at "
                                  "most 500,000 images (10 CIFAR-10 epochs, 3,906 iterations of 128).")
     assert Store().runs() == []
+
+
+def test_a_run_past_the_cap_waits_with_its_queue_position(app_home, monkeypatch):
+    monkeypatch.setenv(jobs.CAP_VARIABLE, "1")
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8", "plain8"], iterations=400, eval_every=5)
+    titles = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert titles == ["**#1 ResNet-8** on synthetic · :material/play_circle: running",
+                      "**#2 plain-8** on synthetic · :material/schedule: queued #1"]
+    assert "Waiting for a free slot: at most 1 run(s) train at a time." in [caption.value for caption in at.caption]
+    at.button(key="train_cancel_2").click().run()
+    assert Store().run(2).status == "cancelled"
+    poll_until(at, lambda store: store.metrics(1, "train"))
+    at.button(key="train_cancel_1").click().run()
+    poll_until(at, lambda store: store.run(1).status == "cancelled")
+    assert Store().run(2).started is None  # it never ran
