@@ -11,6 +11,7 @@ No UI code here.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -176,16 +177,18 @@ def keep_spares(store: Store | None = None, threads: int | None = None) -> None:
     store = store or Store()
     folder = store.home / "workers"
     folder.mkdir(exist_ok=True)
-    waiting = 0
-    for spare in folder.glob("*.spare"):
-        if process_running(int(spare.stem)):
-            waiting += 1
-        else:
-            spare.unlink(missing_ok=True)
-    for _ in range(spares_wanted() - waiting):
-        pid = _spawn(["resnet_core.spare_worker", str(store.home)], folder / "spares.log",
-                     threads or threads_per_run())
-        spare_paths(store.home, pid)[0].touch()
+    with open(folder / "spares.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions counting at once would both start the missing spares
+        waiting = 0
+        for spare in folder.glob("*.spare"):
+            if process_running(int(spare.stem)):
+                waiting += 1
+            else:
+                spare.unlink(missing_ok=True)
+        for _ in range(spares_wanted() - waiting):
+            pid = _spawn(["resnet_core.spare_worker", str(store.home)], folder / "spares.log",
+                         threads or threads_per_run())
+            spare_paths(store.home, pid)[0].touch()
 
 
 def process_running(pid: int | None) -> bool:

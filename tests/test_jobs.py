@@ -186,3 +186,17 @@ def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkey
     finally:
         for waiting in (tmp_path / "workers").glob("*.spare"):
             os.kill(int(waiting.stem), 15)
+
+
+def test_sessions_keeping_spares_at_once_start_only_the_missing_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv(jobs.SPARES_VARIABLE, "2")
+    store = Store(tmp_path)
+    threads = [threading.Thread(target=jobs.keep_spares, args=(Store(tmp_path),)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    spares = list((tmp_path / "workers").glob("*.spare"))
+    for spare in spares:
+        os.kill(int(spare.stem), 15)
+    assert len(spares) == 2 and store.runs() == []
