@@ -69,7 +69,9 @@ def app_server(app_free_port: int, tmp_path_factory: pytest.TempPathFactory) -> 
                "--server.fileWatcherType", "none"]
     with log.open("w") as output:
         server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+                                  env={"RESNET_EXPLORER_SPARES": "0",  # never warm processes in a user's data folder
+                                       "RESNET_EXPLORER_HOME": str(tmp_path_factory.mktemp("server-home")),
+                                       **os.environ, "PYTHONPATH": str(REPO)})
     url = f"http://127.0.0.1:{app_free_port}"
     try:
         deadline = time.monotonic() + 30
