@@ -5,6 +5,7 @@ Exports load on first use (PEP 562): a training process started by the app must 
 within seconds, so `import resnet_core` must not pull in pandas, torchinfo or captum.
 """
 import importlib
+import importlib.util
 
 # public name -> (module, attribute)
 _EXPORTS = {
@@ -33,7 +34,10 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'resnet_core' has no attribute {name!r}")
+        # `resnet_core.specs` and friends, as an eager package would have them.
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module 'resnet_core' has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)
     module, attribute = _EXPORTS[name]
     value = getattr(importlib.import_module(f".{module}", __name__), attribute)
     globals()[name] = value  # later lookups skip __getattr__
