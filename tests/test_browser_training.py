@@ -65,7 +65,11 @@ def test_pair_trains_live_survives_a_reload_and_cancels(browser_training_home, a
     page.wait_for_selector("h1", timeout=60_000)
     page.wait_for_selector(IDLE, timeout=60_000)
     page.get_by_role("button", name="8 layers").click()
+    # Each click reruns the script; the next widget must not be touched before the rerun has applied it.
+    page.get_by_text("plain-8", exact=True).first.wait_for(timeout=60_000)
+    page.wait_for_selector(IDLE)
     page.get_by_text("Synthetic (no download)").click()
+    page.wait_for_selector(IDLE)
     for label, value in (("Number of iterations", ITERATIONS), ("Batch (images)", BATCH),
                          ("Test every (iterations)", TEST_EVERY)):
         field = page.get_by_role("spinbutton", name=label)
