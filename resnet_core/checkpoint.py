@@ -71,7 +71,9 @@ def read_metadata(path: Path) -> dict:
     return metadata
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
+def load_training_checkpoint(path: Path) -> Checkpoint:
+    """Everything a run needs to continue (model, optimizer, RNG, trainer state); the public
+    `resnet_core.load_checkpoint` (`load_model` below) returns only a ready model."""
     metadata = read_metadata(path)
     try:
         tensors = load_file(path)

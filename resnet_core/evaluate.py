@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_training_checkpoint
 from .data import ImageData, Pipeline, load_data, stored_size
 from .device import autocast, pick_device, pick_precision
 from .errors import CheckpointError
@@ -108,7 +108,7 @@ def evaluate_run(store, run_id: int, *, ten_crop: bool = False, device: str | No
     latest = store.latest_checkpoint(run_id)
     if latest is None:
         raise CheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
-    checkpoint = load_checkpoint(latest[1])
+    checkpoint = load_training_checkpoint(latest[1])
     spec = NetSpec.from_dict(run.spec)
     if NetSpec.from_dict(checkpoint.spec) != spec:
         raise CheckpointError(f"Checkpoint {latest[1]} holds a {checkpoint.spec.get('name')} but run {run_id} "

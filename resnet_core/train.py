@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Literal
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, load_training_checkpoint, save_checkpoint
 from .data import ImageData, Pipeline, epoch_order, iteration_generator
 from .device import autocast, pick_device, pick_precision
 from .errors import CheckpointError, UserError
@@ -167,7 +167,7 @@ class _Loop:
             self.store.truncate_metrics(self.run_id, self.iteration)
 
     def _load(self, path: Path) -> None:
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_training_checkpoint(path)
         if NetSpec.from_dict(checkpoint.spec) != self.spec:
             raise CheckpointError(f"Checkpoint {path} holds a {checkpoint.spec.get('name')}, not this run's "
                                   f"{self.spec.name}.")

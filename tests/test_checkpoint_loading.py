@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import resnet_core as rc
-from resnet_core.checkpoint import load_checkpoint as load_training_checkpoint
+from resnet_core.checkpoint import load_training_checkpoint
 from resnet_core.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

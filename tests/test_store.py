@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from resnet_core.checkpoint import Checkpoint, load_checkpoint, read_metadata, save_checkpoint
+from resnet_core.checkpoint import Checkpoint, load_training_checkpoint, read_metadata, save_checkpoint
 from resnet_core.errors import CheckpointError, StoreError
 from resnet_core.specs import NetSpec, get_spec
 from resnet_core.store import Store, resolve_home
@@ -131,7 +131,7 @@ def test_checkpoints_round_trip_and_only_the_newest_is_kept(tmp_path):
         store.add_checkpoint(run_id, iteration, paths[-1])
     assert store.latest_checkpoint(run_id) == (10, paths[1])
     assert not paths[0].exists() and not list(paths[1].parent.glob(".*tmp*"))
-    loaded = load_checkpoint(paths[1])
+    loaded = load_training_checkpoint(paths[1])
     original = checkpoint_at(10)
     assert loaded.iteration == 10 and NetSpec.from_dict(loaded.spec) == get_spec("resnet8")
     assert torch.equal(loaded.model_state["weight"], original.model_state["weight"])
@@ -153,5 +153,5 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path, damage, message):
     elif damage == "foreign":
         save_file({"weight": torch.zeros(2)}, path, metadata={"framework": json.dumps("someone else")})
     with pytest.raises(CheckpointError, match=message) as caught:
-        load_checkpoint(path)
+        load_training_checkpoint(path)
     assert "\n" not in str(caught.value)
