@@ -6,8 +6,10 @@ clearing it or restarting the app refetches from the store.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from resnet_core.errors import UserError
 from resnet_core.store import METRIC_COLUMNS, Run, Store, resolve_home
 
 _local = threading.local()
+XSRF_COOKIE = "_streamlit_xsrf"
 
 
 def store() -> Store:
@@ -60,17 +63,30 @@ def devices() -> list[str]:
 
 # ------------------------------------------------------------------------------------------- actions
 def start(models: list[str], data: str, **settings) -> list[int]:
-    """Queue one run per net with the same settings (jobs.submit's), then dispatch; all or none are queued."""
-    ids = []
-    try:
-        for model in models:
-            ids.append(jobs.submit(model, data, store=store(), **settings))
-    except UserError:
-        for run_id in ids:
-            jobs.delete(run_id, store())
-        raise
+    """Queue one run per net with the same settings (jobs.submit_all's) for this person, then dispatch; all or
+    none are queued."""
+    run_ids = jobs.submit_all(models, data, owner=user_id(), store=store(), **settings)
     jobs.dispatch(store())
-    return ids
+    return run_ids
+
+
+def user_id() -> str:
+    """Who is asking, for the per-person run limit: a hash of this browser's XSRF token, else of this session.
+
+    Streamlit sets the `_streamlit_xsrf` cookie on a browser's first page load and keeps it, so one id covers the
+    reloads, pages and tabs of one browser, while each other browser (each person) gets its own. The cookie is
+    `2|mask|masked token|time` (Tornado's format); the unmasked token is what stays fixed.
+    """
+    cookie = st.context.cookies.get(XSRF_COOKIE)
+    if not isinstance(cookie, str) or not cookie:  # no XSRF protection, or an AppTest: one id per session
+        return st.session_state.setdefault("user_id", f"session-{uuid.uuid4().hex[:16]}")
+    parts = cookie.split("|")
+    try:
+        mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+        secret = bytes(byte ^ mask[index % 4] for index, byte in enumerate(masked))
+    except (IndexError, ValueError):
+        secret = cookie.encode()
+    return "browser-" + hashlib.sha256(secret).hexdigest()[:16]
 
 
 def warm_up() -> None:
@@ -256,6 +272,11 @@ def choices() -> dict[int, str]:
     """Run id -> `#3 ResNet-8 on synthetic (finished)`, newest first."""
     return {run.id: f"#{run.id} {net_label(run.model)} on {run.data} ({run.status})"
             for run in reversed(store().runs())}
+
+
+def damaged() -> dict[int, str]:
+    """Run id -> why its record in the store cannot be read."""
+    return store().damaged_runs()
 
 
 def _percent(value: float | None) -> float:

@@ -45,7 +45,8 @@ with st.expander("Settings", expanded=True):
     st.caption(f"On a CPU-only server a run is limited to depth {jobs.CPU_MAX_DEPTH} and "
                f"{jobs.CPU_MAX_IMAGES:,} training images ({jobs.CPU_MAX_EPOCHS} CIFAR-10 epochs). "
                f"{jobs.max_concurrent_runs()} runs train at a time with "
-               f"{jobs.threads_per_run()} torch thread(s) each; more wait in a queue.")
+               f"{jobs.threads_per_run()} torch thread(s) each; more wait in a queue. Each person may have "
+               f"{jobs.runs_per_user()} runs queued or running at once.")
 
 if st.button("Start", type="primary", key="train_start", icon=":material/play_arrow:", disabled=not nets):
     try:

@@ -9,6 +9,11 @@ st.title(":material/history: Runs")
 st.caption("Every run in the data folder, whether started here or with `python -m resnet_core train`. Errors are "
            "the latest recorded; the paper's Table 6 error shows beside CIFAR-10 runs of the full §4.2 recipe.")
 
+for run_id, problem in runs.damaged().items():  # reported, never fatal: the other runs still show
+    warning, button = st.columns([5, 1], vertical_alignment="center")
+    warning.warning(problem, icon=":material/warning:")
+    button.button(f"Delete run {run_id}", key=f"runs_delete_damaged_{run_id}", on_click=training_views.delete_run,
+                  args=(run_id,), icon=":material/delete:")
 labels = runs.choices()
 if not labels:
     st.info("No runs yet: start one on the Train page or with `python -m resnet_core train`.")

@@ -23,13 +23,21 @@ from pathlib import Path
 import torch
 
 from .data import SOURCE_HELP, _list_split  # the folder rules of load_data, without decoding
+from . import memory
 from .device import pick_precision
 from .errors import StoreError, UserError
 from .recipe import Recipe, paper_recipe
-from .specs import get_spec
+from .specs import NetSpec, get_spec
 from .store import Run, Store, process_alive
 
 CAP_VARIABLE = "RESNET_EXPLORER_MAX_RUNS"
+THREADS_VARIABLE = "RESNET_EXPLORER_THREADS_PER_RUN"
+# A workshop: each person may queue a plain/residual pair; past MAX_WAITING runs waiting, Start says the server
+# is full (on 2 cores, 20 waiting runs of a few hundred iterations are about a quarter of an hour).
+PER_USER_VARIABLE = "RESNET_EXPLORER_RUNS_PER_USER"
+DEFAULT_RUNS_PER_USER = 2
+WAITING_VARIABLE = "RESNET_EXPLORER_MAX_WAITING"
+DEFAULT_MAX_WAITING = 20
 # Warm processes kept ready to take the next runs (resnet_core.spare_worker): a run starts ~3 s sooner. Each idle
 # spare holds ~300 MB; it retires after SPARE_IDLE_S. Default: enough for a plain/residual pair, within the cap.
 SPARES_VARIABLE = "RESNET_EXPLORER_SPARES"
@@ -46,21 +54,43 @@ CPU_MAX_DEPTH = 110
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
-def max_concurrent_runs(cap: int | None = None) -> int:
-    """`cap`, else $RESNET_EXPLORER_MAX_RUNS, else one run per CPU core."""
-    value = cap if cap is not None else os.environ.get(CAP_VARIABLE) or os.cpu_count() or 1
+def _whole_number(variable: str, value, what: str) -> int:
     try:
-        value = int(value)
-    except ValueError:
-        raise UserError(f"${CAP_VARIABLE} must be a whole number of runs; got {value!r}.") from None
-    if value < 1:
-        raise UserError(f"The cap on concurrent runs must be at least 1; got {value}.")
-    return value
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"${variable} must be a whole number of {what}; got {value!r}.") from None
+    if number < 1:
+        raise UserError(f"${variable} must be at least 1 {what[:-1]}; got {number}.")
+    return number
 
 
 def threads_per_run(cap: int | None = None) -> int:
-    """Torch threads of each run, so `cap` runs together use the cores once and never oversubscribe them."""
-    return max(1, (os.cpu_count() or 1) // max_concurrent_runs(cap))
+    """Torch threads of each run: $RESNET_EXPLORER_THREADS_PER_RUN, else the cores shared by `cap` (or the
+    $RESNET_EXPLORER_MAX_RUNS) runs, else 1; so the runs together use the cores once and never oversubscribe."""
+    if value := os.environ.get(THREADS_VARIABLE):
+        return _whole_number(THREADS_VARIABLE, value, "threads")
+    if cap is not None or os.environ.get(CAP_VARIABLE):
+        return max(1, (os.cpu_count() or 1) // max_concurrent_runs(cap))
+    return 1
+
+
+def max_concurrent_runs(cap: int | None = None) -> int:
+    """`cap`, else $RESNET_EXPLORER_MAX_RUNS, else CPU cores / threads per run."""
+    if cap is not None:
+        return _whole_number(CAP_VARIABLE, cap, "runs")
+    if value := os.environ.get(CAP_VARIABLE):
+        return _whole_number(CAP_VARIABLE, value, "runs")
+    return max(1, (os.cpu_count() or 1) // threads_per_run())
+
+
+def runs_per_user() -> int:
+    """How many runs one person may have queued or running: $RESNET_EXPLORER_RUNS_PER_USER, else 2."""
+    return _whole_number(PER_USER_VARIABLE, os.environ.get(PER_USER_VARIABLE, DEFAULT_RUNS_PER_USER), "runs")
+
+
+def max_waiting_runs() -> int:
+    """How many runs may wait for a slot before Start answers that the server is full."""
+    return _whole_number(WAITING_VARIABLE, os.environ.get(WAITING_VARIABLE, DEFAULT_MAX_WAITING), "runs")
 
 
 def dataset_shape(source: str) -> tuple[int, int]:
@@ -74,27 +104,46 @@ def dataset_shape(source: str) -> tuple[int, int]:
     return len(listing), sum(len(files) for files in listing.values())
 
 
-def submit(model: str, data: str, *, iterations: int | None = None, epochs: int | None = None,
-           batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "cpu",
-           precision: str | None = None, eval_every: int | None = None, name: str | None = None,
-           store: Store | None = None) -> int:
-    """Queue a run with the paper's recipe for `model`, shortened to `iterations` or `epochs`; returns its id.
+def submit(model: str, data: str, **settings) -> int:
+    """Queue one run; `submit_all`'s arguments. Returns its id."""
+    return submit_all([model], data, **settings)[0]
 
-    Checks what can be checked without the data (names, sizes, the CPU limits); a dataset that cannot be
+
+def submit_all(models: list[str], data: str, *, iterations: int | None = None, epochs: int | None = None,
+               batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "cpu",
+               precision: str | None = None, eval_every: int | None = None, name: str | None = None,
+               owner: str | None = None, store: Store | None = None) -> list[int]:
+    """Queue one run per model with the paper's recipe for it, shortened to `iterations` or `epochs`, all or
+    none; returns their ids.
+
+    Checks what can be checked without the data (names, sizes, the CPU limits, the memory a run needs) and, for
+    an `owner` (a person using the app), the per-person limit and the queue's bound; a dataset that cannot be
     loaded makes the run fail with its reason when it starts.
     """
     store = store or Store()
     classes, train_images = dataset_shape(data)
-    try:
-        spec = get_spec(model, num_classes=classes)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    overrides = {key: value for key, value in (("batch_size", batch_size), ("lr", lr), ("eval_interval", eval_every))
-                 if value is not None}
-    recipe = Recipe.from_dict({**paper_recipe(spec).to_dict(), **overrides})
-    recipe = recipe.shortened(iterations=iterations, epochs=epochs, train_images=train_images)
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("This server has no usable CUDA GPU; train on the cpu.")
+    overrides = {key: value for key, value in (("batch_size", batch_size), ("lr", lr), ("eval_interval", eval_every))
+                 if value is not None}
+    runs = []
+    for model in models:
+        try:
+            spec = get_spec(model, num_classes=classes)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        recipe = Recipe.from_dict({**paper_recipe(spec).to_dict(), **overrides})
+        recipe = recipe.shortened(iterations=iterations, epochs=epochs, train_images=train_images)
+        _check_fits(spec, recipe, device, train_images)
+        runs.append(dict(name=name or f"{spec.name} on {data}", spec=spec.to_dict(), recipe=recipe.to_dict(),
+                         data=data, device=device, precision=pick_precision(torch.device(device), precision),
+                         seed=seed))
+    limits = dict(per_owner=runs_per_user(), max_waiting=max_waiting_runs()) if owner is not None else {}
+    return store.create_runs(runs, owner=owner, cap=max_concurrent_runs(), **limits)
+
+
+def _check_fits(spec: NetSpec, recipe: Recipe, device: str, train_images: int) -> None:
+    """Refuse a run this server cannot train: too long or too deep for a CPU, or more memory than it has."""
     if device == "cpu":
         if spec.depth > CPU_MAX_DEPTH:
             raise UserError(f"{spec.name} is too deep to train on this CPU-only server; pick a depth up to "
@@ -103,9 +152,12 @@ def submit(model: str, data: str, *, iterations: int | None = None, epochs: int 
             raise UserError(f"{recipe.iterations:,} iterations of {recipe.batch_size} are too long for this CPU-only "
                             f"server; train on at most {CPU_MAX_IMAGES:,} images ({CPU_MAX_EPOCHS} CIFAR-10 epochs, "
                             f"{CPU_MAX_IMAGES // recipe.batch_size:,} iterations of {recipe.batch_size}).")
-    return store.create_run(name=name or f"{spec.name} on {data}", spec=spec.to_dict(), recipe=recipe.to_dict(),
-                            data=data, device=device, precision=pick_precision(torch.device(device), precision),
-                            seed=seed)
+    needed, available = memory.training_bytes(spec, recipe.batch_size, train_images, device), \
+        memory.available_bytes(device)
+    if needed > available:
+        raise UserError(f"{spec.name} with batches of {recipe.batch_size:,} needs about {memory.gigabytes(needed)} of "
+                        f"memory to train, but this server has {memory.gigabytes(available)} free; use a smaller "
+                        "batch or a shallower net.")
 
 
 def dispatch(store: Store | None = None, cap: int | None = None) -> list[int]:

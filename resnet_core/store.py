@@ -2,12 +2,15 @@
 
 Every training process, the CLI and the app meet here. Each write is one transaction, so a reader
 polling while a run writes sees whole rows or nothing; WAL lets readers go on while a writer commits.
-The runs table doubles as the job queue: `create_run` makes a `queued` run and `claim` atomically moves
-it to `running` for one process (a cap on concurrent runs can count `running` rows in the same
-transaction). No UI code here.
+The runs table doubles as the job queue: `create_runs` makes `queued` runs (refusing, in the same
+transaction, a person's runs past their limit and any past the queue's bound) and `claim` atomically
+moves one to `running` for one process (a cap on concurrent runs counts `running` rows in the same
+transaction). A damaged row is reported by `damaged_runs` and skipped, never fatal to a reader.
+No UI code here.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .errors import StoreError
+from .recipe import Recipe
+from .specs import NetSpec
 
 HOME_VARIABLE = "RESNET_EXPLORER_HOME"
 DEFAULT_HOME = "~/.resnet-explorer"
@@ -43,7 +48,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL,
     ended REAL,
     error TEXT,
-    pid INTEGER
+    pid INTEGER,
+    owner TEXT                 -- who started it from the app (a browser's hashed id), NULL from the CLI
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -62,6 +68,40 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (run_id, iteration)
 );
 """
+# Columns added after the first release: an older store gains them when it is opened.
+MIGRATIONS = {"owner": "ALTER TABLE runs ADD COLUMN owner TEXT"}
+# What a full disk or an exceeded quota or file-size limit looks like from Python and from SQLite.
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DamagedRunError(StoreError):
+    """A run's row that cannot be read back (e.g. its JSON was cut or edited by hand)."""
+
+    def __init__(self, message: str, run_id: int, pid: int | None) -> None:
+        super().__init__(message)
+        self.id, self.pid = run_id, pid  # what the queue needs to fail a damaged run whose process died
+
+
+class RunLimitError(StoreError):
+    """A person already has as many queued or running runs as each may have."""
+
+
+class ServerFullError(StoreError):
+    """The queue is at its bound: nobody can queue more runs until some have started."""
+
+
+class DataFolderFullError(StoreError):
+    """The data folder's disk, quota or file-size limit is exhausted."""
+
+
+def folder_full_error(error: BaseException, home: Path) -> DataFolderFullError | None:
+    """The one-line error for an exception caused by a full data folder, or None for any other exception."""
+    full = (isinstance(error, OSError) and error.errno in FULL_ERRNOS) or (
+        isinstance(error, sqlite3.OperationalError) and "full" in str(error))
+    if not full:
+        return None
+    return DataFolderFullError(f"The data folder {home} is full ({getattr(error, 'strerror', None) or error}); "
+                               "free some space there (delete old runs) and resume the run.")
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
@@ -95,11 +135,19 @@ class Run:
     ended: float | None
     error: str | None
     pid: int | None
+    owner: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Run":
+        """The run of a row, its spec and recipe complete; DamagedRunError when they cannot be read."""
         values = dict(row)
-        values["spec"], values["recipe"] = json.loads(values["spec"]), json.loads(values["recipe"])
+        try:
+            # Through the dataclasses and back, so a reader can rely on every field being there.
+            values["spec"] = NetSpec.from_dict(json.loads(values["spec"])).to_dict()
+            values["recipe"] = Recipe.from_dict(json.loads(values["recipe"])).to_dict()
+        except (ValueError, TypeError, AttributeError) as error:  # bad JSON, a list, unknown or missing fields
+            raise DamagedRunError(f"Run {values['id']}'s record in the store is damaged ({error}); the Runs page can "
+                                  "delete it.", values["id"], values["pid"]) from None
         return cls(**values)
 
 
@@ -131,6 +179,10 @@ class Store:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
+                for column, statement in MIGRATIONS.items():
+                    if column not in columns:
+                        self._db.execute(statement)
         except sqlite3.DatabaseError as error:
             raise StoreError(f"Cannot open the run store {self.path} ({error}); pass --home DIR for another data "
                              "folder.") from None
@@ -153,12 +205,41 @@ class Store:
     def create_run(self, *, name: str, spec: dict, recipe: dict, data: str, device: str, precision: str,
                    seed: int) -> int:
         """A new `queued` run; `claim` starts it."""
+        return self.create_runs([dict(name=name, spec=spec, recipe=recipe, data=data, device=device,
+                                      precision=precision, seed=seed)])[0]
+
+    def create_runs(self, runs: list[dict], *, owner: str | None = None, per_owner: int | None = None,
+                    max_waiting: int | None = None, cap: int = 1) -> list[int]:
+        """Queue `runs` (dicts of create_run's arguments) all or none; returns their ids.
+
+        Refuses with RunLimitError when `owner` would have more than `per_owner` runs queued or running, and with
+        ServerFullError when more than `max_waiting` runs would wait for one of the `cap` slots. The counts and
+        the inserts are one write transaction, so thirty people pressing Start at once cannot overshoot either.
+        """
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (name, spec["name"], json.dumps(spec), json.dumps(recipe), data, device, precision, seed, time.time()))
-            return cursor.lastrowid
+            if owner is not None and per_owner is not None:
+                active = [row[0] for row in db.execute(
+                    "SELECT id FROM runs WHERE owner=? AND status IN ('queued', 'running') ORDER BY id", (owner,))]
+                if len(active) + len(runs) > per_owner:
+                    listed = ", ".join(f"#{run_id}" for run_id in active)
+                    raise RunLimitError(
+                        f"Each person may have {per_owner} runs queued or running at once and you have "
+                        f"{len(active)}{f' ({listed})' if active else ''}, so {len(runs)} more cannot start; wait "
+                        "for one to finish or cancel it.")
+            if max_waiting is not None:
+                pending = db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]
+                if pending + len(runs) - cap > max_waiting:
+                    raise ServerFullError(f"The server is full: {max(pending - cap, 0)} runs are already waiting for "
+                                          "a free slot; try again in a few minutes.")
+            ids = []
+            for run in runs:
+                cursor = db.execute(
+                    "INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created, "
+                    "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    (run["name"], run["spec"]["name"], json.dumps(run["spec"]), json.dumps(run["recipe"]),
+                     run["data"], run["device"], run["precision"], run["seed"], time.time(), owner))
+                ids.append(cursor.lastrowid)
+            return ids
 
     def claim(self, run_id: int, pid: int) -> bool:
         """Move a queued run to running for process `pid`; False when another process got there first."""
@@ -197,7 +278,22 @@ class Store:
         return Run.from_row(row)
 
     def runs(self) -> list[Run]:
-        return [Run.from_row(row) for row in self._db.execute("SELECT * FROM runs ORDER BY id")]
+        """Every readable run, oldest first; `damaged_runs` reports the others."""
+        return [run for run in self._read_all() if isinstance(run, Run)]
+
+    def damaged_runs(self) -> dict[int, str]:
+        """Run id -> why its row cannot be read."""
+        return {error.id: str(error) for error in self._read_all() if isinstance(error, DamagedRunError)}
+
+    def _read_all(self) -> list[Run | DamagedRunError]:
+        return [self._read(row) for row in self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()]
+
+    @staticmethod
+    def _read(row: sqlite3.Row) -> Run | DamagedRunError:
+        try:
+            return Run.from_row(row)
+        except DamagedRunError as error:
+            return error
 
     def count_running(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM runs WHERE status='running'").fetchone()[0]
@@ -294,16 +390,27 @@ class Store:
         """
         started = []
         with self._transaction() as db:
-            running = [Run.from_row(row) for row in db.execute("SELECT * FROM runs WHERE status='running'")]
+            running = [self._read(row) for row in db.execute("SELECT * FROM runs WHERE status='running'").fetchall()]
             lost = [run for run in running if not alive(run.pid)]
             db.executemany("UPDATE runs SET status='failed', error=?, ended=? WHERE id=?",
-                           [(lost_reason(run), time.time(), run.id) for run in lost])
+                           [(lost_reason(run) if isinstance(run, Run) else str(run), time.time(), run.id)
+                            for run in lost])
             free = cap - (len(running) - len(lost))
-            for row in db.execute("SELECT * FROM runs WHERE status='queued' ORDER BY id LIMIT ?", (max(free, 0),))\
-                    .fetchall():
-                run = Run.from_row(row)
+            for row in db.execute("SELECT * FROM runs WHERE status='queued' ORDER BY id").fetchall():
+                if len(started) >= free:
+                    break
+                run = self._read(row)
+                try:
+                    if isinstance(run, DamagedRunError):
+                        raise run
+                    pid = launch(run)
+                except Exception as error:  # this run cannot start; the queue behind it must not stall
+                    reason = folder_full_error(error, self.home) or error
+                    db.execute("UPDATE runs SET status='failed', error=?, ended=? WHERE id=?",
+                               (f"It could not start: {reason}", time.time(), row["id"]))
+                    continue
                 db.execute("UPDATE runs SET status='running', pid=?, started=COALESCE(started, ?), ended=NULL, "
-                           "error=NULL WHERE id=?", (launch(run), time.time(), run.id))
+                           "error=NULL WHERE id=?", (pid, time.time(), run.id))
                 started.append(run.id)
         return started
 
