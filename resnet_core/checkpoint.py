@@ -44,10 +44,14 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
                 "trainer": checkpoint.trainer_state}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
-    with open(tmp, "rb") as handle:  # on disk before the rename makes it the checkpoint
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
+        with open(tmp, "rb") as handle:  # on disk before the rename makes it the checkpoint
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: no half-written file is left to fill it further
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_metadata(path: Path) -> dict:

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -95,13 +96,21 @@ class DataFolderFullError(StoreError):
 
 
 def folder_full_error(error: BaseException, home: Path) -> DataFolderFullError | None:
-    """The one-line error for an exception caused by a full data folder, or None for any other exception."""
-    full = (isinstance(error, OSError) and error.errno in FULL_ERRNOS) or (
-        isinstance(error, sqlite3.OperationalError) and "full" in str(error))
-    if not full:
+    """The one-line error for an exception caused by a full data folder, or None for any other exception.
+
+    Python raises OSError with the errno; SQLite says "database or disk is full"; safetensors (Rust) only
+    names the OS error in its message.
+    """
+    if isinstance(error, OSError) and error.errno in FULL_ERRNOS:
+        reason = error.strerror
+    elif isinstance(error, sqlite3.OperationalError) and "full" in str(error):
+        reason = str(error)
+    else:
+        reason = next((os.strerror(code) for code in FULL_ERRNOS if os.strerror(code) in str(error)), None)
+    if reason is None:
         return None
-    return DataFolderFullError(f"The data folder {home} is full ({getattr(error, 'strerror', None) or error}); "
-                               "free some space there (delete old runs) and resume the run.")
+    return DataFolderFullError(f"The data folder {home} is full ({reason}); free some space there (delete old runs) "
+                               "and resume the run.")
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
@@ -109,9 +118,8 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
     path = Path(home or os.environ.get(HOME_VARIABLE) or DEFAULT_HOME).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=path):  # a unique name: threads of one process probe at once
+            pass
     except OSError as error:
         raise StoreError(f"Cannot write to the data folder {path} ({error.strerror or error}); pass --home DIR or set "
                          f"{HOME_VARIABLE} to a writable folder.") from None
@@ -196,10 +204,11 @@ class Store:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite has already rolled back after some errors, e.g. a full disk
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     # ------------------------------------------------------------------------------------ runs
     def create_run(self, *, name: str, spec: dict, recipe: dict, data: str, device: str, precision: str,

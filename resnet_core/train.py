@@ -29,7 +29,7 @@ from .evaluate import loss_and_error
 from .model import ResNet
 from .recipe import Recipe
 from .specs import NetSpec
-from .store import Store
+from .store import Store, folder_full_error
 
 SMOOTHING = 0.98  # EMA factor of the smoothed training values: a memory of ~50 iterations
 FLUSH_SECONDS = 1.0  # how often buffered per-iteration rows go to the store
@@ -98,7 +98,10 @@ def train(spec: NetSpec, data: ImageData, recipe: Recipe, *, seed: int = 0, devi
         loop.stop("cancelled", "Stopped by its caller.", checkpoint=loop.world == 1)
         raise
     except BaseException as error:
-        loop.fail(f"{type(error).__name__}: {error}")
+        full = folder_full_error(error, store.home) if store is not None else None
+        loop.fail(str(full) if full else f"{type(error).__name__}: {error}")
+        if full:
+            raise full from error  # a user's problem with one sentence to say, not a bug
         raise
 
 
@@ -329,9 +332,12 @@ class _Loop:
         self._end(status, message)
 
     def fail(self, message: str) -> None:
+        """Mark the run failed, with the rows recorded so far if they can still be written (a full disk may
+        refuse them: the status, a smaller write, is tried on its own)."""
         if not self.ended and self.store is not None:
-            try:
-                self._end("failed", message)
-            except Exception:  # the store itself may be what failed; the original error matters more
-                pass
+            for write in (self._flush, lambda: self.store.finish(self.run_id, "failed", message)):
+                try:
+                    write()
+                except Exception:  # the store itself may be what failed; the original error matters more
+                    pass
         self.ended = True

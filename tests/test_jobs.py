@@ -162,6 +162,14 @@ def test_threads_share_the_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert jobs.max_concurrent_runs() == 8 and jobs.threads_per_run() == 1
     assert jobs.threads_per_run(2) == 4
+    monkeypatch.setenv(jobs.THREADS_VARIABLE, "4")  # the cap follows: cores / threads per run
+    assert jobs.max_concurrent_runs() == 2 and jobs.threads_per_run() == 4
+    monkeypatch.delenv(jobs.THREADS_VARIABLE)
+    monkeypatch.setenv(jobs.CAP_VARIABLE, "3")  # and the threads follow a cap
+    assert jobs.max_concurrent_runs() == 3 and jobs.threads_per_run() == 2
+    monkeypatch.setenv(jobs.THREADS_VARIABLE, "0")
+    with pytest.raises(UserError, match=r"RESNET_EXPLORER_THREADS_PER_RUN must be at least 1 thread; got 0\."):
+        jobs.threads_per_run()
 
 
 def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkeypatch):
