@@ -117,3 +117,39 @@ def test_a_run_past_the_cap_waits_with_its_queue_position(app_home, monkeypatch)
     at.button(key="train_cancel_1").click().run()
     poll_until(at, lambda store: store.run(1).status == "cancelled")
     assert Store().run(2).started is None  # it never ran
+
+
+def test_a_person_gets_a_pair_then_a_clear_refusal_and_a_full_server_says_so(app_home, monkeypatch):
+    monkeypatch.setenv(jobs.CAP_VARIABLE, "1")
+    monkeypatch.setenv(jobs.WAITING_VARIABLE, "2")
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=2_000,
+               eval_every=100)
+    at.button(key="train_start").click().run()  # the same person again: past the two runs a person may have
+    assert [error.value for error in at.error] == [
+        "Each person may have 2 runs queued or running at once and you have 2 (#1, #2), so 2 more cannot start; "
+        "wait for one to finish or cancel it."]
+    assert [run.id for run in Store().runs()] == [1, 2]
+    other = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8"], iterations=10, eval_every=5)
+    # A third person: one run waits behind the cap and one more beside it would pass the bound of 2 waiting.
+    third = AppTest.from_file(PAGE, default_timeout=60).run()
+    third.multiselect(key="train_nets").set_value(["resnet8"])
+    third.radio(key="train_data").set_value("synthetic")
+    third.button(key="train_start").click().run()
+    assert [error.value for error in third.error] == [
+        "The server is full: 2 runs are already waiting for a free slot; try again in a few minutes."]
+    assert [run.owner for run in Store().runs()] == [at.session_state["user_id"]] * 2 + [
+        other.session_state["user_id"]]
+    for run in Store().runs():
+        jobs.cancel(run.id)
+
+
+def test_sessions_keep_only_ids_and_small_settings(app_home):
+    """Models and tensors live in shared caches and the store; a session's state stays a few hundred bytes."""
+    import pickle
+
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=6, eval_every=3)
+    poll_until(at, lambda store: {run.status for run in store.runs()} == {"finished"})
+    state = {key: at.session_state[key] for key in at.session_state._state._state.filtered_state}
+    assert state["train_runs"] == [1, 2]
+    assert all(isinstance(value, (str, int, float, bool, list, type(None))) for value in state.values()), state
+    assert len(pickle.dumps(state)) < 2_000
