@@ -34,6 +34,9 @@ CAP_VARIABLE = "RESNET_EXPLORER_MAX_RUNS"
 THREADS_VARIABLE = "RESNET_EXPLORER_THREADS_PER_RUN"
 # A workshop: each person may queue a plain/residual pair; past MAX_WAITING runs waiting, Start says the server
 # is full (on 2 cores, 20 waiting runs of a few hundred iterations are about a quarter of an hour).
+# A CIFAR run on a GPU: CUDA context (~0.5 GB), weights, and ResNet-110's activations at batch 128 (~1.5 GB),
+# rounded up, so an 80 GB card takes up to 20 runs at once.
+GPU_RUN_BYTES = 4_000_000_000
 PER_USER_VARIABLE = "RESNET_EXPLORER_RUNS_PER_USER"
 DEFAULT_RUNS_PER_USER = 2
 WAITING_VARIABLE = "RESNET_EXPLORER_MAX_WAITING"
@@ -75,12 +78,16 @@ def threads_per_run(cap: int | None = None) -> int:
 
 
 def max_concurrent_runs(cap: int | None = None) -> int:
-    """`cap`, else $RESNET_EXPLORER_MAX_RUNS, else CPU cores / threads per run."""
+    """`cap`, else $RESNET_EXPLORER_MAX_RUNS, else CPU cores / threads per run; with a GPU, as many runs as its
+    memory holds at GPU_RUN_BYTES each, up to one per core (each run still drives it from one CPU thread)."""
     if cap is not None:
         return _whole_number(CAP_VARIABLE, cap, "runs")
     if value := os.environ.get(CAP_VARIABLE):
         return _whole_number(CAP_VARIABLE, value, "runs")
-    return max(1, (os.cpu_count() or 1) // threads_per_run())
+    by_cores = max(1, (os.cpu_count() or 1) // threads_per_run())
+    if torch.cuda.is_available():
+        return max(1, min(by_cores, torch.cuda.mem_get_info()[1] // GPU_RUN_BYTES))
+    return by_cores
 
 
 def runs_per_user() -> int:

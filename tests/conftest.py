@@ -60,24 +60,21 @@ def app_free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_server(app_free_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh `streamlit run streamlit_app.py` on a free port; yields its base URL."""
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+@contextlib.contextmanager
+def serve_app(port: int, log: Path) -> Iterator[subprocess.Popen]:
+    """`streamlit run streamlit_app.py` on 127.0.0.1:`port`, healthy when entered; stopped on exit."""
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-               "--server.port", str(app_free_port), "--server.address", "127.0.0.1",
-               "--server.fileWatcherType", "none"]
-    with log.open("w") as output:
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
+    with log.open("a") as output:
         server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
                                   env={"RESNET_EXPLORER_SPARES": "0",  # never warm processes in a user's data folder
-                                       "RESNET_EXPLORER_HOME": str(tmp_path_factory.mktemp("server-home")),
+                                       "RESNET_EXPLORER_HOME": str(log.parent / "server-home"),
                                        **os.environ, "PYTHONPATH": str(REPO)})
-    url = f"http://127.0.0.1:{app_free_port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as response:
                     if response.status == 200:
                         break
             except OSError:
@@ -85,13 +82,20 @@ def app_server(app_free_port: int, tmp_path_factory: pytest.TempPathFactory) -> 
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not become healthy; its log:\n{log.read_text()}")
             time.sleep(0.2)
-        yield url
+        yield server
     finally:
         server.terminate()
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="module")
+def app_server(app_free_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh `streamlit run streamlit_app.py` on a free port; yields its base URL."""
+    with serve_app(app_free_port, tmp_path_factory.mktemp("streamlit") / "server.log"):
+        yield f"http://127.0.0.1:{app_free_port}"
 
 
 @pytest.fixture(scope="module")

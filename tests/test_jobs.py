@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from resnet_core import jobs
 from resnet_core.errors import StoreError, UserError
@@ -167,6 +168,13 @@ def test_threads_share_the_cores(monkeypatch):
     monkeypatch.delenv(jobs.THREADS_VARIABLE)
     monkeypatch.setenv(jobs.CAP_VARIABLE, "3")  # and the threads follow a cap
     assert jobs.max_concurrent_runs() == 3 and jobs.threads_per_run() == 2
+    monkeypatch.delenv(jobs.CAP_VARIABLE)
+    # On a GPU the cap follows its memory, one run per core at most. (No GPU here: its two answers stand in.)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (70 * 10**9, 24 * 10**9))
+    assert jobs.max_concurrent_runs() == 6 and jobs.threads_per_run() == 1
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (70 * 10**9, 80 * 10**9))
+    assert jobs.max_concurrent_runs() == 8
     monkeypatch.setenv(jobs.THREADS_VARIABLE, "0")
     with pytest.raises(UserError, match=r"RESNET_EXPLORER_THREADS_PER_RUN must be at least 1 thread; got 0\."):
         jobs.threads_per_run()

@@ -1,0 +1,73 @@
+"""The Streamlit server dies mid-run (SIGKILL, as a crash or an OOM kill would) and comes back: the runs it
+started go on in their own processes, and the new server's pages show them again, curves and all.
+
+Screenshots land in test-artifacts/ (git-ignored)."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from conftest import serve_app
+from test_browser_training import IDLE, screenshot, wait_for_more_points
+
+from resnet_core import jobs
+from resnet_core.store import Store
+
+pytestmark = pytest.mark.browser
+
+
+def start_pair(page, url: str) -> None:
+    page.goto(f"{url}/Train")
+    page.wait_for_selector(IDLE, timeout=60_000)
+    page.get_by_role("button", name="8 layers").click()
+    page.get_by_text("plain-8", exact=True).first.wait_for(timeout=60_000)
+    page.wait_for_selector(IDLE)
+    page.get_by_text("Synthetic (no download)").click()
+    page.wait_for_selector(IDLE)
+    for label, value in (("Number of iterations", 300), ("Batch (images)", 16), ("Test every (iterations)", 20)):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(str(value))
+        field.press("Enter")
+        page.wait_for_selector(IDLE)
+    page.get_by_role("button", name="Start").click()
+
+
+def test_runs_outlive_a_killed_server_and_show_again_on_the_next(tmp_path, monkeypatch, browser_page):
+    home = tmp_path / "home"
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(home))
+    monkeypatch.setenv(jobs.CAP_VARIABLE, "2")
+    monkeypatch.setenv(jobs.SPARES_VARIABLE, "0")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url, page = f"http://127.0.0.1:{port}", browser_page
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    with serve_app(port, tmp_path / "first.log") as server:
+        start_pair(page, url)
+        before = wait_for_more_points(page, 0)
+        server.kill()
+        server.wait(timeout=10)
+    store = Store(home)
+    pids = [run.pid for run in store.runs()]
+    assert len(pids) == 2 and all(jobs.process_running(pid) for pid in pids)
+    recorded = len(store.metrics(1))
+    time.sleep(2)
+    assert len(store.metrics(1)) > recorded  # still training with no server at all
+
+    with serve_app(port, tmp_path / "second.log"):
+        page.reload()
+        page.wait_for_selector("h1", timeout=60_000)
+        wait_for_more_points(page, before)  # the whole curve is back and still growing
+        screenshot(page, "restart_train.png")
+        deadline = time.monotonic() + 120
+        while {run.status for run in store.runs()} != {"finished"}:
+            assert time.monotonic() < deadline, [(run.status, run.error) for run in store.runs()]
+            time.sleep(0.5)
+        page.goto(f"{url}/Runs")
+        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        page.wait_for_selector(IDLE, timeout=60_000)
+        page.wait_for_timeout(1_500)  # the table's canvas draws after the script has finished
+        screenshot(page, "restart_runs.png")
+        assert page.get_by_text("finished").count() >= 2
+    assert [run.pid for run in store.runs()] == pids  # the same processes ran them to the end, no restart
