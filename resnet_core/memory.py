@@ -1,9 +1,9 @@
 """How much memory a training run will take, and how much this machine has free for it.
 
-The estimate is calibrated on this project's CPU server (docs/BENCHMARKS.md, "Memory of a training run"): a
-run's peak RSS was 0.92-0.94 GB with almost no activations (torch, the training code, evaluation buffers) plus
-0.60-0.73 of the layer outputs torchinfo counts for one batch (autograd shares some of them). Rounding both up
-keeps the guard on the safe side without refusing what fits.
+The estimate is calibrated on this project's CPU server (`benchmarks/bench_run_memory.py`, results in
+docs/BENCHMARKS.md): a run's peak RSS was 0.93-0.96 GB with almost no activations (torch, the training code,
+evaluation buffers) plus 0.6-0.75 of the layer outputs torchinfo counts for one batch (autograd shares some of
+them). Both are rounded up: the guard may refuse a little early, never let a run in that will not fit.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 from .specs import NetSpec
 
-PROCESS_BYTES = 1_000_000_000  # a training process before its first batch, rounded up from 0.94 GB
+PROCESS_BYTES = 1_050_000_000  # a training process before its first batch, rounded up from 0.93-0.96 GB
 SAVED_FRACTION = 0.75  # of torchinfo's layer outputs, what autograd keeps for the backward pass
 WEIGHT_COPIES = 4  # weights, gradients, momentum, and the copy a checkpoint is written from
 
