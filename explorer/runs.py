@@ -10,6 +10,7 @@ import hashlib
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,11 +116,14 @@ def cifar10_note() -> str | None:
 # ------------------------------------------------------------------------------------------- polling
 class _MetricCache:
     """Metric rows per run, fetched incrementally. A new process of a run (a resume) rewrites rows after its
-    checkpoint, so its rows are fetched afresh."""
+    checkpoint, so its rows are fetched afresh. Only the MAX_RUNS runs polled last are kept: a server that
+    stays up for many workshops must not hold every run it ever showed (a 64k-iteration run is ~40 MB of rows)."""
+
+    MAX_RUNS = 64
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[tuple[str, int], tuple[int | None, dict[str, list[dict]]]] = {}
+        self._runs: OrderedDict[tuple[str, int], tuple[int | None, dict[str, list[dict]]]] = OrderedDict()
 
     def rows(self, db: Store, run: Run) -> dict[str, list[dict]]:
         key = (str(db.home), run.id)
@@ -134,6 +138,9 @@ class _MetricCache:
                 if row["iteration"] > last[kind]:
                     by_kind[kind].append(row)
             self._runs[key] = (run.pid, by_kind)
+            self._runs.move_to_end(key)
+            while len(self._runs) > self.MAX_RUNS:
+                self._runs.popitem(last=False)
             return {kind: list(rows) for kind, rows in by_kind.items()}
 
 

@@ -100,6 +100,11 @@ def max_waiting_runs() -> int:
     return _whole_number(WAITING_VARIABLE, os.environ.get(WAITING_VARIABLE, DEFAULT_MAX_WAITING), "runs")
 
 
+def workshop_limits() -> dict[str, int]:
+    """The store's limits on a person's runs (`Store.create_runs`): per person, waiting, and the cap."""
+    return dict(per_owner=runs_per_user(), max_waiting=max_waiting_runs(), cap=max_concurrent_runs())
+
+
 def dataset_shape(source: str) -> tuple[int, int]:
     """(classes, training images) of a source, without decoding it."""
     if source in SOURCE_SIZES:
@@ -145,8 +150,7 @@ def submit_all(models: list[str], data: str, *, iterations: int | None = None, e
         runs.append(dict(name=name or f"{spec.name} on {data}", spec=spec.to_dict(), recipe=recipe.to_dict(),
                          data=data, device=device, precision=pick_precision(torch.device(device), precision),
                          seed=seed))
-    limits = dict(per_owner=runs_per_user(), max_waiting=max_waiting_runs()) if owner is not None else {}
-    return store.create_runs(runs, owner=owner, cap=max_concurrent_runs(), **limits)
+    return store.create_runs(runs, owner=owner, **workshop_limits())
 
 
 def _check_fits(spec: NetSpec, recipe: Recipe, device: str, train_images: int) -> None:
@@ -318,7 +322,7 @@ def resume(run_id: int, store: Store | None = None) -> str:
     store = store or Store()
     if store.run(run_id).status == "queued":
         raise StoreError(f"Run {run_id} is already queued.")
-    store.requeue_for_resume(run_id)  # refuses finished, diverged and still-running runs in one sentence
+    store.requeue_for_resume(run_id, **workshop_limits())  # refuses finished, diverged, running runs, and full queues
     dispatch(store)
     return f"Run {run_id} is queued to continue from its last checkpoint."
 

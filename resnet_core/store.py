@@ -219,27 +219,13 @@ class Store:
 
     def create_runs(self, runs: list[dict], *, owner: str | None = None, per_owner: int | None = None,
                     max_waiting: int | None = None, cap: int = 1) -> list[int]:
-        """Queue `runs` (dicts of create_run's arguments) all or none; returns their ids.
+        """Queue `runs` (dicts of create_run's arguments) all or none, for `owner` (None: no limits); their ids.
 
-        Refuses with RunLimitError when `owner` would have more than `per_owner` runs queued or running, and with
-        ServerFullError when more than `max_waiting` runs would wait for one of the `cap` slots. The counts and
-        the inserts are one write transaction, so thirty people pressing Start at once cannot overshoot either.
+        The limits are `_check_room`'s; counting and inserting are one write transaction, so thirty people
+        pressing Start at once cannot overshoot them.
         """
         with self._transaction() as db:
-            if owner is not None and per_owner is not None:
-                active = [row[0] for row in db.execute(
-                    "SELECT id FROM runs WHERE owner=? AND status IN ('queued', 'running') ORDER BY id", (owner,))]
-                if len(active) + len(runs) > per_owner:
-                    listed = ", ".join(f"#{run_id}" for run_id in active)
-                    raise RunLimitError(
-                        f"Each person may have {per_owner} runs queued or running at once and you have "
-                        f"{len(active)}{f' ({listed})' if active else ''}, so {len(runs)} more cannot start; wait "
-                        "for one to finish or cancel it.")
-            if max_waiting is not None:
-                pending = db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]
-                if pending + len(runs) - cap > max_waiting:
-                    raise ServerFullError(f"The server is full: {max(pending - cap, 0)} runs are already waiting for "
-                                          "a free slot; try again in a few minutes.")
+            self._check_room(db, len(runs), owner, per_owner, max_waiting, cap)
             ids = []
             for run in runs:
                 cursor = db.execute(
@@ -250,6 +236,28 @@ class Store:
                 ids.append(cursor.lastrowid)
             return ids
 
+    @staticmethod
+    def _check_room(db: sqlite3.Connection, count: int, owner: str | None, per_owner: int | None,
+                    max_waiting: int | None, cap: int) -> None:
+        """Refuse `count` more active runs of `owner` with RunLimitError past `per_owner` queued or running, and
+        with ServerFullError when more than `max_waiting` runs would wait for one of the `cap` slots."""
+        if owner is None:  # the CLI's runs: whoever runs it owns the machine
+            return
+        if per_owner is not None:
+            active = [row[0] for row in db.execute(
+                "SELECT id FROM runs WHERE owner=? AND status IN ('queued', 'running') ORDER BY id", (owner,))]
+            if len(active) + count > per_owner:
+                listed = ", ".join(f"#{run_id}" for run_id in active)
+                raise RunLimitError(
+                    f"Each person may have {per_owner} runs queued or running at once and you have {len(active)}"
+                    f"{f' ({listed})' if active else ''}, so {count} more cannot start; wait for one to finish or "
+                    "cancel it.")
+        if max_waiting is not None:
+            pending = db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]
+            if pending + count - cap > max_waiting:
+                raise ServerFullError(f"The server is full: {max(pending - cap, 0)} runs are already waiting for a "
+                                      "free slot; try again in a few minutes.")
+
     def claim(self, run_id: int, pid: int) -> bool:
         """Move a queued run to running for process `pid`; False when another process got there first."""
         with self._transaction() as db:
@@ -257,8 +265,10 @@ class Store:
                                 "error=NULL WHERE id=? AND status='queued'", (pid, time.time(), run_id))
             return cursor.rowcount == 1
 
-    def requeue_for_resume(self, run_id: int) -> Run:
-        """Put a stopped run back in the queue so it can be claimed again; refuses runs that cannot continue."""
+    def requeue_for_resume(self, run_id: int, *, per_owner: int | None = None, max_waiting: int | None = None,
+                           cap: int = 1) -> Run:
+        """Put a stopped run back in the queue so it can be claimed again; refuses runs that cannot continue, and
+        (`create_runs`'s limits) a run whose owner has no room for it."""
         with self._transaction() as db:
             run = self._run(db, run_id)
             if run.status == "finished":
@@ -267,6 +277,8 @@ class Store:
                 raise StoreError(f"Run {run_id} diverged ({run.error}); start a new run with a lower --lr instead.")
             if run.status == "running" and process_alive(run.pid) and run.pid != os.getpid():
                 raise StoreError(f"Run {run_id} is still running in process {run.pid}; cancel it before resuming.")
+            if run.status != "running":  # a running run whose process died is already counted
+                self._check_room(db, 1, run.owner, per_owner, max_waiting, cap)
             db.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=?", (run_id,))
             return run
 

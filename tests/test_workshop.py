@@ -60,6 +60,9 @@ def test_a_person_may_have_a_pair_and_a_third_run_is_refused(workshop_store):
     with pytest.raises(RunLimitError, match="you have 2"):  # a pair is refused whole, not half queued
         jobs.submit_all(["plain8", "resnet8"], "synthetic", owner="ada", store=store, **TINY)
     assert [run.id for run in store.runs() if run.owner == "ada" and run.status == "queued"] == [pair[1], third]
+    with pytest.raises(RunLimitError, match="you have 2"):  # resuming is starting too
+        jobs.resume(pair[0], store)
+    assert store.run(pair[0]).status == "cancelled"
 
 
 def test_past_the_queue_bound_the_server_is_full(workshop_store, monkeypatch):
@@ -219,3 +222,19 @@ def test_damaged_rows_are_reported_and_do_not_break_the_pages(workshop_store, ap
     assert not at.exception and damaged not in store.damaged_runs()
     for page in ("3_Train.py", "5_Classify.py"):
         assert not AppTest.from_file(str(PAGES / page), default_timeout=60).run().exception
+
+
+def test_the_shared_metric_cache_keeps_only_the_runs_polled_last(workshop_store, monkeypatch):
+    from explorer import runs as app_runs
+
+    store = workshop_store
+    ids = [jobs.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(3)]
+    for run_id in ids:
+        store.add_metrics(run_id, [{"iteration": i, "kind": "train", "epoch": 0, "loss": float(run_id)}
+                                   for i in range(1, 4)])
+    cache = app_runs._MetricCache()
+    monkeypatch.setattr(cache, "MAX_RUNS", 2)
+    for run_id in ids:
+        assert [row["loss"] for row in cache.rows(store, store.run(run_id))["train"]] == [float(run_id)] * 3
+    assert [key[1] for key in cache._runs] == ids[1:]  # the first was dropped
+    assert len(cache.rows(store, store.run(ids[0]))["train"]) == 3  # and is simply read again
