@@ -56,3 +56,28 @@ def delete_run(run_id: int) -> None:
     """The Runs page's delete button: delete, say so, and take the confirmation back."""
     _act("delete", run_id)
     st.session_state["runs_confirm_delete"] = False
+
+
+def restore_train_settings(run_ids: list[int], nets: list[str], datasets: list[str]) -> None:
+    """A new session of the Train page opened on runs (a reload, a shared link) shows the settings they were
+    started with, so pressing Start again repeats them instead of starting the defaults."""
+    if not run_ids or "train_nets" in st.session_state:
+        return
+    existing = {run.id: run for run in runs.store().runs()}
+    shown = [existing[run_id] for run_id in run_ids if run_id in existing]
+    if not shown:
+        return
+    first = shown[0]
+    state = st.session_state
+    state["train_nets"] = [run.model for run in shown if run.model in nets][:2] or state.get("train_nets", [])
+    state["train_data"] = first.data if first.data in datasets else "folder"
+    if state["train_data"] == "folder":
+        state["train_folder"] = first.data
+    state["train_unit"] = "iterations"
+    state["train_length_iterations"] = first.recipe["iterations"]
+    state["train_batch"] = first.recipe["batch_size"]
+    if first.recipe["eval_interval"]:  # None: once per epoch, which the page's field cannot say
+        state["train_eval_every"] = first.recipe["eval_interval"]
+    state["train_lr"] = first.recipe["lr"]
+    state["train_seed"] = first.seed
+

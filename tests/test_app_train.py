@@ -153,3 +153,20 @@ def test_sessions_keep_only_ids_and_small_settings(app_home):
     assert state["train_runs"] == [1, 2]
     assert all(isinstance(value, (str, int, float, bool, list, type(None))) for value in state.values()), state
     assert len(pickle.dumps(state)) < 2_000
+
+
+def test_a_page_opened_on_runs_shows_the_settings_they_were_started_with(app_home):
+    run_ids = jobs.submit_all(["plain14", "resnet14"], "synthetic", iterations=123, batch_size=32, lr=0.05,
+                              eval_every=7, seed=5)
+    for run_id in run_ids:
+        jobs.cancel(run_id)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["runs"] = ",".join(map(str, run_ids))
+    at.run()
+    assert not at.exception and not at.warning
+    values = {key: at.session_state[key] for key in ("train_nets", "train_data", "train_length_iterations",
+                                                     "train_batch", "train_eval_every", "train_lr", "train_seed")}
+    assert values == {"train_nets": ["plain14", "resnet14"], "train_data": "synthetic", "train_length_iterations": 123,
+                      "train_batch": 32, "train_eval_every": 7, "train_lr": 0.05, "train_seed": 5}
+    at.multiselect(key="train_nets").set_value(["resnet8"]).run()  # the person's own changes then stay
+    assert at.session_state["train_nets"] == ["resnet8"] and at.session_state["train_batch"] == 32
