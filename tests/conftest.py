@@ -99,6 +99,20 @@ def app_server(app_free_port: int, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
+def app_training_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A data folder for a module's server that trains: cap 2, no spares (they would outlive the test;
+    test_jobs covers them). Request it before app_server, which reads the environment when it starts."""
+    from resnet_core import jobs
+
+    home = tmp_path_factory.mktemp("training-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RESNET_EXPLORER_HOME", str(home))
+        patch.setenv(jobs.CAP_VARIABLE, "2")
+        patch.setenv(jobs.SPARES_VARIABLE, "0")
+        yield home
+
+
+@pytest.fixture(scope="module")
 def browser_page():
     """A Playwright page on Debian's Chromium (never a downloaded browser); skips when it is missing."""
     if not CHROMIUM.exists():

@@ -9,28 +9,12 @@ import time
 
 import pytest
 from conftest import serve_app
-from test_browser_training import IDLE, screenshot, wait_for_more_points
+from test_browser_training import IDLE, screenshot, start_pair, wait_for_more_points
 
 from resnet_core import jobs
 from resnet_core.store import Store
 
 pytestmark = pytest.mark.browser
-
-
-def start_pair(page, url: str) -> None:
-    page.goto(f"{url}/Train")
-    page.wait_for_selector(IDLE, timeout=60_000)
-    page.get_by_role("button", name="8 layers").click()
-    page.get_by_text("plain-8", exact=True).first.wait_for(timeout=60_000)
-    page.wait_for_selector(IDLE)
-    page.get_by_text("Synthetic (no download)").click()
-    page.wait_for_selector(IDLE)
-    for label, value in (("Number of iterations", 300), ("Batch (images)", 16), ("Test every (iterations)", 20)):
-        field = page.get_by_role("spinbutton", name=label)
-        field.fill(str(value))
-        field.press("Enter")
-        page.wait_for_selector(IDLE)
-    page.get_by_role("button", name="Start").click()
 
 
 def test_runs_outlive_a_killed_server_and_show_again_on_the_next(tmp_path, monkeypatch, browser_page):
@@ -44,7 +28,7 @@ def test_runs_outlive_a_killed_server_and_show_again_on_the_next(tmp_path, monke
     url, page = f"http://127.0.0.1:{port}", browser_page
     page.set_viewport_size({"width": 1400, "height": 2000})
     with serve_app(port, tmp_path / "first.log") as server:
-        start_pair(page, url)
+        start_pair(page, url, iterations=300, batch=16, test_every=20)
         before = wait_for_more_points(page, 0)
         server.kill()
         server.wait(timeout=10)

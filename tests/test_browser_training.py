@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from resnet_core import jobs
 from resnet_core.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,17 +21,6 @@ IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 ITERATIONS, BATCH, TEST_EVERY = 400, 16, 20
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser_training_home(tmp_path_factory):
-    """The data folder of the server this module starts: set before app_server reads the environment."""
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RESNET_EXPLORER_HOME", str(home))
-        patch.setenv(jobs.CAP_VARIABLE, "2")
-        patch.setenv(jobs.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
-        yield home
 
 
 def points(page) -> list[int]:
@@ -58,10 +46,9 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=ARTIFACTS / name, full_page=True)
 
 
-def test_pair_trains_live_survives_a_reload_and_cancels(browser_training_home, app_server, browser_page):
-    page = browser_page
-    page.set_viewport_size({"width": 1400, "height": 1800})
-    page.goto(f"{app_server}/Train")
+def start_pair(page, url: str, iterations: int, batch: int, test_every: int) -> None:
+    """Start plain-8 against ResNet-8 on the synthetic set from the Train page."""
+    page.goto(f"{url}/Train")
     page.wait_for_selector("h1", timeout=60_000)
     page.wait_for_selector(IDLE, timeout=60_000)
     page.get_by_role("button", name="8 layers").click()
@@ -70,17 +57,23 @@ def test_pair_trains_live_survives_a_reload_and_cancels(browser_training_home, a
     page.wait_for_selector(IDLE)
     page.get_by_text("Synthetic (no download)").click()
     page.wait_for_selector(IDLE)
-    for label, value in (("Number of iterations", ITERATIONS), ("Batch (images)", BATCH),
-                         ("Test every (iterations)", TEST_EVERY)):
+    for label, value in (("Number of iterations", iterations), ("Batch (images)", batch),
+                         ("Test every (iterations)", test_every)):
         field = page.get_by_role("spinbutton", name=label)
         field.fill(str(value))
         field.press("Enter")
         page.wait_for_selector(IDLE)
     page.get_by_role("button", name="Start").click()
 
+
+def test_pair_trains_live_survives_a_reload_and_cancels(app_training_home, app_server, browser_page):
+    page = browser_page
+    page.set_viewport_size({"width": 1400, "height": 1800})
+    start_pair(page, app_server, ITERATIONS, BATCH, TEST_EVERY)
+
     first = wait_for_more_points(page, 0)
     grown = wait_for_more_points(page, first + 4)
-    store = Store(browser_training_home)
+    store = Store(app_training_home)
     assert [run.model for run in store.runs()] == ["plain8", "resnet8"]
     assert page.url.endswith("runs=1%2C2") or page.url.endswith("runs=1,2")
     screenshot(page, "train_live.png")
@@ -112,4 +105,4 @@ def test_pair_trains_live_survives_a_reload_and_cancels(browser_training_home, a
     page.wait_for_timeout(1_500)  # the table's canvas and Plotly draw after the script has finished
     assert page.get_by_text("cancelled").count() >= 2
     screenshot(page, "runs_page.png")
-    assert os.environ["RESNET_EXPLORER_HOME"] == str(browser_training_home)
+    assert os.environ["RESNET_EXPLORER_HOME"] == str(app_training_home)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from resnet_core import jobs
 from resnet_core.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,17 +26,6 @@ ITERATIONS, BATCH, TEST_EVERY = 200, 16, 20
 RESNET56_PARAMS = 853_018  # Table 6 rounds it to 0.85 M
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser_workshop_home(tmp_path_factory):
-    """The data folder of the server this module starts: set before app_server reads the environment."""
-    home = tmp_path_factory.mktemp("workshop-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RESNET_EXPLORER_HOME", str(home))
-        patch.setenv(jobs.CAP_VARIABLE, "2")
-        patch.setenv(jobs.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
-        yield home
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -129,9 +117,9 @@ def screenshot(page, name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- the path
-def test_workshop_path(browser_workshop_home, app_server, browser_page, tmp_path):
+def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
     page = browser_page
-    store = Store(browser_workshop_home)
+    store = Store(app_training_home)
     main = page.get_by_test_id("stMain")
 
     # 1. Home: the paper's story, the residual block, and a card per page.

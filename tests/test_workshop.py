@@ -190,7 +190,7 @@ def test_a_sigkilled_run_shows_interrupted_with_its_history(workshop_store, app_
     assert not at.exception
     table = at.dataframe[0].value
     row = table[table["id"] == run_id].iloc[0]
-    assert row["status"] == "interrupted" and row["reason"].startswith(f"Interrupted: its process")
+    assert row["status"] == "interrupted" and row["reason"].startswith("Interrupted: its process")
     assert "resume it to continue from its checkpoint at iteration" in row["reason"]
     assert store.metrics(run_id) == history and len(history) > 10  # nothing recorded was lost
 
