@@ -241,7 +241,10 @@ def _train(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from .store import Store
 
-    summaries = Store(args.home).summaries()
+    store = Store(args.home)
+    summaries = store.summaries()
+    for problem in store.damaged_runs().values():  # reported on stderr, so --json stays parseable
+        print(f"warning: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps(summaries, indent=2))
         return 0

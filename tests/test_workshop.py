@@ -2,6 +2,7 @@
 write, damaged rows and checkpoints, a SIGKILLed run. Each refusal is one sentence and changes nothing."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -212,6 +213,11 @@ def test_damaged_rows_are_reported_and_do_not_break_the_pages(workshop_store, ap
     assert jobs.dispatch(store) == []  # the damaged queued run is failed, not started, and the queue goes on
     assert "It could not start: Run 3's record in the store is damaged" in \
         sqlite3.connect(store.path).execute("SELECT error FROM runs WHERE id=3").fetchone()[0]
+
+    listing = subprocess.run([sys.executable, "-m", "resnet_core", "runs", "--json", "--home", str(store.home)],
+                             cwd=REPO, capture_output=True, text=True, check=True)
+    assert [run["id"] for run in json.loads(listing.stdout)] == [good]
+    assert f"warning: Run {damaged}'s record in the store is damaged" in listing.stderr
 
     at = AppTest.from_file(str(PAGES / "4_Runs.py"), default_timeout=60).run()
     assert not at.exception
