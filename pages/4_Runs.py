@@ -18,8 +18,6 @@ labels = runs.choices()
 if not labels:
     st.info("No runs yet: start one on the Train page or with `python -m resnet_core train`.")
     st.stop()
-if "runs_overlay" not in st.session_state:
-    st.session_state["runs_overlay"] = list(labels)[:2]
 
 
 @st.fragment(run_every=2)
@@ -33,7 +31,9 @@ def overview() -> None:
             format="%.2f", help="CIFAR-10 test error of the paper's net (best of 5 runs), for runs of the full "
                                 "recipe: 64k iterations of 128, lr 0.1."),
         "reason": st.column_config.TextColumn("why it stopped", width="large")})
-    chosen = st.multiselect("Overlay the curves of", list(labels), key="runs_overlay", format_func=labels.get)
+    # A default, not a value put in st.session_state: a fragment's rerun drops a widget value set that way.
+    chosen = st.multiselect("Overlay the curves of", list(labels), default=list(labels)[:2], key="runs_overlay",
+                            format_func=labels.get)
     training_views.curves(runs.poll(chosen), key="runs")
 
 
