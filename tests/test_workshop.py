@@ -244,3 +244,22 @@ def test_the_shared_metric_cache_keeps_only_the_runs_polled_last(workshop_store,
         assert [row["loss"] for row in cache.rows(store, store.run(run_id))["train"]] == [float(run_id)] * 3
     assert [key[1] for key in cache._runs] == ids[1:]  # the first was dropped
     assert len(cache.rows(store, store.run(ids[0]))["train"]) == 3  # and is simply read again
+
+
+@pytest.mark.parametrize("page", sorted(path.name for path in PAGES.glob("*.py")))
+def test_every_page_keeps_only_ids_and_small_settings_in_the_session(page, workshop_store, app_clear_caches,
+                                                                     app_torch_threads, monkeypatch):
+    """Models, tensors, images and figures live in shared caches keyed by content; a closed session frees only
+    what it holds, so it must hold almost nothing."""
+    import pickle
+
+    from explorer import models
+
+    monkeypatch.setattr(models, "local_dataset_source", lambda model, choice: None)
+    at = AppTest.from_file(str(PAGES / page), default_timeout=120).run()
+    if page == "5_Classify.py":  # with an image, so both models answer and draw their attributions
+        at.selectbox(key="classify_example").select("sailing boat (drawn)").run()
+    assert not at.exception
+    state = {key: at.session_state[key] for key in at.session_state._state._state.filtered_state}
+    assert all(isinstance(value, (str, int, float, bool, list, tuple, type(None))) for value in state.values()), state
+    assert len(pickle.dumps(state)) < 4_000, state
