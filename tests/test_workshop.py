@@ -263,3 +263,20 @@ def test_every_page_keeps_only_ids_and_small_settings_in_the_session(page, works
     state = {key: at.session_state[key] for key in at.session_state._state._state.filtered_state}
     assert all(isinstance(value, (str, int, float, bool, list, tuple, type(None))) for value in state.values()), state
     assert len(pickle.dumps(state)) < 4_000, state
+
+
+def test_a_store_from_before_owners_gains_the_column_and_keeps_its_runs(tmp_path):
+    from resnet_core.store import SCHEMA
+
+    old_schema = SCHEMA.replace(",\n    owner TEXT", "")
+    assert "owner" not in old_schema.split("CREATE TABLE IF NOT EXISTS metrics")[0].split("pid INTEGER")[1]
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        db.executescript(old_schema)
+        db.execute("INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created) "
+                   "VALUES ('old', 'resnet8', ?, '{}', 'synthetic', 'cpu', 'fp32', 0, 'finished', 0)",
+                   (json.dumps(jobs.get_spec("resnet8").to_dict()),))
+    store = Store(tmp_path)
+    [run] = store.runs()
+    assert (run.name, run.status, run.owner) == ("old", "finished", None)
+    assert jobs.submit("resnet8", "synthetic", owner="ada", store=store, **TINY) == 2
+    assert store.run(2).owner == "ada"
