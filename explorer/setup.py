@@ -4,7 +4,6 @@ Imports neither torch nor resnet_core, so the home page stays fast.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import streamlit as st
@@ -19,11 +18,11 @@ APP_TORCH_THREADS = 1
 
 
 def limit_torch_threads() -> None:
-    """Cap this process's torch threads without importing torch: now if torch is loaded, else at its import."""
-    # torch reads OMP_NUM_THREADS when it is first imported.
-    os.environ.setdefault("OMP_NUM_THREADS", str(APP_TORCH_THREADS))
+    """Cap this process's torch threads without importing torch, if it is loaded (before that, explorer's
+    OMP_NUM_THREADS does)."""
     torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != APP_TORCH_THREADS:
+    # Another session's thread may be importing torch right now: a half-initialised module has no functions yet.
+    if getattr(torch, "get_num_threads", None) is not None and torch.get_num_threads() != APP_TORCH_THREADS:
         torch.set_num_threads(APP_TORCH_THREADS)
 
 

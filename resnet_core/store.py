@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 # Columns added after the first release: an older store gains them when it is opened.
 MIGRATIONS = {"owner": "ALTER TABLE runs ADD COLUMN owner TEXT"}
+SCHEMA_VERSION = 2  # PRAGMA user_version of a store with SCHEMA and every migration; 0 before either
 # What a full disk or an exceeded quota or file-size limit looks like from Python and from SQLite.
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -113,9 +114,14 @@ def folder_full_error(error: BaseException, home: Path) -> DataFolderFullError |
                                "and resume the run.")
 
 
+_writable_homes: set[Path] = set()
+
+
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
     """The data folder: `home`, else $RESNET_EXPLORER_HOME, else ~/.resnet-explorer; created and checked writable."""
     path = Path(home or os.environ.get(HOME_VARIABLE) or DEFAULT_HOME).expanduser()
+    if path in _writable_homes and path.is_dir():  # probed once per process: pages resolve it on every poll
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # a unique name: threads of one process probe at once
@@ -123,6 +129,7 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
     except OSError as error:
         raise StoreError(f"Cannot write to the data folder {path} ({error.strerror or error}); pass --home DIR or set "
                          f"{HOME_VARIABLE} to a writable folder.") from None
+    _writable_homes.add(path)
     return path
 
 
@@ -183,14 +190,18 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a power cut may lose the last commit
             self._db.execute("PRAGMA foreign_keys=ON")
-            with self._transaction():
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
-                for column, statement in MIGRATIONS.items():
-                    if column not in columns:
-                        self._db.execute(statement)
+            # A read decides: the app opens a store on every page poll (each Streamlit rerun is a new thread),
+            # and the schema's write transaction would make every poll queue for the write lock.
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                with self._transaction():
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
+                    for column, statement in MIGRATIONS.items():
+                        if column not in columns:
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"Cannot open the run store {self.path} ({error}); pass --home DIR for another data "
                              "folder.") from None
