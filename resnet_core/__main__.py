@@ -1,4 +1,4 @@
 """`python -m resnet_core …`: see `python -m resnet_core --help`."""
-from .cli import main
+from .cli import main, exit_now
 
-raise SystemExit(main())
+exit_now(main())

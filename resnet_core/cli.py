@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_now(code: int) -> None:
+    """End this process without Python's teardown: with torch loaded it takes ~1 s, and over 10 s on a loaded
+    server, while a finished run's ~650 MB stay allocated beside the next run the queue has already started.
+    Everything that matters is committed to the store and flushed to disk by then."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

@@ -48,6 +48,7 @@ def serve_one_run(home: Path, idle_s: float) -> int:
 
 
 if __name__ == "__main__":
+    from .cli import exit_now
     from .jobs import SPARE_IDLE_S
 
-    raise SystemExit(serve_one_run(Path(sys.argv[1]), SPARE_IDLE_S))
+    exit_now(serve_one_run(Path(sys.argv[1]), SPARE_IDLE_S))
