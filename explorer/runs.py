@@ -56,6 +56,16 @@ def remembered_run_ids(state_key: str) -> list[int]:
     return run_ids
 
 
+def shown_run_ids(state_key: str) -> list[int]:
+    """The runs a page shows: those its URL or session names, else this person's queued and running runs (a tab
+    opened afresh, or a Start whose answer never reached the page, still finds them)."""
+    run_ids = remembered_run_ids(state_key)
+    if run_ids:
+        return run_ids
+    owner = user_id()
+    return [run.id for run in store().runs() if run.owner == owner and run.status in ("queued", "running")]
+
+
 def devices() -> list[str]:
     import torch
 

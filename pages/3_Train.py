@@ -17,7 +17,7 @@ st.title(":material/model_training: Train")
 st.caption("Train a plain net and its residual twin at once and watch the plain one's training error stay higher: "
            "the degradation problem (Fig. 1, Fig. 6). Runs are separate processes; closing this tab stops nothing.")
 
-shown_runs = runs.remembered_run_ids("train_runs")
+shown_runs = runs.shown_run_ids("train_runs")
 training_views.restore_train_settings(shown_runs, NETS, list(DATASETS))
 with st.expander("Settings", expanded=True):
     st.write("Presets: plain vs residual of the same depth (Fig. 6)")
@@ -72,4 +72,4 @@ def live(run_ids: list[int]) -> None:
     training_views.curves(states, key="train")
 
 
-live(runs.remembered_run_ids("train_runs"))
+live(runs.shown_run_ids("train_runs"))

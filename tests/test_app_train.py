@@ -170,3 +170,16 @@ def test_a_page_opened_on_runs_shows_the_settings_they_were_started_with(app_hom
                       "train_batch": 32, "train_eval_every": 7, "train_lr": 0.05, "train_seed": 5}
     at.multiselect(key="train_nets").set_value(["resnet8"]).run()  # the person's own changes then stay
     assert at.session_state["train_nets"] == ["resnet8"] and at.session_state["train_batch"] == 32
+
+
+def test_a_fresh_tab_shows_the_persons_own_active_runs(app_home):
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=2_000,
+               eval_every=100)
+    someone_else = jobs.submit("resnet8", "synthetic", iterations=10, owner="someone else")
+    fresh = AppTest.from_file(PAGE, default_timeout=60)
+    fresh.session_state["user_id"] = at.session_state["user_id"]  # the same browser, as its cookie says
+    fresh.run()
+    titles = [m.value for m in fresh.markdown if m.value.startswith("**#")]
+    assert [title.split()[0] for title in titles] == ["**#1", "**#2"] and f"#{someone_else}" not in str(titles)
+    for run in Store().runs():
+        jobs.cancel(run.id)
