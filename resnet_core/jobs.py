@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .data import SOURCE_HELP, _list_split  # the folder rules of load_data, without decoding
 from . import memory
+from .data import SOURCE_HELP, _list_split  # the folder rules of load_data, without decoding
 from .device import pick_precision
 from .errors import StoreError, UserError
 from .recipe import Recipe, paper_recipe
@@ -32,11 +32,11 @@ from .store import Run, Store, process_alive
 
 CAP_VARIABLE = "RESNET_EXPLORER_MAX_RUNS"
 THREADS_VARIABLE = "RESNET_EXPLORER_THREADS_PER_RUN"
-# A workshop: each person may queue a plain/residual pair; past MAX_WAITING runs waiting, Start says the server
-# is full (on 2 cores, 20 waiting runs of a few hundred iterations are about a quarter of an hour).
 # A CIFAR run on a GPU: CUDA context (~0.5 GB), weights, and ResNet-110's activations at batch 128 (~1.5 GB),
 # rounded up, so an 80 GB card takes up to 20 runs at once.
 GPU_RUN_BYTES = 4_000_000_000
+# A workshop: each person may queue a plain/residual pair; past MAX_WAITING runs waiting, Start says the server
+# is full (on 2 cores, 20 waiting runs of a few hundred iterations are about a quarter of an hour).
 PER_USER_VARIABLE = "RESNET_EXPLORER_RUNS_PER_USER"
 DEFAULT_RUNS_PER_USER = 2
 WAITING_VARIABLE = "RESNET_EXPLORER_MAX_WAITING"
@@ -57,13 +57,13 @@ CPU_MAX_DEPTH = 110
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _whole_number(variable: str, value, what: str) -> int:
+def _whole_number(variable: str, value, unit: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise UserError(f"${variable} must be a whole number of {what}; got {value!r}.") from None
+        raise UserError(f"${variable} must be a whole number of {unit}s; got {value!r}.") from None
     if number < 1:
-        raise UserError(f"${variable} must be at least 1 {what[:-1]}; got {number}.")
+        raise UserError(f"${variable} must be at least 1 {unit}; got {number}.")
     return number
 
 
@@ -71,7 +71,7 @@ def threads_per_run(cap: int | None = None) -> int:
     """Torch threads of each run: $RESNET_EXPLORER_THREADS_PER_RUN, else the cores shared by `cap` (or the
     $RESNET_EXPLORER_MAX_RUNS) runs, else 1; so the runs together use the cores once and never oversubscribe."""
     if value := os.environ.get(THREADS_VARIABLE):
-        return _whole_number(THREADS_VARIABLE, value, "threads")
+        return _whole_number(THREADS_VARIABLE, value, "thread")
     if cap is not None or os.environ.get(CAP_VARIABLE):
         return max(1, (os.cpu_count() or 1) // max_concurrent_runs(cap))
     return 1
@@ -81,9 +81,9 @@ def max_concurrent_runs(cap: int | None = None) -> int:
     """`cap`, else $RESNET_EXPLORER_MAX_RUNS, else CPU cores / threads per run; with a GPU, as many runs as its
     memory holds at GPU_RUN_BYTES each, up to one per core (each run still drives it from one CPU thread)."""
     if cap is not None:
-        return _whole_number(CAP_VARIABLE, cap, "runs")
+        return _whole_number(CAP_VARIABLE, cap, "run")
     if value := os.environ.get(CAP_VARIABLE):
-        return _whole_number(CAP_VARIABLE, value, "runs")
+        return _whole_number(CAP_VARIABLE, value, "run")
     by_cores = max(1, (os.cpu_count() or 1) // threads_per_run())
     if torch.cuda.is_available():
         return max(1, min(by_cores, torch.cuda.mem_get_info()[1] // GPU_RUN_BYTES))
@@ -92,12 +92,12 @@ def max_concurrent_runs(cap: int | None = None) -> int:
 
 def runs_per_user() -> int:
     """How many runs one person may have queued or running: $RESNET_EXPLORER_RUNS_PER_USER, else 2."""
-    return _whole_number(PER_USER_VARIABLE, os.environ.get(PER_USER_VARIABLE, DEFAULT_RUNS_PER_USER), "runs")
+    return _whole_number(PER_USER_VARIABLE, os.environ.get(PER_USER_VARIABLE, DEFAULT_RUNS_PER_USER), "run")
 
 
 def max_waiting_runs() -> int:
     """How many runs may wait for a slot before Start answers that the server is full."""
-    return _whole_number(WAITING_VARIABLE, os.environ.get(WAITING_VARIABLE, DEFAULT_MAX_WAITING), "runs")
+    return _whole_number(WAITING_VARIABLE, os.environ.get(WAITING_VARIABLE, DEFAULT_MAX_WAITING), "run")
 
 
 def workshop_limits() -> dict[str, int]:
