@@ -73,7 +73,6 @@ def restore_train_settings(run_ids: list[int], nets: list[str], datasets: list[s
     state["train_data"] = first.data if first.data in datasets else "folder"
     if state["train_data"] == "folder":
         state["train_folder"] = first.data
-    state["train_unit"] = "iterations"
     state["train_length_iterations"] = first.recipe["iterations"]
     state["train_batch"] = first.recipe["batch_size"]
     if first.recipe["eval_interval"]:  # None: once per epoch, which the page's field cannot say

@@ -24,8 +24,11 @@ with st.expander("Settings", expanded=True):
     for column, (label, nets) in zip(st.columns(len(PRESETS)), PRESETS.items()):
         column.button(label, key=f"train_preset_{nets[-1]}", width="stretch",
                       on_click=st.session_state.__setitem__, args=("train_nets", nets))
-    nets = st.multiselect("Networks (one or two)", NETS, default=["plain20", "resnet20"], max_selections=2,
-                          key="train_nets", format_func=runs.net_label)
+    # Its first value lives in the session, not in `default`: the presets set it there too, and a widget given
+    # both warns in the server log.
+    st.session_state.setdefault("train_nets", ["plain20", "resnet20"])
+    nets = st.multiselect("Networks (one or two)", NETS, max_selections=2, key="train_nets",
+                          format_func=runs.net_label)
     left, middle, right = st.columns(3)
     source = left.radio("Dataset", list(DATASETS), format_func=DATASETS.get, key="train_data", horizontal=True)
     folder = left.text_input("Image folder", key="train_folder", disabled=source != "folder",
