@@ -163,8 +163,8 @@ def _check_fits(spec: NetSpec, recipe: Recipe, device: str, train_images: int) -
             raise UserError(f"{recipe.iterations:,} iterations of {recipe.batch_size} are too long for this CPU-only "
                             f"server; train on at most {CPU_MAX_IMAGES:,} images ({CPU_MAX_EPOCHS} CIFAR-10 epochs, "
                             f"{CPU_MAX_IMAGES // recipe.batch_size:,} iterations of {recipe.batch_size}).")
-    needed, available = memory.training_bytes(spec, recipe.batch_size, train_images, device), \
-        memory.available_bytes(device)
+    needed = memory.training_bytes(spec, recipe.batch_size, train_images, device)
+    available = memory.available_bytes(device)
     if needed > available:
         raise UserError(f"{spec.name} with batches of {recipe.batch_size:,} needs about {memory.gigabytes(needed)} of "
                         f"memory to train, but this server has {memory.gigabytes(available)} free; use a smaller "

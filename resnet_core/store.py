@@ -431,13 +431,15 @@ class Store:
             for row in db.execute("SELECT * FROM runs WHERE status='queued' ORDER BY id").fetchall():
                 if len(started) >= free:
                     break
-                run = self._read(row)
-                try:
-                    if isinstance(run, DamagedRunError):
-                        raise run
-                    pid = launch(run)
-                except Exception as error:  # this run cannot start; the queue behind it must not stall
-                    reason = folder_full_error(error, self.home) or error
+                run, pid = self._read(row), None
+                if isinstance(run, DamagedRunError):
+                    reason = run
+                else:
+                    try:
+                        pid = launch(run)
+                    except Exception as error:  # e.g. a full disk for its log; the queue behind it must not stall
+                        reason = folder_full_error(error, self.home) or error
+                if pid is None:
                     db.execute("UPDATE runs SET status='failed', error=?, ended=? WHERE id=?",
                                (f"It could not start: {reason}", time.time(), row["id"]))
                     continue
