@@ -4,7 +4,6 @@ started go on in their own processes, and the new server's pages show them again
 Screenshots land in test-artifacts/ (git-ignored)."""
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -17,14 +16,9 @@ from resnet_core.store import Store
 pytestmark = pytest.mark.browser
 
 
-def test_runs_outlive_a_killed_server_and_show_again_on_the_next(tmp_path, monkeypatch, browser_page):
-    home = tmp_path / "home"
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(home))
-    monkeypatch.setenv(jobs.CAP_VARIABLE, "2")
-    monkeypatch.setenv(jobs.SPARES_VARIABLE, "0")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_home, app_free_port, tmp_path,
+                                                                 browser_page):
+    home, port = app_training_home, app_free_port
     url, page = f"http://127.0.0.1:{port}", browser_page
     page.set_viewport_size({"width": 1400, "height": 2000})
     with serve_app(port, tmp_path / "first.log") as server:
