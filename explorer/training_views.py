@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from explorer import runs, training_charts
+from explorer import presets, runs, training_charts
 from resnet_core import jobs
 
 STATUS_ICONS = {"running": ":material/play_circle:", "finished": ":material/check_circle:",
@@ -56,6 +56,14 @@ def delete_run(run_id: int) -> None:
     """The Runs page's delete button: delete, say so, and take the confirmation back."""
     _act("delete", run_id)
     st.session_state["runs_confirm_delete"] = False
+
+
+def apply_preset(preset: presets.Preset) -> None:
+    """A preset button's callback: its nets and its length, in iterations."""
+    state = st.session_state
+    state["train_nets"] = list(preset.nets)
+    state["train_unit"] = "iterations"
+    state["train_length_iterations"] = preset.iterations
 
 
 def restore_train_settings(run_ids: list[int], nets: list[str], datasets: list[str]) -> None:

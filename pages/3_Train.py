@@ -1,13 +1,10 @@
 """Train: a plain net and its residual twin side by side, live, until the degradation problem shows (Fig. 1, 6)."""
 import streamlit as st
 
-from explorer import runs, training_views
+from explorer import presets, runs, training_views
 from explorer.setup import setup_page
 from resnet_core import jobs
 
-# Fig. 6's pairs and ResNet-110, and the smallest pair for a demo that ends in a minute.
-PRESETS = {f"{depth} layers": [f"plain{depth}", f"resnet{depth}"] for depth in (8, 20, 32, 44, 56)}
-PRESETS["ResNet-110 alone"] = ["resnet110"]
 NETS = [f"{kind}{depth}" for depth in (8, 14, 20, 32, 44, 56, 110) for kind in ("plain", "resnet")]
 DATASETS = {"cifar10": "CIFAR-10", "synthetic": "Synthetic (no download)", "folder": "Image folder"}
 
@@ -20,10 +17,11 @@ st.caption("Train a plain net and its residual twin at once and watch the plain 
 shown_runs = runs.shown_run_ids("train_runs")
 training_views.restore_train_settings(shown_runs, NETS, list(DATASETS))
 with st.expander("Settings", expanded=True):
-    st.write("Presets: plain vs residual of the same depth (Fig. 6)")
-    for column, (label, nets) in zip(st.columns(len(PRESETS)), PRESETS.items()):
-        column.button(label, key=f"train_preset_{nets[-1]}", width="stretch",
-                      on_click=st.session_state.__setitem__, args=("train_nets", nets))
+    st.write("Presets: the paper's comparisons, each long enough to show its effect (about 5 minutes on 2 cores)")
+    for row in (presets.PRESETS[:3], presets.PRESETS[3:]):
+        for column, preset in zip(st.columns(len(row)), row):
+            column.button(preset.label, key=preset.key, width="stretch", on_click=training_views.apply_preset,
+                          args=(preset,))
     # Its first value lives in the session, not in `default`: the presets set it there too, and a widget given
     # both warns in the server log.
     st.session_state.setdefault("train_nets", ["plain20", "resnet20"])
@@ -39,12 +37,14 @@ with st.expander("Settings", expanded=True):
                                     required=True)
     length = middle.number_input(f"Number of {unit}", 1, 64_000, 300 if unit == "iterations" else 1,
                                  key=f"train_length_{unit}")
-    eval_every = middle.number_input("Test every (iterations)", 1, 64_000, 50, key="train_eval_every",
+    eval_every = middle.number_input("Test every (iterations)", 1, 64_000, None, key="train_eval_every",
+                                     placeholder="auto: 6 times a run, at most once an epoch",
                                      help="Each test point evaluates the whole test set and saves a checkpoint.")
     batch_size = right.number_input("Batch (images)", 1, 1024, 128, key="train_batch",
                                     help="The paper trains CIFAR nets with 128 (§4.2).")
     lr = right.number_input("Learning rate", 1e-5, 10.0, 0.1, format="%g", key="train_lr",
-                            help="§4.2 starts at 0.1 and divides by 10 at 50% and 75% of the run.")
+                            help="§4.2 trains at 0.1 and divides by 10 at 50% and 75% of the run; a run shorter "
+                                 "than §4.2's 64k iterations ramps up to it first (the short-run recipe).")
     seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
     device = right.selectbox("Device", runs.devices(), key="train_device")
     st.caption(f"On a CPU-only server a run is limited to depth {jobs.CPU_MAX_DEPTH} and "
@@ -53,11 +53,14 @@ with st.expander("Settings", expanded=True):
                f"{jobs.threads_per_run()} torch thread(s) each; more wait in a queue. Each person may have "
                f"{jobs.runs_per_user()} runs queued or running at once.")
 
+settings = dict(batch_size=int(batch_size), lr=float(lr), eval_every=eval_every and int(eval_every),
+                **{unit: int(length)})
+data = folder if source == "folder" else source
+if nets and (recipe := runs.recipe_line(nets, data, **settings)):
+    st.caption(f":material/tune: {recipe}.")
 if st.button("Start", type="primary", key="train_start", icon=":material/play_arrow:", disabled=not nets):
     try:
-        run_ids = runs.start(nets, folder if source == "folder" else source, seed=int(seed), device=device,
-                             batch_size=int(batch_size), lr=float(lr), eval_every=int(eval_every),
-                             **{unit: int(length)})
+        run_ids = runs.start(nets, data, seed=int(seed), device=device, **settings)
     except ValueError as error:
         st.error(str(error))
     else:
@@ -73,6 +76,8 @@ def live(run_ids: list[int]) -> None:
     for state in states:
         training_views.run_card(state, key="train")
     training_views.curves(states, key="train")
+    if preset := presets.matching([state.run.model for state in states]):
+        st.caption(f":material/visibility: {preset.look_for}")
 
 
 live(runs.shown_run_ids("train_runs"))

@@ -23,7 +23,7 @@ _EXPORTS = {
     **{name: ("data", name) for name in ("ImageData", "load_data", "synthetic_data")},
     **{name: ("errors", name) for name in ("DatasetError", "StoreError", "UserError")},
     **{name: ("evaluate", name) for name in ("EvaluationReport", "evaluate", "evaluate_run", "evaluation_report")},
-    **{name: ("recipe", name) for name in ("Recipe", "paper_recipe")},
+    **{name: ("recipe", name) for name in ("Recipe", "paper_recipe", "training_recipe")},
     "Store": ("store", "Store"),
     **{name: ("train", name) for name in ("RunEnd", "TestMetrics", "TrainMetrics", "train")},
     **{name: ("classifier", name) for name in ("Classifier", "WeightsUnavailableError", "demo_classifier",

@@ -32,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .data import SOURCE_HELP
+    from .recipe import RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
 
     parser = _Parser(prog="python -m resnet_core", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Train, evaluate and inspect the ResNets of He et al. (2015).")
@@ -56,12 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, metavar="B", help="images per iteration (default 128; 256 for "
                        "ImageNet nets)")
     train.add_argument("--lr", type=float, metavar="LR", help="initial learning rate (default 0.1)")
+    train.add_argument("--recipe", choices=RECIPE_KINDS, help="short: the paper's recipe with a linear lr warm-up "
+                       f"over the first {SHORT_RUN_WARMUP_ITERATIONS} iterations, for every net (docs/SHORT_RUNS.md); "
+                       "paper: the paper's schedule exactly. Default: short for CIFAR runs shorter than 64,000 "
+                       "iterations, paper otherwise; the Train page's Start uses the same rule")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     train.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 where the hardware supports it")
     train.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation (default 0)")
     train.add_argument("--name", help="a label for the run (default: MODEL on SOURCE)")
     train.add_argument("--eval-every", type=int, metavar="N", help="iterations between test evaluations and "
-                       "checkpoints (default: once per epoch)")
+                       f"checkpoints (default: once per epoch, or {TEST_POINTS} times in a shorter run)")
     train.add_argument("--validation-images", type=int, default=0, metavar="N",
                        help="evaluate on N held-out training images instead of the test set (§4.2 uses 5000)")
     train.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
@@ -122,7 +127,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from .data import load_data, stored_size
     from .device import pick_device, pick_precision, set_cpu_threads
-    from .recipe import Recipe, paper_recipe
+    from .recipe import Recipe, training_recipe
     from .specs import NetSpec
     from .store import Store
     from .train import RunEnd, train
@@ -133,7 +138,8 @@ def _train(args: argparse.Namespace) -> int:
     if stored_run is not None:
         given = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--epochs", args.epochs),
                                           ("--iterations", args.iterations), ("--batch-size", args.batch_size),
-                                          ("--lr", args.lr), ("--name", args.name)) if value is not None]
+                                          ("--lr", args.lr), ("--recipe", args.recipe),
+                                          ("--name", args.name)) if value is not None]
         if given:
             raise UserError(f"--resume and --run-id train a run with its own settings; drop {', '.join(given)}.")
     else:
@@ -183,14 +189,12 @@ def _train(args: argparse.Namespace) -> int:
         family_probe = _spec(args.model, None)
         data = load_data(source, image_size=stored_size(family_probe.family, family_probe.input_size), home=args.home)
         spec = _spec(args.model, len(data.classes))
-        base = paper_recipe(spec)
-        overrides = {key: value for key, value in (("batch_size", args.batch_size), ("lr", args.lr),
-                                                   ("eval_interval", args.eval_every),
-                                                   ("validation_images", args.validation_images)) if value}
-        recipe = Recipe.from_dict({**base.to_dict(), **overrides})
+        recipe = training_recipe(spec, iterations=args.iterations, epochs=args.epochs,
+                                 train_images=len(data.train_labels), kind=args.recipe, batch_size=args.batch_size,
+                                 lr=args.lr, eval_interval=args.eval_every,
+                                 validation_images=args.validation_images or None)
         if recipe.validation_images:
             data = data.with_validation_split(recipe.validation_images, seed)
-        recipe = recipe.shortened(iterations=args.iterations, epochs=args.epochs, train_images=len(data.train_labels))
         run_id = None
         if store is not None:
             run_id = store.create_run(name=args.name or f"{spec.name} on {source}", spec=spec.to_dict(),

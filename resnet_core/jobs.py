@@ -26,7 +26,7 @@ from . import memory
 from .data import SOURCE_HELP, _list_split  # the folder rules of load_data, without decoding
 from .device import pick_precision
 from .errors import StoreError, UserError
-from .recipe import Recipe, paper_recipe
+from .recipe import Recipe, training_recipe
 from .specs import NetSpec, get_spec
 from .store import Run, Store, process_alive
 
@@ -121,31 +121,39 @@ def submit(model: str, data: str, **settings) -> int:
     return submit_all([model], data, **settings)[0]
 
 
-def submit_all(models: list[str], data: str, *, iterations: int | None = None, epochs: int | None = None,
-               batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "cpu",
-               precision: str | None = None, eval_every: int | None = None, name: str | None = None,
-               owner: str | None = None, store: Store | None = None) -> list[int]:
-    """Queue one run per model with the paper's recipe for it, shortened to `iterations` or `epochs`, all or
-    none; returns their ids.
+def planned_runs(models: list[str], data: str, *, iterations: int | None = None, epochs: int | None = None,
+                 batch_size: int | None = None, lr: float | None = None, eval_every: int | None = None,
+                 recipe: str | None = None) -> list[tuple[NetSpec, Recipe]]:
+    """The net and the recipe each model would train with (`recipe.training_recipe`; `recipe`: its kind), checked
+    as far as it can be without the data: what `submit_all` queues and the Train page describes before Start."""
+    classes, train_images = dataset_shape(data)
+    planned = []
+    for model in models:
+        try:
+            spec = get_spec(model, num_classes=classes)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        planned.append((spec, training_recipe(spec, iterations=iterations, epochs=epochs, train_images=train_images,
+                                              kind=recipe, batch_size=batch_size, lr=lr, eval_interval=eval_every)))
+    return planned
+
+
+def submit_all(models: list[str], data: str, *, seed: int = 0, device: str = "cpu", precision: str | None = None,
+               name: str | None = None, owner: str | None = None, store: Store | None = None,
+               **settings) -> list[int]:
+    """Queue one run per model with the recipe `planned_runs` gives it for `settings` (iterations or epochs,
+    batch_size, lr, eval_every, recipe), all or none; returns their ids.
 
     Checks what can be checked without the data (names, sizes, the CPU limits, the memory a run needs) and, for
     an `owner` (a person using the app), the per-person limit and the queue's bound; a dataset that cannot be
     loaded makes the run fail with its reason when it starts.
     """
     store = store or Store()
-    classes, train_images = dataset_shape(data)
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("This server has no usable CUDA GPU; train on the cpu.")
-    overrides = {key: value for key, value in (("batch_size", batch_size), ("lr", lr), ("eval_interval", eval_every))
-                 if value is not None}
+    train_images = dataset_shape(data)[1]
     runs = []
-    for model in models:
-        try:
-            spec = get_spec(model, num_classes=classes)
-        except ValueError as error:
-            raise UserError(str(error)) from None
-        recipe = Recipe.from_dict({**paper_recipe(spec).to_dict(), **overrides})
-        recipe = recipe.shortened(iterations=iterations, epochs=epochs, train_images=train_images)
+    for spec, recipe in planned_runs(models, data, **settings):
         _check_fits(spec, recipe, device, train_images)
         runs.append(dict(name=name or f"{spec.name} on {data}", spec=spec.to_dict(), recipe=recipe.to_dict(),
                          data=data, device=device, precision=pick_precision(torch.device(device), precision),

@@ -59,6 +59,9 @@ def test_a_pair_trains_to_the_end_and_the_curves_hold_the_stores_values(app_home
         assert traces[f"{label} test"]["y"] == pytest.approx([100 * row["error"] for row in test])
         assert traces[f"{label} lr"]["y"] == pytest.approx([row["lr"] for row in train])
     assert [bar.proto.text.split(" · ")[0] for bar in at.get("progress")] == ["6/6 iterations"] * 2
+    look_for = [caption.value for caption in at.caption if caption.value.startswith(":material/visibility:")]
+    assert look_for == [":material/visibility: Plain against residual at 8 layers (Fig. 6): the deeper the pair, the "
+                        "wider the gap between the plain net's training error and the residual one's."]
 
     # A second session with only the URL shows the same runs.
     second = AppTest.from_file(PAGE, default_timeout=60)
@@ -183,3 +186,28 @@ def test_a_fresh_tab_shows_the_persons_own_active_runs(app_home):
     assert [title.split()[0] for title in titles] == ["**#1", "**#2"] and f"#{someone_else}" not in str(titles)
     for run in Store().runs():
         jobs.cancel(run.id)
+
+
+def test_start_and_the_cli_train_with_the_same_recipe_and_the_page_says_which(app_home):
+    """One rule: the page's Start and `python -m resnet_core train` with no recipe flags give the same recipe."""
+    from resnet_core.cli import main
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.button(key="train_preset_plain56_resnet56").click().run()
+    assert at.session_state["train_nets"] == ["plain56", "resnet56"]
+    assert at.number_input(key="train_length_iterations").value == 500
+    captions = [caption.value for caption in at.caption]
+    assert ":material/tune: Short-run recipe: 500 iterations of 128; lr rising linearly to 0.1 over the first 300 " \
+           "iterations, then held to the end." in captions, captions
+    at.multiselect(key="train_nets").set_value(["resnet8"])
+    at.radio(key="train_data").set_value("synthetic")
+    at.number_input(key="train_length_iterations").set_value(20)
+    at.button(key="train_start").click().run()
+    assert not at.error and not at.exception
+    (page_run,) = Store().runs()
+    jobs.cancel(page_run.id)
+    assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "20",
+                 "--home", str(app_home)]) == 0
+    cli_run = Store().runs()[-1]
+    assert cli_run.id != page_run.id and cli_run.recipe == page_run.recipe
+    assert cli_run.recipe["warmup_iterations"] == 20 and cli_run.recipe["eval_interval"] == 4

@@ -3,7 +3,9 @@ import pytest
 
 from resnet_core.data import synthetic_data
 from resnet_core.errors import UserError
-from resnet_core.recipe import IMAGENET_RECIPE, Recipe, paper_recipe
+import dataclasses
+
+from resnet_core.recipe import IMAGENET_RECIPE, SHORT_RUN_WARMUP_ITERATIONS, Recipe, paper_recipe, training_recipe
 from resnet_core.specs import get_spec
 from resnet_core.train import TrainMetrics, train
 
@@ -52,3 +54,53 @@ def test_warm_up_holds_0_01_until_training_error_is_below_80_percent():
     assert all(r.lr == 0.01 for r in records[:ended + 1])
     assert all(r.lr == 0.1 for r in records[ended + 1:40])
     assert records[40].lr == pytest.approx(0.01) and records[60].lr == pytest.approx(0.001)
+
+
+CIFAR = 50_000  # training images
+
+
+def test_short_runs_warm_every_net_up_linearly_and_hold_the_rate():
+    for model in ("plain20", "resnet20", "plain56", "resnet56"):  # a pair always trains alike
+        recipe = training_recipe(get_spec(model), iterations=500, train_images=CIFAR)
+        assert (recipe.kind, recipe.warmup_iterations, recipe.lr_milestones) == ("short", 300, ())
+        assert recipe.warmup_lr is None and recipe.eval_interval == 100  # 5 test points
+        assert [recipe.lr_at(i) for i in (0, 149, 299, 300, 499)] == pytest.approx(
+            [0.1 / 300, 0.05, 0.1, 0.1, 0.1])
+    assert training_recipe(get_spec("resnet8"), iterations=40, train_images=CIFAR).warmup_iterations == 40
+    # From ~5 epochs on, §4.2's divisions at 50% and 75% come back, after the same warm-up.
+    twelve_epochs = training_recipe(get_spec("resnet56"), epochs=12, train_images=CIFAR)
+    assert (twelve_epochs.iterations, twelve_epochs.warmup_iterations) == (4680, SHORT_RUN_WARMUP_ITERATIONS)
+    assert twelve_epochs.lr_milestones == (2340, 3510) and twelve_epochs.eval_interval == 390  # once per epoch
+    assert twelve_epochs.describe() == ("Short-run recipe: 4,680 iterations of 128; lr rising linearly to 0.1 over "
+                                        "the first 300 iterations, then ÷10 at 2,340 and 3,510")
+
+
+def test_the_full_recipe_stays_exactly_the_papers():
+    for model in ("resnet20", "plain56", "resnet110"):
+        spec = get_spec(model)
+        full = training_recipe(spec, iterations=64_000, train_images=CIFAR)
+        assert full.kind == "paper" and dataclasses.replace(full, eval_interval=None) == paper_recipe(spec)
+    assert training_recipe(get_spec("resnet50"), iterations=1000, train_images=1_281_167) == \
+        dataclasses.replace(IMAGENET_RECIPE, iterations=1000)  # ImageNet nets keep §3.4, tested once per epoch
+    paper = training_recipe(get_spec("resnet56"), iterations=300, train_images=CIFAR, kind="paper")
+    assert (paper.warmup_iterations, paper.lr_milestones, paper.lr_at(0)) == (0, (150, 225), 0.1)
+
+
+def test_settings_override_the_recipe_and_bad_ones_say_what_is_allowed():
+    recipe = training_recipe(get_spec("resnet20"), iterations=300, train_images=CIFAR, batch_size=64, lr=0.05,
+                             eval_interval=7)
+    assert (recipe.batch_size, recipe.lr, recipe.eval_interval, recipe.lr_at(299)) == (64, 0.05, 7, 0.05)
+    for settings, message in (({"kind": "fast"}, "Unknown recipe 'fast'; allowed: short, paper"),
+                              ({"batch_size": 0}, "batch_size must be a whole number of at least 1"),
+                              ({"lr": 0.0}, "positive")):
+        with pytest.raises(UserError, match=message):
+            training_recipe(get_spec("resnet20"), iterations=300, train_images=CIFAR, **settings)
+    with pytest.raises(UserError, match="short-run recipe is for CIFAR nets; resnet50 trains with §3.4's"):
+        training_recipe(get_spec("resnet50"), iterations=300, train_images=CIFAR, kind="short")
+
+
+def test_a_short_run_ramps_its_lr_up_then_holds_it():
+    recipe = training_recipe(get_spec("resnet8"), iterations=320, train_images=64, batch_size=8, eval_interval=1000)
+    records = [r for r in train(get_spec("resnet8"), synthetic_data(64, 8), recipe, precision="fp32")
+               if isinstance(r, TrainMetrics)]
+    assert [r.lr for r in records] == pytest.approx([0.1 * i / 300 for i in range(1, 301)] + [0.1] * 20)
