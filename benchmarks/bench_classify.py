@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 import resnet_core as rc
-from resnet_core.attribution import METHODS
-from resnet_core.classifier import demo_classifier
+from resnet_core.explain.attribution import METHODS
+from resnet_core.explain.classifier import demo_classifier
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_cpu_steps [--iterations 300] [--models resnet20 resnet56]
 
-Each configuration trains a whole run with `resnet_core.train.train` (the §4.2 recipe shortened to
+Each configuration trains a whole run with `resnet_core.training.train.train` (the §4.2 recipe shortened to
 `--iterations`, one test pass over the 10,000 test images at the end) in a process of its own, so a
 compile, its caches and torch's thread pool never leak into the next. Two configurations run at once, one
 torch thread each, as the two runs of a workshop pair share the two cores; the baseline (today's default:
@@ -42,11 +42,11 @@ def child(model: str, iterations: int, memory_format: str, compile: bool, thread
         # The training loop asks for torch.channels_last by name; pointing the name at the default layout
         # makes the same loop run NCHW without a switch in the library that only this benchmark would use.
         torch.channels_last = torch.contiguous_format
-    from resnet_core.data import load_data
-    from resnet_core.device import pick_device, pick_precision
-    from resnet_core.recipe import Recipe
-    from resnet_core.specs import get_spec
-    from resnet_core.train import TestMetrics, TrainMetrics, train
+    from resnet_core.nets.specs import get_spec
+    from resnet_core.training.data import load_data
+    from resnet_core.training.device import pick_device, pick_precision
+    from resnet_core.training.recipe import Recipe
+    from resnet_core.training.train import TestMetrics, TrainMetrics, train
 
     data = load_data(folder, home=HOME)
     recipe = Recipe(eval_interval=10 ** 9).shortened(iterations=iterations)
@@ -89,7 +89,7 @@ def main() -> None:
     if folder is None:
         print("skipped: ../shared/data/cifar10-jpeg.tar.gz is absent (see ../shared/data/README.md)")
         return
-    from resnet_core.data import load_data
+    from resnet_core.training.data import load_data
 
     load_data(str(folder), home=HOME)  # decode once, so no run below pays for it
     print(f"{args.iterations} iterations of 128 + one test pass, end to end, wall seconds "

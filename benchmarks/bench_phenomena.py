@@ -64,8 +64,8 @@ def train_pair(models: tuple[str, str], seed: int, iterations: int, folder: Path
             if model not in walls and process.poll() is not None:
                 walls[model] = time.perf_counter() - started
         time.sleep(0.2)
-    from resnet_core.recipe import Recipe
-    from resnet_core.store import Store
+    from resnet_core.runs.store import Store
+    from resnet_core.training.recipe import Recipe
 
     store = Store(home)
     results = []
@@ -96,7 +96,7 @@ def main() -> None:
     if args.iterations is None and len(lengths) != 1:
         raise SystemExit(f"the presets have different lengths {sorted(lengths)}; pass --iterations")
     iterations = args.iterations or lengths.pop()
-    from resnet_core.data import load_data
+    from resnet_core.training.data import load_data
 
     load_data(str(folder), home=HOME)  # decoded once into the shared cache, so no run pays for it
     home = Path(tempfile.mkdtemp(prefix="phenomena-"))

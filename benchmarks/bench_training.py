@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_training.py [--iterations 30] [--warmup 5]
 
-Ours: `resnet_core.train.train` on the CIFAR-10 JPEG copy decoded once into a uint8 tensor (cached),
+Ours: `resnet_core.training.train.train` on the CIFAR-10 JPEG copy decoded once into a uint8 tensor (cached),
 augmented in batches. Theirs: ImageFolder + RandomCrop(32, 4) + RandomHorizontalFlip + ToTensor +
 Normalize in a DataLoader, best of num_workers 0/1/2, the same model, optimizer and precision.
 Also prints the share of our step time spent on the data path (indexing, crop, flip, normalise).
@@ -21,12 +21,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from resnet_core.data import Pipeline, epoch_order, iteration_generator, load_data  # noqa: E402
-from resnet_core.device import autocast, set_cpu_threads  # noqa: E402
-from resnet_core.model import ResNet  # noqa: E402
-from resnet_core.recipe import Recipe  # noqa: E402
-from resnet_core.specs import get_spec  # noqa: E402
-from resnet_core.train import TrainMetrics, train  # noqa: E402
+from resnet_core.training.augment import epoch_order, iteration_generator, Pipeline  # noqa: E402
+from resnet_core.training.data import load_data  # noqa: E402
+from resnet_core.training.device import autocast, set_cpu_threads  # noqa: E402
+from resnet_core.nets.model import ResNet  # noqa: E402
+from resnet_core.training.recipe import Recipe  # noqa: E402
+from resnet_core.nets.specs import get_spec  # noqa: E402
+from resnet_core.training.train import train, TrainMetrics  # noqa: E402
 
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 FOLDER = ROOT / "data" / "bench-cifar10"

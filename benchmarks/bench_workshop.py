@@ -45,7 +45,7 @@ from pathlib import Path
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from playwright.async_api import async_playwright
 
-from resnet_core.store import Store
+from resnet_core.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -426,8 +426,8 @@ def start_server(home: Path, args, log_path: Path) -> tuple[subprocess.Popen, st
            "RESNET_EXPLORER_SPARES": str(args.spares), "RESNET_EXPLORER_MAX_RUNS": str(args.max_runs)}
     # The limits exactly as the server computes them: same code, same environment.
     probe = subprocess.run(
-        [sys.executable, "-c", "import json; from resnet_core import jobs; print(json.dumps(["
-         "jobs.max_concurrent_runs(), jobs.threads_per_run(), jobs.runs_per_user(), jobs.max_waiting_runs()]))"],
+        [sys.executable, "-c", "import json; from resnet_core.runs import settings; print(json.dumps(["
+         "settings.max_concurrent_runs(), settings.threads_per_run(), settings.runs_per_user(), settings.max_waiting_runs()]))"],
         cwd=REPO, env=env, capture_output=True, text=True, check=True)
     cap, threads, per_user, waiting = json.loads(probe.stdout.strip().splitlines()[-1])
     with log_path.open("w") as log:

@@ -12,6 +12,7 @@ import streamlit as st
 
 import resnet_core as rc
 from explorer import tables
+from resnet_core.nets import specs
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def _summarise(spec_fields: dict) -> NetSummary:
 
 
 @st.cache_data(show_spinner="Summarising the CIFAR nets of every depth…")
-def depth_sweep(depths: tuple[int, ...] = rc.specs.CIFAR_PAPER_DEPTHS) -> pd.DataFrame:
+def depth_sweep(depths: tuple[int, ...] = specs.CIFAR_PAPER_DEPTHS) -> pd.DataFrame:
     """Parameters and mult-adds of the CIFAR nets (§4.2) against depth, plain and residual (option A)."""
     rows = []
     for depth in depths:

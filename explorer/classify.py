@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 
 import resnet_core as rc
 from explorer import models
-from resnet_core.data import stored_size
+from resnet_core.explain.images import ALLOWED_EXTENSIONS
+from resnet_core.training.data import stored_size
 
 METHOD_LABELS = {"grad_cam": "Grad-CAM", "integrated_gradients": "Integrated Gradients (50 steps)",
                  "saliency": "Saliency", "occlusion": "Occlusion"}
@@ -26,6 +27,7 @@ METHOD_HELP = ("Grad-CAM: where the last block with a map of at least 8×8 looke
 WORKING_SIDE = 1024
 CIFAR_EXAMPLES_PER_CLASS = 2
 EXAMPLE_SIDE = 128
+UPLOAD_TYPES = list(ALLOWED_EXTENSIONS)  # what the uploader offers: the formats load_image accepts
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import torch
 
 import resnet_core as rc
 from explorer import models
-from resnet_core.data import synthetic_data
-from resnet_core.evaluate import EvaluationReport, evaluation_report, evaluate_run
+from resnet_core.training.data import synthetic_data
+from resnet_core.training.evaluate import EvaluationReport, evaluate_run, evaluation_report
 
 NETS = ("plain", "residual")
 DEMO_CHOICES = {"plain": "demo:plain20", "residual": "demo:resnet20"}

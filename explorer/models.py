@@ -14,9 +14,8 @@ import streamlit as st
 
 import resnet_core as rc
 from explorer.runs import store  # one SQLite connection per thread
-from resnet_core import classifier as clf
-# The official CIFAR folders load_data reads; present means nothing needs downloading.
-from resnet_core.data import _CIFAR_FOLDERS, ImageData, load_data, stored_size
+from resnet_core.explain import classifier as clf
+from resnet_core.training.data import CIFAR_FOLDERS, ImageData, cifar_folder, load_data, stored_size
 
 DEMO_LABELS = {"plain20": "plain-20 demo", "resnet20": "ResNet-20 demo"}
 IMAGENET_LABELS = {"resnet18": "ResNet-18 (torchvision, ImageNet)", "resnet50": "ResNet-50 (torchvision, ImageNet)"}
@@ -89,7 +88,7 @@ def local_dataset_source(model: clf.Classifier, choice: str) -> str | None:
     for source in filter(None, candidates):
         if source == "synthetic" or Path(source).is_dir():
             return source
-        if source in _CIFAR_FOLDERS and (store().home / "datasets" / _CIFAR_FOLDERS[source]).is_dir():
+        if source in CIFAR_FOLDERS and cifar_folder(source, store().home).is_dir():  # nothing to download
             return source
     return None
 

@@ -1,4 +1,4 @@
-"""Launch, control and poll training runs for the pages, through the run store and resnet_core.jobs.
+"""Launch, control and poll training runs for the pages, through the run store and its job queue (resnet_core.runs).
 
 Pages keep only run ids; everything else is read from the store on each poll. Metric rows are cached per
 run (shared by every session, fetched incrementally with `after_iteration`); the cache is only a cache:
@@ -18,9 +18,13 @@ import pandas as pd
 import streamlit as st
 
 from explorer.training_charts import RunCurves
-from resnet_core import NetSpec, Recipe, jobs, paper, paper_recipe
+from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
 from resnet_core.errors import UserError
-from resnet_core.store import METRIC_COLUMNS, Run, Store, resolve_home
+from resnet_core.runs import queue, workers
+from resnet_core.runs.schema import METRIC_COLUMNS, Run
+from resnet_core.runs.settings import max_concurrent_runs, resolve_home, runs_per_user, threads_per_run
+from resnet_core.runs.store import Store
+from resnet_core.training.data import cifar_folder
 
 _local = threading.local()
 XSRF_COOKIE = "_streamlit_xsrf"
@@ -74,10 +78,10 @@ def devices() -> list[str]:
 
 # ------------------------------------------------------------------------------------------- actions
 def start(models: list[str], data: str, **settings) -> list[int]:
-    """Queue one run per net with the same settings (jobs.submit_all's) for this person, then dispatch; all or
+    """Queue one run per net with the same settings (queue.submit_all's) for this person, then dispatch; all or
     none are queued."""
-    run_ids = jobs.submit_all(models, data, owner=user_id(), store=store(), **settings)
-    jobs.dispatch(store())
+    run_ids = queue.submit_all(models, data, owner=user_id(), store=store(), **settings)
+    queue.dispatch(store())
     return run_ids
 
 
@@ -85,7 +89,7 @@ def recipe_line(models: list[str], data: str, **settings) -> str | None:
     """The line saying which recipe Start would train `models` with, one per net only where they differ (§4.2
     warms up ResNet-110 alone); None while the settings cannot be trained (Start then says why)."""
     try:
-        planned = jobs.planned_runs(models, data, **settings)
+        planned = queue.planned_runs(models, data, **settings)
     except UserError:
         return None
     lines = {recipe.describe(): [] for _, recipe in planned}
@@ -116,26 +120,35 @@ def user_id() -> str:
 
 
 def warm_up() -> None:
-    """Keep warm training processes waiting (resnet_core.jobs spares), so a run started here shows its first
-    point ~3 s sooner."""
-    jobs.keep_spares(store())
+    """Keep warm training processes waiting (resnet_core.runs.workers spares), so a run started here shows its
+    first point ~3 s sooner."""
+    workers.keep_spares(store())
 
 
 def act(action: str, run_id: int) -> tuple[bool, str]:
     """Run `cancel`, `resume` or `delete` on a run; (done, one-line message for the user)."""
     try:
-        return True, getattr(jobs, action)(run_id, store())
+        return True, getattr(queue, action)(run_id, store())
     except UserError as error:
         return False, str(error)
 
 
+def limits_text() -> str:
+    """What this server lets a run and a person do: the CPU limits, the cap and the threads, the per-person limit."""
+    return (f"On a CPU-only server a run is limited to depth {queue.CPU_MAX_DEPTH} and "
+            f"{queue.CPU_MAX_IMAGES:,} training images ({queue.CPU_MAX_EPOCHS} CIFAR-10 epochs). "
+            f"{max_concurrent_runs()} runs train at a time with "
+            f"{threads_per_run()} torch thread(s) each; more wait in a queue. Each person may have "
+            f"{runs_per_user()} runs queued or running at once.")
+
+
 def cifar10_note() -> str | None:
     """How CIFAR-10 will be obtained, when it is not in the data folder yet; None once it is."""
-    root = store().home / "datasets"
-    if (root / "cifar-10-batches-py" / "data_batch_1").is_file():
+    folder = cifar_folder("cifar10", store().home)
+    if (folder / "data_batch_1").is_file():
         return None
-    return (f"CIFAR-10 is not here yet: the first run downloads it once (170 MB) into {root}. Offline, put the "
-            f"official cifar-10-python.tar.gz or its extracted cifar-10-batches-py folder there.")
+    return (f"CIFAR-10 is not here yet: the first run downloads it once (170 MB) into {folder.parent}. Offline, put "
+            f"the official cifar-10-python.tar.gz or its extracted {folder.name} folder there.")
 
 
 # ------------------------------------------------------------------------------------------- polling
@@ -210,7 +223,7 @@ def net_label(model: str) -> str:
 def _status(db: Store, run: Run, positions: dict[int, int]) -> str:
     if run.status == "queued":
         return f"queued #{positions[run.id]}"
-    if run.status == "running" and jobs.cancel_requested(db, run):
+    if run.status == "running" and queue.cancel_requested(db, run):
         return "stopping"
     if run.status == "failed" and (run.error or "").startswith("Interrupted"):
         return "interrupted"
@@ -224,8 +237,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 def poll(run_ids: list[int]) -> list[RunState]:
     """Advance the queue, then read the runs that still exist, with their curves."""
     db = store()
-    jobs.dispatch(db)
-    positions = jobs.queue_positions(db)
+    queue.dispatch(db)
+    positions = queue.queue_positions(db)
     existing = {run.id: run for run in db.runs()}
     states = []
     for run_id in run_ids:
@@ -271,15 +284,15 @@ def _paper_error(run: Run) -> float | None:
     # How often it was tested changes nothing it learns.
     if run.data != "cifar10" or Recipe.from_dict({**run.recipe, "eval_interval": None}) != paper_recipe(spec):
         return None
-    facts = [fact for fact in paper.paper_facts(spec) if fact.quantity == "CIFAR-10 test error"]
+    facts = [fact for fact in paper_facts(spec) if fact.quantity == "CIFAR-10 test error"]
     return facts[0].value if facts else None
 
 
 def history() -> pd.DataFrame:
     """Every run in the store, newest first: the columns of the Runs page (errors in %)."""
     db = store()
-    jobs.dispatch(db)
-    positions = jobs.queue_positions(db)
+    queue.dispatch(db)
+    positions = queue.queue_positions(db)
     runs = {run.id: run for run in db.runs()}
     rows = []
     for summary in reversed(db.summaries()):

@@ -21,7 +21,7 @@ CHART_HEIGHT_PX = 460
 
 @dataclass(frozen=True)
 class RunCurves:
-    """One run's metric rows (resnet_core.store.METRIC_COLUMNS), split by kind, in iteration order."""
+    """One run's metric rows (resnet_core.runs.schema.METRIC_COLUMNS), split by kind, in iteration order."""
 
     run_id: int  # picks the colour, so a run looks the same on every page and after a reload
     label: str

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from explorer import presets, runs, training_charts
-from resnet_core import jobs
+from resnet_core.runs import settings
 
 STATUS_ICONS = {"running": ":material/play_circle:", "finished": ":material/check_circle:",
                 "cancelled": ":material/cancel:", "failed": ":material/error:", "diverged": ":material/trending_up:",
@@ -34,7 +34,7 @@ def run_card(state: runs.RunState, key: str) -> None:
                       help="Continues a cancelled or interrupted run from its last checkpoint.")
         st.progress(state.progress, text=runs.progress_text(state))
         if state.status.startswith("queued"):
-            st.caption(f"Waiting for a free slot: at most {jobs.max_concurrent_runs()} run(s) train at a time.")
+            st.caption(f"Waiting for a free slot: at most {settings.max_concurrent_runs()} run(s) train at a time.")
         if run.error and run.status in ("failed", "diverged"):
             st.error(run.error)
 

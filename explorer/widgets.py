@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 import resnet_core as rc
-from resnet_core import specs
+from resnet_core.nets import specs
 
 FAMILY_LABELS = {"cifar": "CIFAR-10 (32×32 images)", "imagenet": "ImageNet (224×224 images)"}
 NAMED_DEPTHS = {"cifar": specs.CIFAR_PAPER_DEPTHS, "imagenet": tuple(specs.IMAGENET_STAGES)}
@@ -27,6 +27,11 @@ MAX_PARAMS, MAX_MULT_ADDS = 150e6, 40e9
 
 def _key(prefix: str, field: str) -> str:
     return f"{prefix}_{field}"
+
+
+def paper_net(name: str, **options) -> rc.NetSpec:
+    """A net of the spec table by name, e.g. a page's default: `paper_net("resnet34", shortcut="A")`."""
+    return rc.get_spec(name, **options)
 
 
 def set_named_net(prefix: str, spec: rc.NetSpec) -> None:

@@ -7,6 +7,15 @@ within seconds, so `import resnet_core` must not pull in pandas, torchinfo or ca
 import importlib
 import importlib.util
 
+# Where each module lives, by job; `resnet_core.specs` and friends resolve through it, as they did before the
+# modules were grouped into subpackages.
+_MODULES = {
+    **{name: f"nets.{name}" for name in ("specs", "blocks", "model", "summary", "paper")},
+    **{name: f"training.{name}" for name in ("recipe", "data", "augment", "train", "evaluate", "checkpoint", "device",
+                                             "memory")},
+    **{name: f"runs.{name}" for name in ("store", "schema", "queue", "workers", "settings")},
+    **{name: f"explain.{name}" for name in ("attribution", "analysis", "images", "classifier")},
+}
 # public name -> (module, attribute)
 _EXPORTS = {
     **{name: ("specs", name) for name in ("NetSpec", "cifar_spec", "get_spec", "imagenet_spec", "list_models")},
@@ -32,14 +41,18 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+def _module(name: str):
+    return importlib.import_module(f".{_MODULES.get(name, name)}", __name__)
+
+
 def __getattr__(name: str):
     if name not in _EXPORTS:
-        # `resnet_core.specs` and friends, as an eager package would have them.
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+        # `resnet_core.specs`, `resnet_core.runs` and friends, as an eager package would have them.
+        if name not in _MODULES and importlib.util.find_spec(f"{__name__}.{name}") is None:
             raise AttributeError(f"module 'resnet_core' has no attribute {name!r}")
-        return importlib.import_module(f".{name}", __name__)
+        return _module(name)
     module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    value = getattr(_module(module), attribute)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

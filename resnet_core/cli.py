@@ -1,12 +1,14 @@
 """`python -m resnet_core train|runs|evaluate|summary`.
 
 Exit status 0 on success, 2 on a user error (one line on stderr), 1 on a bug (with its traceback).
+The library's log records go to stderr; a run's process has its stderr in the run's log file (runs.workers).
 Under `torchrun` every process runs `train`; rank 0 alone writes the store and prints.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -31,8 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import SOURCE_HELP
-    from .recipe import RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
+    from .training.data import SOURCE_HELP
+    from .training.recipe import RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
 
     parser = _Parser(prog="python -m resnet_core", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Train, evaluate and inspect the ResNets of He et al. (2015).")
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     stored.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a killed or cancelled run from its "
                         "last checkpoint, with its own settings")
     stored.add_argument("--run-id", type=int, metavar="RUN_ID", help="train a run that the job queue "
-                        "(resnet_core.jobs) created and started for this process, with its own settings")
+                        "(resnet_core.runs.queue) created and started for this process, with its own settings")
     train.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: the cores shared "
                        "evenly among the processes of a torchrun)")
 
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _spec(name: str, num_classes: int | None):
-    from .specs import get_spec
+    from .nets.specs import get_spec
 
     try:
         return get_spec(name, num_classes=num_classes)
@@ -123,14 +125,16 @@ def _spec(name: str, num_classes: int | None):
 
 # ------------------------------------------------------------------------------------------- train
 def _train(args: argparse.Namespace) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
 
-    from .data import load_data, stored_size
-    from .device import pick_device, pick_precision, set_cpu_threads
-    from .recipe import Recipe, training_recipe
-    from .specs import NetSpec
-    from .store import Store
-    from .train import RunEnd, train
+    from .nets.specs import NetSpec
+    from .runs.store import Store
+    from .training.data import load_data, stored_size
+    from .training.device import pick_device, pick_precision, set_cpu_threads
+    from .training.recipe import Recipe, training_recipe
+    from .training.train import RunEnd, train
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -240,7 +244,7 @@ def _train(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     print(f"run {run_id} {end.status} at iteration {end.iteration}" + (f": {end.message}" if end.message else ""))
-    from .jobs import dispatch
+    from .runs.queue import dispatch
 
     dispatch(store)  # this run's slot is free: start the next queued run, even if no page is open
     print(run_id)
@@ -252,7 +256,7 @@ def _train(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- runs
 def _runs(args: argparse.Namespace) -> int:
-    from .store import Store
+    from .runs.store import Store
 
     store = Store(args.home)
     summaries = store.summaries()
@@ -275,9 +279,9 @@ def _runs(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- evaluate
 def _evaluate(args: argparse.Namespace) -> int:
-    from .device import set_cpu_threads
-    from .evaluate import evaluate_run
-    from .store import Store
+    from .runs.store import Store
+    from .training.device import set_cpu_threads
+    from .training.evaluate import evaluate_run
 
     set_cpu_threads()
     report = evaluate_run(Store(args.home), args.run_id, ten_crop=args.ten_crop, device=args.device)
@@ -296,8 +300,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- summary
 def _summary(args: argparse.Namespace) -> int:
-    from .model import ResNet
-    from .summary import layer_table, stage_table
+    from .nets.model import ResNet
+    from .nets.summary import layer_table, stage_table
 
     model = ResNet(_spec(args.model, args.num_classes))
     table = layer_table(model) if args.layers else stage_table(model)

@@ -5,6 +5,14 @@ into a one-line message and exit status 2, and keeps tracebacks for bugs.
 """
 from __future__ import annotations
 
+import errno
+import os
+import sqlite3
+from pathlib import Path
+
+# What a full disk or an exceeded quota or file-size limit looks like from Python and from SQLite.
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
 
 class UserError(ValueError):
     """Bad input from a user: a name, a path, a folder or a run that cannot be used as asked."""
@@ -20,3 +28,33 @@ class StoreError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, truncated or written by something else."""
+
+
+class RunLimitError(StoreError):
+    """A person already has as many queued or running runs as each may have."""
+
+
+class ServerFullError(StoreError):
+    """The queue is at its bound: nobody can queue more runs until some have started."""
+
+
+class DataFolderFullError(StoreError):
+    """The data folder's disk, quota or file-size limit is exhausted."""
+
+
+def folder_full_error(error: BaseException, home: Path) -> DataFolderFullError | None:
+    """The one-line error for an exception caused by a full data folder, or None for any other exception.
+
+    Python raises OSError with the errno; SQLite says "database or disk is full"; safetensors (Rust) only
+    names the OS error in its message.
+    """
+    if isinstance(error, OSError) and error.errno in FULL_ERRNOS:
+        reason = error.strerror
+    elif isinstance(error, sqlite3.OperationalError) and "full" in str(error):
+        reason = str(error)
+    else:
+        reason = next((os.strerror(code) for code in FULL_ERRNOS if os.strerror(code) in str(error)), None)
+    if reason is None:
+        return None
+    return DataFolderFullError(f"The data folder {home} is full ({reason}); free some space there (delete old runs) "
+                               "and resume the run.")

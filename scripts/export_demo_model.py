@@ -12,11 +12,12 @@ import dataclasses
 import torch
 
 import resnet_core as rc
-from resnet_core.classifier import DEMO_NAMES, demo_path, export_classifier, run_classifier
-from resnet_core.data import Pipeline, load_data
-from resnet_core.evaluate import evaluate_run
-from resnet_core.recipe import Recipe
-from resnet_core.store import Store
+from resnet_core.explain.classifier import DEMO_NAMES, demo_path, export_classifier, run_classifier
+from resnet_core.runs.store import Store
+from resnet_core.training.augment import Pipeline
+from resnet_core.training.data import load_data
+from resnet_core.training.evaluate import evaluate_run
+from resnet_core.training.recipe import Recipe
 
 # Fig. 7 is over the whole test set; 2,000 images give the same stds to 3 digits and keep the export quick.
 RESPONSE_IMAGES = 2000

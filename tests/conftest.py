@@ -102,13 +102,13 @@ def app_server(app_free_port: int, tmp_path_factory: pytest.TempPathFactory) -> 
 def app_training_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A data folder for a module's server that trains: cap 2, no spares (they would outlive the test;
     test_jobs covers them). Request it before app_server, which reads the environment when it starts."""
-    from resnet_core import jobs
+    from resnet_core.runs import settings
 
     home = tmp_path_factory.mktemp("training-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RESNET_EXPLORER_HOME", str(home))
-        patch.setenv(jobs.CAP_VARIABLE, "2")
-        patch.setenv(jobs.SPARES_VARIABLE, "0")
+        patch.setenv(settings.CAP_VARIABLE, "2")
+        patch.setenv(settings.SPARES_VARIABLE, "0")
         yield home
 
 

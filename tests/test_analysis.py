@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import resnet_core as rc
-from resnet_core.analysis import gradient_norms, layer_response_stds, response_layers
+from resnet_core.explain.analysis import gradient_norms, layer_response_stds, response_layers
 
 TINY_IMAGENET = rc.NetSpec(family="imagenet", block="bottleneck", blocks_per_stage=(1, 1, 1, 1),
                            widths=(4, 8, 16, 32), input_size=64, num_classes=10)

@@ -12,7 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
-from resnet_core.store import Store
+from resnet_core.runs.store import Store
 from test_images import encode, png_header_only, two_colour
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "5_Classify.py")

@@ -11,9 +11,10 @@ import pytest
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import jobs, paper_recipe
-from resnet_core.specs import get_spec
-from resnet_core.store import Store
+from resnet_core import paper_recipe
+from resnet_core.nets.specs import get_spec
+from resnet_core.runs import queue, settings
+from resnet_core.runs.store import Store
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Runs.py")
 
@@ -22,12 +23,12 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Runs.py")
 def app_runs(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Store:
     """Two tiny finished runs trained by the queue, one failed run, and a full paper run recorded as the CLI does."""
     monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setenv(jobs.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
     store = Store(tmp_path)
     for model in ("resnet8", "plain8"):
-        jobs.submit(model, "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
-    jobs.dispatch(store, cap=2)
-    failed = jobs.submit("resnet8", "synthetic", iterations=4, store=store)
+        queue.submit(model, "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
+    queue.dispatch(store, cap=2)
+    failed = queue.submit("resnet8", "synthetic", iterations=4, store=store)
     store.cancel_queued(failed)
     store.finish(failed, "failed", "Cannot read image /data/x.jpg (truncated); image folders may hold only readable "
                                    "JPEG, PNG or WebP files.")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import jobs
-from resnet_core.store import Store
+from resnet_core.runs import queue, settings
+from resnet_core.runs.store import Store
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Train.py")
 
@@ -17,8 +17,8 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Train.py")
 @pytest.fixture
 def app_home(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Path:
     monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setenv(jobs.CAP_VARIABLE, "2")
-    monkeypatch.setenv(jobs.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
+    monkeypatch.setenv(settings.CAP_VARIABLE, "2")
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
     return tmp_path
 
 
@@ -108,7 +108,7 @@ def test_bad_settings_are_one_line_errors(app_home):
 
 
 def test_a_run_past_the_cap_waits_with_its_queue_position(app_home, monkeypatch):
-    monkeypatch.setenv(jobs.CAP_VARIABLE, "1")
+    monkeypatch.setenv(settings.CAP_VARIABLE, "1")
     at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8", "plain8"], iterations=400, eval_every=5)
     titles = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert titles == ["**#1 ResNet-8** on synthetic · :material/play_circle: running",
@@ -123,8 +123,8 @@ def test_a_run_past_the_cap_waits_with_its_queue_position(app_home, monkeypatch)
 
 
 def test_a_person_gets_a_pair_then_a_clear_refusal_and_a_full_server_says_so(app_home, monkeypatch):
-    monkeypatch.setenv(jobs.CAP_VARIABLE, "1")
-    monkeypatch.setenv(jobs.WAITING_VARIABLE, "2")
+    monkeypatch.setenv(settings.CAP_VARIABLE, "1")
+    monkeypatch.setenv(settings.WAITING_VARIABLE, "2")
     at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=2_000,
                eval_every=100)
     at.button(key="train_start").click().run()  # the same person again: past the two runs a person may have
@@ -143,7 +143,7 @@ def test_a_person_gets_a_pair_then_a_clear_refusal_and_a_full_server_says_so(app
     assert [run.owner for run in Store().runs()] == [at.session_state["user_id"]] * 2 + [
         other.session_state["user_id"]]
     for run in Store().runs():
-        jobs.cancel(run.id)
+        queue.cancel(run.id)
 
 
 def test_sessions_keep_only_ids_and_small_settings(app_home):
@@ -159,10 +159,10 @@ def test_sessions_keep_only_ids_and_small_settings(app_home):
 
 
 def test_a_page_opened_on_runs_shows_the_settings_they_were_started_with(app_home):
-    run_ids = jobs.submit_all(["plain14", "resnet14"], "synthetic", iterations=123, batch_size=32, lr=0.05,
+    run_ids = queue.submit_all(["plain14", "resnet14"], "synthetic", iterations=123, batch_size=32, lr=0.05,
                               eval_every=7, seed=5)
     for run_id in run_ids:
-        jobs.cancel(run_id)
+        queue.cancel(run_id)
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.query_params["runs"] = ",".join(map(str, run_ids))
     at.run()
@@ -178,14 +178,14 @@ def test_a_page_opened_on_runs_shows_the_settings_they_were_started_with(app_hom
 def test_a_fresh_tab_shows_the_persons_own_active_runs(app_home):
     at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=2_000,
                eval_every=100)
-    someone_else = jobs.submit("resnet8", "synthetic", iterations=10, owner="someone else")
+    someone_else = queue.submit("resnet8", "synthetic", iterations=10, owner="someone else")
     fresh = AppTest.from_file(PAGE, default_timeout=60)
     fresh.session_state["user_id"] = at.session_state["user_id"]  # the same browser, as its cookie says
     fresh.run()
     titles = [m.value for m in fresh.markdown if m.value.startswith("**#")]
     assert [title.split()[0] for title in titles] == ["**#1", "**#2"] and f"#{someone_else}" not in str(titles)
     for run in Store().runs():
-        jobs.cancel(run.id)
+        queue.cancel(run.id)
 
 
 def test_start_and_the_cli_train_with_the_same_recipe_and_the_page_says_which(app_home):
@@ -205,7 +205,7 @@ def test_start_and_the_cli_train_with_the_same_recipe_and_the_page_says_which(ap
     at.button(key="train_start").click().run()
     assert not at.error and not at.exception
     (page_run,) = Store().runs()
-    jobs.cancel(page_run.id)
+    queue.cancel(page_run.id)
     assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "20",
                  "--home", str(app_home)]) == 0
     cli_run = Store().runs()[-1]

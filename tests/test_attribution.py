@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import resnet_core as rc
-from resnet_core.attribution import GRAD_CAM_MIN_MAP_SIZE, METHODS, attribute, grad_cam_layer
+from resnet_core.explain.attribution import GRAD_CAM_MIN_MAP_SIZE, METHODS, attribute, grad_cam_layer
 
 # An ImageNet-family net (7x7 stem, max-pool, bottlenecks) small enough for a test: 64 px input.
 TINY_IMAGENET = rc.NetSpec(family="imagenet", block="bottleneck", blocks_per_stage=(1, 1, 1, 1),

@@ -10,8 +10,8 @@ import pytest
 from conftest import serve_app
 from test_browser_training import IDLE, screenshot, start_pair, wait_for_more_points
 
-from resnet_core import jobs
-from resnet_core.store import Store
+from resnet_core.runs import workers
+from resnet_core.runs.store import Store
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +28,7 @@ def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_ho
         server.wait(timeout=10)
     store = Store(home)
     pids = [run.pid for run in store.runs()]
-    assert len(pids) == 2 and all(jobs.process_running(pid) for pid in pids)
+    assert len(pids) == 2 and all(workers.process_running(pid) for pid in pids)
     recorded = len(store.metrics(1))
     time.sleep(2)
     assert len(store.metrics(1)) > recorded  # still training with no server at all

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_core.store import Store
+from resnet_core.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import resnet_core as rc
-from resnet_core.checkpoint import load_training_checkpoint
-from resnet_core.store import Store
+from resnet_core.runs.store import Store
+from resnet_core.training.checkpoint import load_training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""resnet_core.classifier: demo checkpoints and torchvision's ImageNet weights as ready-to-use classifiers."""
+"""resnet_core.explain.classifier: demo checkpoints and torchvision's ImageNet weights as ready-to-use classifiers."""
 import math
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import resnet_core as rc
-from resnet_core import classifier as clf
+from resnet_core.explain import classifier as clf
 
 
 @pytest.mark.parametrize("name", clf.DEMO_NAMES)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from resnet_core.cli import main
-from resnet_core.store import Store
+from resnet_core.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "resnet8", "--data", "synthetic", "--batch-size", "32", "--precision", "fp32"]

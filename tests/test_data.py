@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_core import data as data_module
-from resnet_core.data import (Pipeline, epoch_order, iteration_generator, load_data, pad_crop_flip, synthetic_data,
-                              ten_crops)
 from resnet_core.errors import DatasetError
-from resnet_core.recipe import Recipe
+from resnet_core.training import data as data_module
+from resnet_core.training.augment import Pipeline, epoch_order, iteration_generator, pad_crop_flip, ten_crops
+from resnet_core.training.data import load_data, synthetic_data
+from resnet_core.training.recipe import Recipe
 
 
 def write_folder(root, classes=("cat", "dog"), per_class=3, size=(40, 48), test_classes=None):

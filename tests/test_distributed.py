@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_core.checkpoint import read_metadata
-from resnet_core.store import Store
+from resnet_core.runs.store import Store
+from resnet_core.training.checkpoint import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 

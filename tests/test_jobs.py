@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core import jobs
 from resnet_core.errors import StoreError, UserError
-from resnet_core.store import Store
+from resnet_core.runs import queue, settings, workers
+from resnet_core.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(iterations=4, batch_size=8, eval_every=2)
 
 
 def queue(store: Store, count: int) -> list[int]:
-    return [jobs.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(count)]
+    return [queue.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(count)]
 
 
 def sleeper() -> subprocess.Popen:
@@ -37,7 +37,7 @@ def sleeper() -> subprocess.Popen:
 # start a process that stays alive (this pid), so only the cap decides how many run.
 RACE = """
 import os, sys
-from resnet_core.store import Store
+from resnet_core.runs.store import Store
 store = Store(sys.argv[1])
 for _ in range(20):
     store.start_queued(int(sys.argv[2]), launch=lambda run: os.getpid(), alive=lambda pid: True,
@@ -65,30 +65,30 @@ def test_cap_holds_under_dispatchers_racing_in_threads_and_processes(tmp_path):
     assert all(process.wait(timeout=60) == 0 for process in processes)
     assert store.count_running() == cap
     assert [run.id for run in store.runs() if run.status == "running"] == [1, 2, 3]  # oldest first
-    assert jobs.queue_positions(store) == {run_id: run_id - 3 for run_id in range(4, 13)}
+    assert queue.queue_positions(store) == {run_id: run_id - 3 for run_id in range(4, 13)}
 
 
 def test_queued_runs_start_in_order_as_runs_finish(tmp_path):
     """Real training processes: with a cap of 1 the second run waits, and the first starts it when it ends."""
     store = Store(tmp_path)
     first, second = queue(store, 2)
-    assert jobs.queue_positions(store) == {first: 1, second: 2}
-    os.environ[jobs.CAP_VARIABLE] = "1"  # the first run's own dispatch at its end must see the same cap
-    os.environ[jobs.SPARES_VARIABLE] = "0"
+    assert queue.queue_positions(store) == {first: 1, second: 2}
+    os.environ[settings.CAP_VARIABLE] = "1"  # the first run's own dispatch at its end must see the same cap
+    os.environ[settings.SPARES_VARIABLE] = "0"
     try:
-        assert jobs.dispatch(store) == [first]
-        assert jobs.queue_positions(store) == {second: 1}
+        assert queue.dispatch(store) == [first]
+        assert queue.queue_positions(store) == {second: 1}
         deadline = time.monotonic() + 90
         while {store.run(first).status, store.run(second).status} != {"finished"}:
-            assert time.monotonic() < deadline, (tmp_path / "runs" / "1" / jobs.LOG_NAME).read_text()
+            assert time.monotonic() < deadline, (tmp_path / "runs" / "1" / workers.LOG_NAME).read_text()
             assert store.count_running() <= 1
             time.sleep(0.2)
     finally:
-        del os.environ[jobs.CAP_VARIABLE], os.environ[jobs.SPARES_VARIABLE]
+        del os.environ[settings.CAP_VARIABLE], os.environ[settings.SPARES_VARIABLE]
     for run_id in (first, second):
         assert [row["iteration"] for row in store.metrics(run_id, "test")] == [2, 4]
         assert store.latest_checkpoint(run_id)[0] == 4
-        assert str(run_id) == (store.run_dir(run_id) / jobs.LOG_NAME).read_text().split()[-1]  # the CLI's last line
+        assert str(run_id) == (store.run_dir(run_id) / workers.LOG_NAME).read_text().split()[-1]  # the CLI's last line
     assert store.run(second).started >= store.run(first).ended - 1
 
 
@@ -97,24 +97,24 @@ def test_cancel_twice_delete_running_and_a_dead_process(tmp_path):
     run_id, = queue(store, 1)
     process = sleeper()
     try:
-        assert store.start_queued(1, launch=lambda run: process.pid, alive=jobs.process_running,
+        assert store.start_queued(1, launch=lambda run: process.pid, alive=workers.process_running,
                                   lost_reason=lambda run: "lost") == [run_id]
-        assert "stops after saving a checkpoint" in jobs.cancel(run_id, store)
+        assert "stops after saving a checkpoint" in queue.cancel(run_id, store)
         with pytest.raises(StoreError, match="already stopping"):
-            jobs.cancel(run_id, store)  # a second SIGTERM would stop it without its checkpoint
+            queue.cancel(run_id, store)  # a second SIGTERM would stop it without its checkpoint
         with pytest.raises(StoreError, match="is running; cancel it and wait"):
-            jobs.delete(run_id, store)
+            queue.delete(run_id, store)
         assert store.run(run_id).status == "running"
     finally:
         process.kill()
         process.wait()
-    jobs.dispatch(store)  # notices the process is gone
+    queue.dispatch(store)  # notices the process is gone
     run = store.run(run_id)
     assert run.status == "failed"
     assert run.error.startswith(f"Interrupted: its process {process.pid} stopped without finishing")
     assert run.error.endswith("resume it to continue from the start.")
     with pytest.raises(StoreError, match="already failed"):
-        jobs.cancel(run_id, store)
+        queue.cancel(run_id, store)
 
 
 def test_dead_child_of_this_process_is_noticed(tmp_path):
@@ -122,82 +122,82 @@ def test_dead_child_of_this_process_is_noticed(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     while not os.path.exists(f"/proc/{process.pid}") or open(f"/proc/{process.pid}/stat").read().split()[2] != "Z":
         time.sleep(0.05)
-    assert not jobs.process_running(process.pid)
+    assert not workers.process_running(process.pid)
 
 
 def test_cancel_queued_resume_and_delete(tmp_path):
     store = Store(tmp_path)
     first, second = queue(store, 2)
-    assert jobs.cancel(first, store) == f"Run {first} was cancelled before it started."
-    assert jobs.queue_positions(store) == {second: 1}
+    assert queue.cancel(first, store) == f"Run {first} was cancelled before it started."
+    assert queue.queue_positions(store) == {second: 1}
     with pytest.raises(StoreError, match="already cancelled"):
-        jobs.cancel(first, store)
+        queue.cancel(first, store)
     store.run_dir(first).mkdir(parents=True)
-    assert jobs.delete(first, store) == f"Run {first} was deleted."
+    assert queue.delete(first, store) == f"Run {first} was deleted."
     assert not store.run_dir(first).exists() and [run.id for run in store.runs()] == [second]
     with pytest.raises(StoreError, match="already queued"):
-        jobs.resume(second, store)
+        queue.resume(second, store)
     store.finish(second, "finished")
     with pytest.raises(StoreError, match="has finished"):
-        jobs.resume(second, store)
+        queue.resume(second, store)
     assert store.run(second).status == "finished"
     with pytest.raises(StoreError, match="No run 99"):
-        jobs.delete(99, store)
+        queue.delete(99, store)
 
 
 def test_submit_refuses_what_a_cpu_server_cannot_train(tmp_path, monkeypatch):
     store = Store(tmp_path)
     with pytest.raises(UserError, match="too deep to train on this CPU-only server"):
-        jobs.submit("resnet1202", "synthetic", iterations=1, store=store)
+        queue.submit("resnet1202", "synthetic", iterations=1, store=store)
     with pytest.raises(UserError, match="train on at most 500,000 images"):
-        jobs.submit("resnet20", "cifar10", epochs=11, store=store)
+        queue.submit("resnet20", "cifar10", epochs=11, store=store)
     with pytest.raises(UserError, match="Unknown dataset"):
-        jobs.submit("resnet20", str(tmp_path / "missing"), epochs=1, store=store)
-    monkeypatch.setenv(jobs.CAP_VARIABLE, "zero")
+        queue.submit("resnet20", str(tmp_path / "missing"), epochs=1, store=store)
+    monkeypatch.setenv(settings.CAP_VARIABLE, "zero")
     with pytest.raises(UserError, match="must be a whole number"):
-        jobs.max_concurrent_runs()
+        settings.max_concurrent_runs()
     assert store.runs() == []
 
 
 def test_threads_share_the_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert jobs.max_concurrent_runs() == 8 and jobs.threads_per_run() == 1
-    assert jobs.threads_per_run(2) == 4
-    monkeypatch.setenv(jobs.THREADS_VARIABLE, "4")  # the cap follows: cores / threads per run
-    assert jobs.max_concurrent_runs() == 2 and jobs.threads_per_run() == 4
-    monkeypatch.delenv(jobs.THREADS_VARIABLE)
-    monkeypatch.setenv(jobs.CAP_VARIABLE, "3")  # and the threads follow a cap
-    assert jobs.max_concurrent_runs() == 3 and jobs.threads_per_run() == 2
-    monkeypatch.delenv(jobs.CAP_VARIABLE)
+    assert settings.max_concurrent_runs() == 8 and settings.threads_per_run() == 1
+    assert settings.threads_per_run(2) == 4
+    monkeypatch.setenv(settings.THREADS_VARIABLE, "4")  # the cap follows: cores / threads per run
+    assert settings.max_concurrent_runs() == 2 and settings.threads_per_run() == 4
+    monkeypatch.delenv(settings.THREADS_VARIABLE)
+    monkeypatch.setenv(settings.CAP_VARIABLE, "3")  # and the threads follow a cap
+    assert settings.max_concurrent_runs() == 3 and settings.threads_per_run() == 2
+    monkeypatch.delenv(settings.CAP_VARIABLE)
     # On a GPU the cap follows its memory, one run per core at most. (No GPU here: its two answers stand in.)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (70 * 10**9, 24 * 10**9))
-    assert jobs.max_concurrent_runs() == 6 and jobs.threads_per_run() == 1
+    assert settings.max_concurrent_runs() == 6 and settings.threads_per_run() == 1
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (70 * 10**9, 80 * 10**9))
-    assert jobs.max_concurrent_runs() == 8
-    monkeypatch.setenv(jobs.THREADS_VARIABLE, "0")
+    assert settings.max_concurrent_runs() == 8
+    monkeypatch.setenv(settings.THREADS_VARIABLE, "0")
     with pytest.raises(UserError, match=r"RESNET_EXPLORER_THREADS_PER_RUN must be at least 1 thread; got 0\."):
-        jobs.threads_per_run()
+        settings.threads_per_run()
 
 
 def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkeypatch):
-    monkeypatch.setenv(jobs.SPARES_VARIABLE, "1")
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "1")
     store = Store(tmp_path)
-    jobs.keep_spares(store)
+    workers.keep_spares(store)
     spare, = (tmp_path / "workers").glob("*.spare")
-    jobs.keep_spares(store)  # idempotent: still one
+    workers.keep_spares(store)  # idempotent: still one
     assert list((tmp_path / "workers").glob("*.spare")) == [spare]
     run_id, = queue(store, 1)
     try:
-        assert jobs.dispatch(store, cap=1) == [run_id]
+        assert queue.dispatch(store, cap=1) == [run_id]
         assert store.run(run_id).pid == int(spare.stem)  # the warm process took it
         replacement, = (tmp_path / "workers").glob("*.spare")
         assert replacement != spare
         deadline = time.monotonic() + 60
         while store.run(run_id).status != "finished":
-            assert time.monotonic() < deadline, (store.run_dir(run_id) / jobs.LOG_NAME).read_text()
+            assert time.monotonic() < deadline, (store.run_dir(run_id) / workers.LOG_NAME).read_text()
             time.sleep(0.2)
-        assert (store.run_dir(run_id) / jobs.LOG_NAME).read_text().split()[-1] == str(run_id)
+        assert (store.run_dir(run_id) / workers.LOG_NAME).read_text().split()[-1] == str(run_id)
         assert [row["iteration"] for row in store.metrics(run_id, "test")] == [2, 4]
     finally:
         for waiting in (tmp_path / "workers").glob("*.spare"):
@@ -205,9 +205,9 @@ def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkey
 
 
 def test_sessions_keeping_spares_at_once_start_only_the_missing_ones(tmp_path, monkeypatch):
-    monkeypatch.setenv(jobs.SPARES_VARIABLE, "2")
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "2")
     store = Store(tmp_path)
-    threads = [threading.Thread(target=jobs.keep_spares, args=(Store(tmp_path),)) for _ in range(4)]
+    threads = [threading.Thread(target=workers.keep_spares, args=(Store(tmp_path),)) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

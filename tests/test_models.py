@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 import resnet_core as rc
-from resnet_core.blocks import ResidualAdd, ZeroPadShortcut
+from resnet_core.nets.blocks import ResidualAdd, ZeroPadShortcut
 
 CIFAR_TABLE6_PARAMS = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6, 1202: 19.4e6}
 IMAGENET_TABLE1_MULT_ADDS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}

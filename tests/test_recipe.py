@@ -1,13 +1,14 @@
 """The paper's recipes, their short-run scaling, and the ResNet-110 warm-up in a real loop."""
 import pytest
 
-from resnet_core.data import synthetic_data
 from resnet_core.errors import UserError
+from resnet_core.training.data import synthetic_data
 import dataclasses
 
-from resnet_core.recipe import IMAGENET_RECIPE, SHORT_RUN_WARMUP_ITERATIONS, Recipe, paper_recipe, training_recipe
-from resnet_core.specs import get_spec
-from resnet_core.train import TrainMetrics, train
+from resnet_core.nets.specs import get_spec
+from resnet_core.training.recipe import (IMAGENET_RECIPE, Recipe, SHORT_RUN_WARMUP_ITERATIONS, paper_recipe,
+                                         training_recipe)
+from resnet_core.training.train import TrainMetrics, train
 
 
 def test_defaults_are_section_4_2():

@@ -7,10 +7,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from resnet_core.checkpoint import Checkpoint, load_training_checkpoint, read_metadata, save_checkpoint
 from resnet_core.errors import CheckpointError, StoreError
-from resnet_core.specs import NetSpec, get_spec
-from resnet_core.store import Store, resolve_home
+from resnet_core.nets.specs import NetSpec, get_spec
+from resnet_core.runs.settings import resolve_home
+from resnet_core.runs.store import Store
+from resnet_core.training.checkpoint import Checkpoint, load_training_checkpoint, read_metadata, save_checkpoint
 
 
 def new_run(store, name="run"):

@@ -4,13 +4,13 @@ import math
 import pytest
 import torch
 
-from resnet_core.data import synthetic_data
-from resnet_core.evaluate import evaluate, evaluation_report
-from resnet_core.model import ResNet
-from resnet_core.recipe import Recipe
-from resnet_core.specs import NetSpec, get_spec
-from resnet_core.store import Store
-from resnet_core.train import RunEnd, TestMetrics, TrainMetrics, train
+from resnet_core.nets.model import ResNet
+from resnet_core.nets.specs import NetSpec, get_spec
+from resnet_core.runs.store import Store
+from resnet_core.training.data import synthetic_data
+from resnet_core.training.evaluate import evaluate, evaluation_report
+from resnet_core.training.recipe import Recipe
+from resnet_core.training.train import RunEnd, TestMetrics, TrainMetrics, train
 
 SPEC = get_spec("resnet8")
 DATA = synthetic_data(256, 64)

@@ -2,7 +2,7 @@
 import pandas as pd
 
 from explorer.training_charts import MAX_POINTS_PER_LINE, RunCurves, error_figure, loss_lr_figure, thinned
-from resnet_core.store import METRIC_COLUMNS
+from resnet_core.runs.schema import METRIC_COLUMNS
 
 
 def curves(run_id: int, iterations: int) -> RunCurves:

@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .checkpoint import InvalidCheckpointError, load_model, one_line, save_model
-from .errors import UserError
+from ..errors import UserError
+from ..nets.model import ResNet, build_model
+from ..training.checkpoint import InvalidCheckpointError, load_model, one_line, save_model
 from .images import IMAGENET_CROP_FRACTION, to_model_input
-from .model import ResNet, build_model
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEMO_NAMES = ("plain20", "resnet20")
 # torchvision's original ImageNet weights (IMAGENET1K_V1): trained with the paper's recipe, as close to
 # Table 3/4 as public weights get.
@@ -97,7 +97,7 @@ def export_classifier(path: str | os.PathLike, classifier: Classifier, **metadat
 # ------------------------------------------------------------------------------------------- runs of the store
 def run_classifier(store, run_id: int) -> Classifier:
     """A run's latest checkpoint, normalised with its dataset's statistics (the dataset must be readable here)."""
-    from .data import load_data, stored_size
+    from ..training.data import load_data, stored_size
 
     run = store.run(run_id)
     latest = store.latest_checkpoint(run_id)

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .model import ResNet
-from .summary import WEIGHTED
+from ..nets.model import ResNet
+from ..nets.summary import WEIGHTED
 
 RESPONSE_COLUMNS = ["layer", "name", "std"]
 GRADIENT_COLUMNS = ["layer", "name", "kind", "grad_norm"]

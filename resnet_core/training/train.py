@@ -12,6 +12,7 @@ Under torchrun every rank runs this loop on its shard of each batch; only rank 0
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -21,18 +22,21 @@ from typing import Callable, Iterator, Literal
 import torch
 from torch import nn
 
+from ..errors import CheckpointError, UserError, folder_full_error
+from ..nets.model import ResNet
+from ..nets.specs import NetSpec
+from ..runs.store import Store
+from .augment import Pipeline, epoch_order, iteration_generator
 from .checkpoint import Checkpoint, load_training_checkpoint, save_checkpoint
-from .data import ImageData, Pipeline, epoch_order, iteration_generator
+from .data import ImageData
 from .device import autocast, pick_device, pick_precision
-from .errors import CheckpointError, UserError
 from .evaluate import loss_and_error
-from .model import ResNet
 from .recipe import Recipe
-from .specs import NetSpec
-from .store import Store, folder_full_error
 
 SMOOTHING = 0.98  # EMA factor of the smoothed training values: a memory of ~50 iterations
 FLUSH_SECONDS = 1.0  # how often buffered per-iteration rows go to the store
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -338,6 +342,7 @@ class _Loop:
             for write in (self._flush, lambda: self.store.finish(self.run_id, "failed", message)):
                 try:
                     write()
-                except Exception:  # the store itself may be what failed; the original error matters more
-                    pass
+                except Exception as error:  # the store itself may be what failed; the original error matters more
+                    logger.warning("Run %s: could not record its failure in the store (%s: %s).", self.run_id,
+                                   type(error).__name__, error)
         self.ended = True

@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import UserError
-from .specs import NetSpec
+from ..errors import UserError
+from ..nets.specs import NetSpec
 
 Augmentation = Literal["pad-crop", "scale-crop"]
 Schedule = Literal["milestones", "plateau"]
@@ -157,7 +157,7 @@ def training_recipe(spec: NetSpec, *, iterations: int | None = None, epochs: int
                     train_images: int, kind: str | None = None, batch_size: int | None = None,
                     lr: float | None = None, eval_interval: int | None = None,
                     validation_images: int | None = None) -> Recipe:
-    """The recipe a run of `spec` trains with: the one rule behind the CLI, the app and `jobs.submit_all`.
+    """The recipe a run of `spec` trains with: the one rule behind the CLI, the app and `runs.queue.submit_all`.
 
     The paper's recipe for the net, with the given settings (None: the recipe's own), scaled to `iterations` or
     `epochs` of `train_images` (the data's training images, before `validation_images` are held out). `kind`

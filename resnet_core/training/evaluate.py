@@ -6,13 +6,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
+from ..nets.model import ResNet
+from ..nets.specs import NetSpec
+from .augment import Pipeline
 from .checkpoint import load_training_checkpoint
-from .data import ImageData, Pipeline, load_data, stored_size
+from .data import ImageData, load_data, stored_size
 from .device import autocast, pick_device, pick_precision
-from .errors import CheckpointError
-from .model import ResNet
 from .recipe import Recipe
-from .specs import NetSpec
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,13 @@
-"""Datasets decoded once into uint8 tensors, and augmentation in batches on the training device.
+"""Datasets decoded once into uint8 tensors; `augment` turns their batches into a network's input.
 
 Decoding is the slow part (50k JPEGs: ~2.5 s, PIL ~8 s), so a decoded dataset is cached as a
-safetensors file under the data folder and the next run loads it in well under a second. Augmentation
-(§4.2: pad 4 + random 32x32 crop + horizontal flip; §3.4: scale jitter + 224 crop) is a few tensor
-ops on a whole batch, ~100k images/s, instead of per-sample PIL transforms in DataLoader workers that
-steal the two cores the model needs. Random draws come from generators seeded by (seed, epoch) and
-(seed, iteration), so a resumed run sees exactly the batches the uninterrupted one would have.
+safetensors file under the data folder and the next run loads it in well under a second.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 from dataclasses import dataclass, replace
@@ -19,13 +16,15 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from .errors import DatasetError
+from ..errors import DatasetError
+from .augment import resize_square
+
+logger = logging.getLogger(__name__)
 
 BUILTIN_SOURCES = ("cifar10", "cifar100", "synthetic")
 # What torchvision.io decodes natively; anything else in a class folder is ignored, as ImageFolder does.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 CACHE_FORMAT = 1  # bump when the cached tensors change meaning
-CIFAR_PADDING = 4  # pixels on each side before the random crop (§4.2)
 SOURCE_HELP = "cifar10, cifar100, synthetic, or a folder with train/<class>/ and test/<class>/ images"
 
 
@@ -84,15 +83,14 @@ def load_data(source: str, *, image_size: int = 32, home: str | os.PathLike | No
     CIFAR downloads once into `<home>/datasets` (or reads the official files already there); decoded
     datasets are cached in `<home>/cache`. `synthetic_sizes` are its train and test image counts.
     """
-    from .store import resolve_home  # the data folder's rules live with the store
+    from ..runs.settings import resolve_home  # the data folder's rules live with the server's settings
 
     home_dir = resolve_home(home)
     if source == "synthetic":
         return synthetic_data(*synthetic_sizes, image_size=image_size)
     if source in ("cifar10", "cifar100"):
-        root = home_dir / "datasets"
-        return _cached(home_dir, f"{source}-{image_size}", [root / _CIFAR_FOLDERS[source]],
-                       lambda: _decode_cifar(source, root, image_size), source)
+        return _cached(home_dir, f"{source}-{image_size}", [cifar_folder(source, home_dir)],
+                       lambda: _decode_cifar(source, home_dir / "datasets", image_size), source)
     folder = Path(source).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"Unknown dataset {source!r}; allowed: {SOURCE_HELP}.")
@@ -116,7 +114,9 @@ def _cached(home: Path, key: str, watched: list[Path], decode, name: str) -> Ima
                 header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
             classes = tuple(json.loads(header["__metadata__"]["classes"]))
             return ImageData(name=name, classes=classes, **tensors)
-        except Exception:  # a cache torn by a crash is only a cache: decode again
+        except Exception as error:  # a cache torn by a crash is only a cache: decode again
+            logger.warning("Decoding %s again: its cache %s cannot be read (%s: %s).", name, path,
+                           type(error).__name__, error)
             path.unlink(missing_ok=True)
     data = replace(decode(), name=name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,27 +143,21 @@ def _with_statistics(name: str, classes, train_images, train_labels, test_images
                      pixel_mean.float(), channel_std.float())
 
 
-def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Shorter side to `size`, then the central square: uint8 (B, 3, H, W) -> (B, 3, size, size)."""
-    height, width = images.shape[-2:]
-    if (height, width) == (size, size):
-        return images
-    scale = size / min(height, width)
-    new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
-    resized = F.interpolate(images.float(), size=new_size, mode="bilinear", antialias=True, align_corners=False)
-    top, left = (new_size[0] - size) // 2, (new_size[1] - size) // 2
-    return resized[..., top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8)
-
-
 # ---------------------------------------------------------------------------------------- sources
-_CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+# The folders of the official Python versions, as their archives extract them.
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def cifar_folder(source: str, home: Path) -> Path:
+    """Where `load_data` keeps, or looks for, the official files of `source` (cifar10 or cifar100) under `home`."""
+    return home / "datasets" / CIFAR_FOLDERS[source]
 
 
 def _decode_cifar(source: str, root: Path, image_size: int) -> ImageData:
     from torchvision import datasets
 
     official = datasets.CIFAR10 if source == "cifar10" else datasets.CIFAR100
-    folder = root / _CIFAR_FOLDERS[source]
+    folder = root / CIFAR_FOLDERS[source]
     label = "CIFAR-10" if source == "cifar10" else "CIFAR-100"
     files = [name for name, _ in official.train_list + official.test_list] + [official.meta["filename"]]
     if not all((folder / name).is_file() for name in files):
@@ -204,7 +198,9 @@ def _folder_dirs(folder: Path) -> list[Path]:
     return dirs + sorted(child for split in dirs if split.is_dir() for child in split.iterdir() if child.is_dir())
 
 
-def _list_split(folder: Path, split: str) -> dict[str, list[Path]]:
+def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
+    """Class name -> image files of `folder`'s `split` (train or test), checked as `load_data` checks them; nothing
+    is decoded."""
     split_dir = folder / split
     if not split_dir.is_dir():
         raise DatasetError(f"Image folder {folder} has no {split}/ folder; it needs train/<class>/ and "
@@ -223,7 +219,7 @@ def _list_split(folder: Path, split: str) -> dict[str, list[Path]]:
 def _decode_folder(folder: Path, image_size: int) -> ImageData:
     from torchvision.io import ImageReadMode, decode_image
 
-    train, test = _list_split(folder, "train"), _list_split(folder, "test")
+    train, test = list_split(folder, "train"), list_split(folder, "test")
     unknown = sorted(set(test) - set(train))
     if unknown:
         raise DatasetError(f"Classes {', '.join(unknown)} appear in {folder / 'test'} but not in "
@@ -262,93 +258,3 @@ def synthetic_data(train_size: int = 2048, test_size: int = 512, *, image_size: 
 
     train, test = draw(train_size), draw(test_size)
     return _with_statistics("synthetic", [f"pattern{i}" for i in range(num_classes)], *train, *test)
-
-
-# ---------------------------------------------------------------------------------------- batches
-def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
-    """The training images' order in `epoch`: a function of (seed, epoch) alone, so a resumed run repeats it."""
-    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-def iteration_generator(seed: int, iteration: int) -> torch.Generator:
-    # Offset from the epoch orders' seeds so the two streams never coincide.
-    return torch.Generator().manual_seed(seed * 1_000_003 + 500_000 + iteration)
-
-
-def pad_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = CIFAR_PADDING) -> torch.Tensor:
-    """§4.2: zero-pad `padding` pixels, take a random crop of the original size, flip half: uint8 (B, 3, S, S)."""
-    batch, _, size, _ = images.shape
-    offsets = torch.randint(2 * padding + 1, (2, batch), generator=generator).to(images.device)
-    flips = (torch.rand(batch, generator=generator) < 0.5).to(images.device)
-    padded = F.pad(images, (padding,) * 4)  # (B, 3, S+2p, S+2p)
-    steps = torch.arange(size, device=images.device)
-    rows = offsets[0, :, None] + steps  # (B, S)
-    cols = offsets[1, :, None] + torch.where(flips[:, None], steps.flip(0), steps)  # a flip is reversed columns
-    batch_index = torch.arange(batch, device=images.device)[:, None, None, None]
-    channel_index = torch.arange(3, device=images.device)[None, :, None, None]
-    return padded[batch_index, channel_index, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def scale_crop_flip(images: torch.Tensor, generator: torch.Generator, crop: int,
-                    scale_range: tuple[int, int] = (256, 480)) -> torch.Tensor:
-    """§3.4: shorter side resized at random in `scale_range` (one scale per batch, so the batch stays one
-    tensor), a random `crop`-square, flipped half the time: uint8 (B, 3, S, S) -> (B, 3, crop, crop)."""
-    batch = images.shape[0]
-    scale = int(torch.randint(scale_range[0], scale_range[1] + 1, (1,), generator=generator))
-    scaled = resize_square(images, scale)
-    top, left = torch.randint(scale - crop + 1, (2,), generator=generator).tolist()
-    crops = scaled[..., top:top + crop, left:left + crop]
-    flips = (torch.rand(batch, generator=generator) < 0.5).to(images.device)[:, None, None, None]
-    return torch.where(flips, crops.flip(-1), crops)
-
-
-def center_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
-    offset = (images.shape[-1] - crop) // 2
-    return images[..., offset:offset + crop, offset:offset + crop]
-
-
-def ten_crops(images: torch.Tensor, crop: int) -> torch.Tensor:
-    """The standard 10-crop test (§3.4, [21]): four corners and the centre, and their mirrors: (10, B, 3, crop, crop)."""
-    size = images.shape[-1]
-    corners = [(0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop)]
-    crops = [images[..., top:top + crop, left:left + crop] for top, left in corners] + [center_crop(images, crop)]
-    return torch.stack(crops + [view.flip(-1) for view in crops])
-
-
-def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 (x/255 - mean) / std; `mean` is (3,) per channel (§4.2) or (3, S, S) per pixel (§3.4)."""
-    if mean.dim() == 1:
-        mean = mean[:, None, None]
-    return (images.float() / 255 - mean) / std[:, None, None]
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """How a recipe turns uint8 images into a network's float input, on the images' device."""
-
-    augmentation: str  # "pad-crop" (§4.2) or "scale-crop" (§3.4)
-    crop: int  # network input side, pixels
-    mean: torch.Tensor  # (3,) per channel or (3, crop, crop) per pixel, [0, 1] units
-    std: torch.Tensor  # (3,)
-    scale_range: tuple[int, int] = (256, 480)
-
-    @classmethod
-    def for_recipe(cls, recipe, data: ImageData, input_size: int) -> "Pipeline":
-        if recipe.per_pixel_mean:  # §3.4 subtracts the mean image and does not divide
-            return cls(recipe.augmentation, input_size, center_crop(data.pixel_mean, input_size),
-                       torch.ones(3, device=data.pixel_mean.device), tuple(recipe.scale_range))
-        return cls(recipe.augmentation, input_size, data.channel_mean, data.channel_std, tuple(recipe.scale_range))
-
-    def train_batch(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.augmentation == "scale-crop":
-            crops = scale_crop_flip(images, generator, self.crop, self.scale_range)
-        else:
-            crops = pad_crop_flip(center_crop(images, self.crop), generator)
-        return normalize(crops, self.mean, self.std)
-
-    def test_batch(self, images: torch.Tensor) -> torch.Tensor:
-        return normalize(center_crop(images, self.crop), self.mean, self.std)
-
-    def ten_crop_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """(10, B, 3, crop, crop): the views whose softmax scores 10-crop testing averages."""
-        return normalize(ten_crops(images, self.crop), self.mean, self.std)

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 METADATA_KEY = "resnet_explorer"
 FORMAT = 1
@@ -112,8 +112,8 @@ def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
     another net than the metadata's spec (compared on the meta device, so a lying spec allocates nothing).
     Exported from the package as `resnet_core.load_checkpoint`.
     """
-    from .model import ResNet
-    from .specs import NetSpec
+    from ..nets.model import ResNet
+    from ..nets.specs import NetSpec
 
     path = Path(path)
     if not path.is_file():

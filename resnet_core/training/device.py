@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")

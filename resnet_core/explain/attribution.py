@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import ResNet
+from ..nets.model import ResNet
 
 METHODS = ("integrated_gradients", "saliency", "grad_cam", "occlusion")
 SIGNED_METHODS = ("integrated_gradients", "occlusion")

@@ -1,4 +1,4 @@
-"""The job queue over the run store: submit runs, start them as separate processes under a cap, control them.
+"""The job queue over the run store: admit runs, start them under a cap, report their places, control them.
 
     run_ids = [submit("plain20", "synthetic", iterations=200), submit("resnet20", "synthetic", iterations=200)]
     dispatch()        # starts queued runs while fewer than the cap run; cheap to call often
@@ -7,45 +7,30 @@ A run submitted here is the same thing as one the CLI trains: `python -m resnet_
 own session (so it outlives the app that started it), writing metrics and checkpoints to the store. Every
 caller may dispatch (each page poll, each training process as it ends), so the queue advances with or without
 the app. The cap holds across processes because `Store.start_queued` counts and marks in one write transaction.
-No UI code here.
+The processes themselves are `runs.workers`'; the limits come from `runs.settings`. No UI code here.
 """
 from __future__ import annotations
 
-import fcntl
-import json
+import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-from . import memory
-from .data import SOURCE_HELP, _list_split  # the folder rules of load_data, without decoding
-from .device import pick_precision
-from .errors import StoreError, UserError
-from .recipe import Recipe, training_recipe
-from .specs import NetSpec, get_spec
-from .store import Run, Store, process_alive
+from ..errors import StoreError, UserError
+from ..nets.specs import NetSpec, get_spec
+from ..training import memory
+from ..training.data import SOURCE_HELP, list_split
+from ..training.device import pick_precision
+from ..training.recipe import Recipe, training_recipe
+from .settings import max_concurrent_runs, max_waiting_runs, runs_per_user, spares_wanted, threads_per_run
+from .store import Run, Store
+from .workers import LOG_NAME, process_running, start_run
 
-CAP_VARIABLE = "RESNET_EXPLORER_MAX_RUNS"
-THREADS_VARIABLE = "RESNET_EXPLORER_THREADS_PER_RUN"
-# A CIFAR run on a GPU: CUDA context (~0.5 GB), weights, and ResNet-110's activations at batch 128 (~1.5 GB),
-# rounded up, so an 80 GB card takes up to 20 runs at once.
-GPU_RUN_BYTES = 4_000_000_000
-# A workshop: each person may queue a plain/residual pair; past MAX_WAITING runs waiting, Start says the server
-# is full (on 2 cores, 20 waiting runs of a few hundred iterations are about a quarter of an hour).
-PER_USER_VARIABLE = "RESNET_EXPLORER_RUNS_PER_USER"
-DEFAULT_RUNS_PER_USER = 2
-WAITING_VARIABLE = "RESNET_EXPLORER_MAX_WAITING"
-DEFAULT_MAX_WAITING = 20
-# Warm processes kept ready to take the next runs (resnet_core.spare_worker): a run starts ~3 s sooner. Each idle
-# spare holds ~300 MB; it retires after SPARE_IDLE_S. Default: enough for a plain/residual pair, within the cap.
-SPARES_VARIABLE = "RESNET_EXPLORER_SPARES"
-SPARE_IDLE_S = 300
-LOG_NAME = "train.log"
+logger = logging.getLogger(__name__)
+
 CANCEL_MARKER = "cancel-requested"  # holds the pid that was sent SIGTERM, so a second cancel cannot kill it
 # Train sizes of the built-in sources; synthetic matches load_data's default synthetic_sizes.
 SOURCE_SIZES = {"cifar10": (10, 50_000), "cifar100": (100, 50_000), "synthetic": (10, 2048)}
@@ -54,50 +39,6 @@ SOURCE_SIZES = {"cifar10": (10, 50_000), "cifar100": (100, 50_000), "synthetic":
 CPU_MAX_EPOCHS = 10
 CPU_MAX_IMAGES = CPU_MAX_EPOCHS * SOURCE_SIZES["cifar10"][1]
 CPU_MAX_DEPTH = 110
-_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _whole_number(variable: str, value, unit: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise UserError(f"${variable} must be a whole number of {unit}s; got {value!r}.") from None
-    if number < 1:
-        raise UserError(f"${variable} must be at least 1 {unit}; got {number}.")
-    return number
-
-
-def threads_per_run(cap: int | None = None) -> int:
-    """Torch threads of each run: $RESNET_EXPLORER_THREADS_PER_RUN, else the cores shared by `cap` (or the
-    $RESNET_EXPLORER_MAX_RUNS) runs, else 1; so the runs together use the cores once and never oversubscribe."""
-    if value := os.environ.get(THREADS_VARIABLE):
-        return _whole_number(THREADS_VARIABLE, value, "thread")
-    if cap is not None or os.environ.get(CAP_VARIABLE):
-        return max(1, (os.cpu_count() or 1) // max_concurrent_runs(cap))
-    return 1
-
-
-def max_concurrent_runs(cap: int | None = None) -> int:
-    """`cap`, else $RESNET_EXPLORER_MAX_RUNS, else CPU cores / threads per run; with a GPU, as many runs as its
-    memory holds at GPU_RUN_BYTES each, up to one per core (each run still drives it from one CPU thread)."""
-    if cap is not None:
-        return _whole_number(CAP_VARIABLE, cap, "run")
-    if value := os.environ.get(CAP_VARIABLE):
-        return _whole_number(CAP_VARIABLE, value, "run")
-    by_cores = max(1, (os.cpu_count() or 1) // threads_per_run())
-    if torch.cuda.is_available():
-        return max(1, min(by_cores, torch.cuda.mem_get_info()[1] // GPU_RUN_BYTES))
-    return by_cores
-
-
-def runs_per_user() -> int:
-    """How many runs one person may have queued or running: $RESNET_EXPLORER_RUNS_PER_USER, else 2."""
-    return _whole_number(PER_USER_VARIABLE, os.environ.get(PER_USER_VARIABLE, DEFAULT_RUNS_PER_USER), "run")
-
-
-def max_waiting_runs() -> int:
-    """How many runs may wait for a slot before Start answers that the server is full."""
-    return _whole_number(WAITING_VARIABLE, os.environ.get(WAITING_VARIABLE, DEFAULT_MAX_WAITING), "run")
 
 
 def workshop_limits() -> dict[str, int]:
@@ -112,7 +53,7 @@ def dataset_shape(source: str) -> tuple[int, int]:
     folder = Path(source).expanduser()
     if not folder.is_dir():
         raise UserError(f"Unknown dataset {source!r}; allowed: {SOURCE_HELP}.")
-    listing = _list_split(folder, "train")
+    listing = list_split(folder, "train")
     return len(listing), sum(len(files) for files in listing.values())
 
 
@@ -185,92 +126,16 @@ def dispatch(store: Store | None = None, cap: int | None = None) -> list[int]:
     if not store.has_pending():
         return []
     cap = max_concurrent_runs(cap)
-    return store.start_queued(cap, lambda run: _launch(store, run, threads_per_run(cap)), alive=process_running,
+    threads, spares = threads_per_run(cap), spares_wanted()  # read before the transaction: a bad value starts nothing
+    return store.start_queued(cap, lambda run: _launch(store, run, threads, spares), alive=process_running,
                               lost_reason=lambda run: _lost_reason(store, run))
 
 
-def _launch(store: Store, run: Run, threads: int) -> int:
+def _launch(store: Store, run: Run, threads: int, spares: int) -> int:
     folder = store.run_dir(run.id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CANCEL_MARKER).unlink(missing_ok=True)
-    pid = _hand_to_spare(store, run.id, threads)
-    if pid is None:
-        pid = _spawn(["resnet_core", "train", "--run-id", str(run.id), "--home", str(store.home),
-                      "--threads", str(threads)], folder / LOG_NAME, threads)
-    keep_spares(store, threads)
-    return pid
-
-
-def _spawn(module_and_args: list[str], log_path: Path, threads: int) -> int:
-    path = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-    with open(log_path, "ab") as log:
-        # A session of its own: the run outlives the app that started it and ignores the app's Ctrl-C.
-        process = subprocess.Popen([sys.executable, "-m", *module_and_args], stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True, cwd=_PACKAGE_ROOT,
-                                   env={**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads)})
-    return process.pid
-
-
-def spare_paths(home: Path, pid: int) -> tuple[Path, Path]:
-    """A spare's two files: `<pid>.spare` while it waits, `<pid>.run` with the run it is handed."""
-    folder = home / "workers"
-    return folder / f"{pid}.spare", folder / f"{pid}.run"
-
-
-def _hand_to_spare(store: Store, run_id: int, threads: int) -> int | None:
-    """Give the run to a waiting spare; its pid, or None when there is none."""
-    for spare in sorted((store.home / "workers").glob("*.spare")):
-        pid = int(spare.stem)
-        claimed = spare.with_suffix(".claimed")
-        try:
-            os.rename(spare, claimed)  # atomic: of two dispatchers (or a retiring spare) only one gets it
-        except FileNotFoundError:
-            continue
-        alive = process_running(pid)
-        if alive:
-            order = spare_paths(store.home, pid)[1]
-            staged = order.with_suffix(".tmp")
-            staged.write_text(json.dumps({"run_id": run_id, "threads": threads}))
-            os.replace(staged, order)  # the spare never reads half an order
-        claimed.unlink()
-        if alive:
-            return pid
-    return None
-
-
-def spares_wanted(cap: int | None = None) -> int:
-    value = os.environ.get(SPARES_VARIABLE)
-    return int(value) if value and value.isdigit() else min(max_concurrent_runs(cap), 2)
-
-
-def keep_spares(store: Store | None = None, threads: int | None = None) -> None:
-    """Start spares until `spares_wanted()` wait; call it where a run may soon start (the Train page)."""
-    store = store or Store()
-    folder = store.home / "workers"
-    folder.mkdir(exist_ok=True)
-    with open(folder / "spares.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions counting at once would both start the missing spares
-        waiting = 0
-        for spare in folder.glob("*.spare"):
-            if process_running(int(spare.stem)):
-                waiting += 1
-            else:
-                spare.unlink(missing_ok=True)
-        for _ in range(spares_wanted() - waiting):
-            pid = _spawn(["resnet_core.spare_worker", str(store.home)], folder / "spares.log",
-                         threads or threads_per_run())
-            spare_paths(store.home, pid)[0].touch()
-
-
-def process_running(pid: int | None) -> bool:
-    """Whether `pid` still runs; reaps it if it is an exited child of this process (a zombie still 'exists')."""
-    if not pid:
-        return False
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: someone else reaps it
-        return process_alive(pid)
-    return reaped == 0
+    return start_run(store, run.id, threads, spares)
 
 
 def _lost_reason(store: Store, run: Run) -> str:
@@ -345,5 +210,9 @@ def delete(run_id: int, store: Store | None = None) -> str:
         dispatch(store)  # its process is gone: mark it interrupted, which makes it deletable
         if not store.delete_run(run_id):
             raise StoreError(f"Run {run_id} started again meanwhile; cancel it before deleting it.")
-    shutil.rmtree(store.run_dir(run_id), ignore_errors=True)
+    folder = store.run_dir(run_id)
+    if folder.exists():  # a run cancelled before it started has no folder
+        # The run is gone from the store either way; what cannot be removed is only left behind, with a trace.
+        shutil.rmtree(folder, onerror=lambda _, path, error: logger.warning(
+            "Run %s was deleted, but %s could not be removed: %s", run_id, path, error[1]))
     return f"Run {run_id} was deleted."

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .specs import NetSpec
+from ..nets.specs import NetSpec
 
 PROCESS_BYTES = 1_050_000_000  # a training process before its first batch, rounded up from 0.93-0.96 GB
 SAVED_FRACTION = 0.75  # of torchinfo's layer outputs, what autograd keeps for the backward pass
@@ -35,8 +35,8 @@ def training_bytes(spec: NetSpec, batch_size: int, dataset_images: int, device: 
 @functools.lru_cache(maxsize=64)
 def _model_size(spec: NetSpec) -> tuple[int, int]:
     """(layer output values for one image, parameters): a torchinfo pass, so remembered per spec."""
-    from .model import ResNet
-    from .summary import count_parameters, layer_table
+    from ..nets.model import ResNet
+    from ..nets.summary import count_parameters, layer_table
 
     model = ResNet(spec)
     return int(layer_table(model)["activations"].sum()), count_parameters(model)

@@ -6,164 +6,24 @@ The runs table doubles as the job queue: `create_runs` makes `queued` runs (refu
 transaction, a person's runs past their limit and any past the queue's bound) and `claim` atomically
 moves one to `running` for one process (a cap on concurrent runs counts `running` rows in the same
 transaction). A damaged row is reported by `damaged_runs` and skipped, never fatal to a reader.
-No UI code here.
+The tables and the `Run` row are in `runs.schema`. No UI code here.
 """
 from __future__ import annotations
 
-import errno
 import json
+import logging
 import os
 import sqlite3
-import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .errors import StoreError
-from .recipe import Recipe
-from .specs import NetSpec
+from ..errors import RunLimitError, ServerFullError, StoreError, folder_full_error
+from .schema import ENDED, METRIC_COLUMNS, MIGRATIONS, SCHEMA, SCHEMA_VERSION, DamagedRunError, Run
+from .settings import resolve_home
 
-HOME_VARIABLE = "RESNET_EXPLORER_HOME"
-DEFAULT_HOME = "~/.resnet-explorer"
-STATUSES = ("queued", "running", "finished", "failed", "cancelled", "diverged")
-ENDED = ("finished", "failed", "cancelled", "diverged")
-# One row per (run, iteration, kind); kind is "train", "test" or "validation".
-METRIC_COLUMNS = ("iteration", "kind", "epoch", "loss", "error", "smoothed_loss", "smoothed_error", "lr",
-                  "images_per_s", "elapsed_s", "eta_s")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    model TEXT NOT NULL,
-    spec TEXT NOT NULL,        -- NetSpec.to_dict() as JSON
-    recipe TEXT NOT NULL,      -- Recipe.to_dict() as JSON
-    data TEXT NOT NULL,        -- dataset source: cifar10, cifar100, synthetic or a folder path
-    device TEXT NOT NULL,
-    precision TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled', 'diverged')),
-    created REAL NOT NULL,     -- unix seconds
-    started REAL,
-    ended REAL,
-    error TEXT,
-    pid INTEGER,
-    owner TEXT                 -- who started it from the app (a browser's hashed id), NULL from the CLI
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    iteration INTEGER NOT NULL,  -- optimizer steps done when measured
-    kind TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    loss REAL, error REAL, smoothed_loss REAL, smoothed_error REAL, lr REAL,
-    images_per_s REAL, elapsed_s REAL, eta_s REAL,
-    PRIMARY KEY (run_id, kind, iteration)
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    iteration INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (run_id, iteration)
-);
-"""
-# Columns added after the first release: an older store gains them when it is opened.
-MIGRATIONS = {"owner": "ALTER TABLE runs ADD COLUMN owner TEXT"}
-SCHEMA_VERSION = 2  # PRAGMA user_version of a store with SCHEMA and every migration; 0 before either
-# What a full disk or an exceeded quota or file-size limit looks like from Python and from SQLite.
-FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-class DamagedRunError(StoreError):
-    """A run's row that cannot be read back (e.g. its JSON was cut or edited by hand)."""
-
-    def __init__(self, message: str, run_id: int, pid: int | None) -> None:
-        super().__init__(message)
-        self.id, self.pid = run_id, pid  # what the queue needs to fail a damaged run whose process died
-
-
-class RunLimitError(StoreError):
-    """A person already has as many queued or running runs as each may have."""
-
-
-class ServerFullError(StoreError):
-    """The queue is at its bound: nobody can queue more runs until some have started."""
-
-
-class DataFolderFullError(StoreError):
-    """The data folder's disk, quota or file-size limit is exhausted."""
-
-
-def folder_full_error(error: BaseException, home: Path) -> DataFolderFullError | None:
-    """The one-line error for an exception caused by a full data folder, or None for any other exception.
-
-    Python raises OSError with the errno; SQLite says "database or disk is full"; safetensors (Rust) only
-    names the OS error in its message.
-    """
-    if isinstance(error, OSError) and error.errno in FULL_ERRNOS:
-        reason = error.strerror
-    elif isinstance(error, sqlite3.OperationalError) and "full" in str(error):
-        reason = str(error)
-    else:
-        reason = next((os.strerror(code) for code in FULL_ERRNOS if os.strerror(code) in str(error)), None)
-    if reason is None:
-        return None
-    return DataFolderFullError(f"The data folder {home} is full ({reason}); free some space there (delete old runs) "
-                               "and resume the run.")
-
-
-_writable_homes: set[Path] = set()
-
-
-def resolve_home(home: str | os.PathLike | None = None) -> Path:
-    """The data folder: `home`, else $RESNET_EXPLORER_HOME, else ~/.resnet-explorer; created and checked writable."""
-    path = Path(home or os.environ.get(HOME_VARIABLE) or DEFAULT_HOME).expanduser()
-    if path in _writable_homes and path.is_dir():  # probed once per process: pages resolve it on every poll
-        return path
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):  # a unique name: threads of one process probe at once
-            pass
-    except OSError as error:
-        raise StoreError(f"Cannot write to the data folder {path} ({error.strerror or error}); pass --home DIR or set "
-                         f"{HOME_VARIABLE} to a writable folder.") from None
-    _writable_homes.add(path)
-    return path
-
-
-@dataclass(frozen=True)
-class Run:
-    id: int
-    name: str
-    model: str
-    spec: dict
-    recipe: dict
-    data: str
-    device: str
-    precision: str
-    seed: int
-    status: str
-    created: float
-    started: float | None
-    ended: float | None
-    error: str | None
-    pid: int | None
-    owner: str | None = None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Run":
-        """The run of a row, its spec and recipe complete; DamagedRunError when they cannot be read."""
-        values = dict(row)
-        try:
-            # Through the dataclasses and back, so a reader can rely on every field being there.
-            values["spec"] = NetSpec.from_dict(json.loads(values["spec"])).to_dict()
-            values["recipe"] = Recipe.from_dict(json.loads(values["recipe"])).to_dict()
-        except (ValueError, TypeError, AttributeError) as error:  # bad JSON, a list, unknown or missing fields
-            raise DamagedRunError(f"Run {values['id']}'s record in the store is damaged ({error}); the Runs page can "
-                                  "delete it.", values["id"], values["pid"]) from None
-        return cls(**values)
+logger = logging.getLogger(__name__)
 
 
 def process_alive(pid: int | None) -> bool:
@@ -438,6 +298,7 @@ class Store:
                     try:
                         pid = launch(run)
                     except Exception as error:  # e.g. a full disk for its log; the queue behind it must not stall
+                        logger.warning("Run %s could not start.", run.id, exc_info=True)
                         reason = folder_full_error(error, self.home) or error
                 if pid is None:
                     db.execute("UPDATE runs SET status='failed', error=?, ended=? WHERE id=?",
