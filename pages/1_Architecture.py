@@ -3,7 +3,6 @@ import streamlit as st
 
 from explorer import cache, views, widgets
 from explorer.setup import setup_page
-from resnet_core import get_spec
 
 setup_page("Architecture", ":material/account_tree:")
 st.title(":material/account_tree: Architecture")
@@ -11,7 +10,7 @@ st.caption("Pick a net from the paper or build your own; every number below is c
 
 with st.sidebar:
     st.header("Network")
-    spec = widgets.net_picker("arch", default=get_spec("resnet56"))
+    spec = widgets.net_picker("arch", default=widgets.paper_net("resnet56"))
     batch_size = st.number_input("Training batch size (images)", 1, 4096, 128, key="arch_batch",
                                  help=views.BATCH_HELP)
 if spec is None:

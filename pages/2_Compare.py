@@ -3,12 +3,11 @@ import streamlit as st
 
 from explorer import cache, charts, tables, views, widgets
 from explorer.setup import setup_page
-from resnet_core import get_spec
 
 # Table 2 and Fig. 4 compare the twins with option A, so the residual net adds no parameters.
 PAIRS = {
-    "plain-34 vs ResNet-34": (get_spec("plain34"), get_spec("resnet34", shortcut="A")),
-    "plain-56 vs ResNet-56": (get_spec("plain56"), get_spec("resnet56")),
+    "plain-34 vs ResNet-34": (widgets.paper_net("plain34"), widgets.paper_net("resnet34", shortcut="A")),
+    "plain-56 vs ResNet-56": (widgets.paper_net("plain56"), widgets.paper_net("resnet56")),
 }
 SIDES = ("left", "right")
 

@@ -3,7 +3,6 @@ import streamlit as st
 
 from explorer import presets, runs, training_views
 from explorer.setup import setup_page
-from resnet_core import jobs
 
 NETS = [f"{kind}{depth}" for depth in (8, 14, 20, 32, 44, 56, 110) for kind in ("plain", "resnet")]
 DATASETS = {"cifar10": "CIFAR-10", "synthetic": "Synthetic (no download)", "folder": "Image folder"}
@@ -47,11 +46,7 @@ with st.expander("Settings", expanded=True):
                                  "than §4.2's 64k iterations ramps up to it first (the short-run recipe).")
     seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
     device = right.selectbox("Device", runs.devices(), key="train_device")
-    st.caption(f"On a CPU-only server a run is limited to depth {jobs.CPU_MAX_DEPTH} and "
-               f"{jobs.CPU_MAX_IMAGES:,} training images ({jobs.CPU_MAX_EPOCHS} CIFAR-10 epochs). "
-               f"{jobs.max_concurrent_runs()} runs train at a time with "
-               f"{jobs.threads_per_run()} torch thread(s) each; more wait in a queue. Each person may have "
-               f"{jobs.runs_per_user()} runs queued or running at once.")
+    st.caption(runs.limits_text())
 
 settings = dict(batch_size=int(batch_size), lr=float(lr), eval_every=eval_every and int(eval_every),
                 **{unit: int(length)})

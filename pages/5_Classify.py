@@ -3,7 +3,6 @@ import streamlit as st
 
 from explorer import classify, models
 from explorer.setup import setup_page
-from resnet_core.images import ALLOWED_EXTENSIONS
 
 setup_page("Classify", ":material/image_search:")
 st.title(":material/image_search: Classify")
@@ -24,7 +23,7 @@ with st.sidebar:
 
 upload_tab, example_tab = st.tabs(["Your images", "Examples"])
 with upload_tab:
-    files = st.file_uploader("PNG, JPEG, WebP, GIF or BMP images", type=list(ALLOWED_EXTENSIONS),
+    files = st.file_uploader("PNG, JPEG, WebP, GIF or BMP images", type=classify.UPLOAD_TYPES,
                              accept_multiple_files=True, key="classify_upload")
     images, errors = classify.decode_all([(file.name, file.getvalue()) for file in files or []])
     for error in errors:
