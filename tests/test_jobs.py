@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from resnet_core.errors import StoreError, UserError
-from resnet_core.runs import queue, settings, workers
+from resnet_core.runs import queue as run_queue
+from resnet_core.runs import settings, workers
 from resnet_core.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ TINY = dict(iterations=4, batch_size=8, eval_every=2)
 
 
 def queue(store: Store, count: int) -> list[int]:
-    return [queue.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(count)]
+    return [run_queue.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(count)]
 
 
 def sleeper() -> subprocess.Popen:
@@ -65,19 +66,19 @@ def test_cap_holds_under_dispatchers_racing_in_threads_and_processes(tmp_path):
     assert all(process.wait(timeout=60) == 0 for process in processes)
     assert store.count_running() == cap
     assert [run.id for run in store.runs() if run.status == "running"] == [1, 2, 3]  # oldest first
-    assert queue.queue_positions(store) == {run_id: run_id - 3 for run_id in range(4, 13)}
+    assert run_queue.queue_positions(store) == {run_id: run_id - 3 for run_id in range(4, 13)}
 
 
 def test_queued_runs_start_in_order_as_runs_finish(tmp_path):
     """Real training processes: with a cap of 1 the second run waits, and the first starts it when it ends."""
     store = Store(tmp_path)
     first, second = queue(store, 2)
-    assert queue.queue_positions(store) == {first: 1, second: 2}
+    assert run_queue.queue_positions(store) == {first: 1, second: 2}
     os.environ[settings.CAP_VARIABLE] = "1"  # the first run's own dispatch at its end must see the same cap
     os.environ[settings.SPARES_VARIABLE] = "0"
     try:
-        assert queue.dispatch(store) == [first]
-        assert queue.queue_positions(store) == {second: 1}
+        assert run_queue.dispatch(store) == [first]
+        assert run_queue.queue_positions(store) == {second: 1}
         deadline = time.monotonic() + 90
         while {store.run(first).status, store.run(second).status} != {"finished"}:
             assert time.monotonic() < deadline, (tmp_path / "runs" / "1" / workers.LOG_NAME).read_text()
@@ -99,22 +100,22 @@ def test_cancel_twice_delete_running_and_a_dead_process(tmp_path):
     try:
         assert store.start_queued(1, launch=lambda run: process.pid, alive=workers.process_running,
                                   lost_reason=lambda run: "lost") == [run_id]
-        assert "stops after saving a checkpoint" in queue.cancel(run_id, store)
+        assert "stops after saving a checkpoint" in run_queue.cancel(run_id, store)
         with pytest.raises(StoreError, match="already stopping"):
-            queue.cancel(run_id, store)  # a second SIGTERM would stop it without its checkpoint
+            run_queue.cancel(run_id, store)  # a second SIGTERM would stop it without its checkpoint
         with pytest.raises(StoreError, match="is running; cancel it and wait"):
-            queue.delete(run_id, store)
+            run_queue.delete(run_id, store)
         assert store.run(run_id).status == "running"
     finally:
         process.kill()
         process.wait()
-    queue.dispatch(store)  # notices the process is gone
+    run_queue.dispatch(store)  # notices the process is gone
     run = store.run(run_id)
     assert run.status == "failed"
     assert run.error.startswith(f"Interrupted: its process {process.pid} stopped without finishing")
     assert run.error.endswith("resume it to continue from the start.")
     with pytest.raises(StoreError, match="already failed"):
-        queue.cancel(run_id, store)
+        run_queue.cancel(run_id, store)
 
 
 def test_dead_child_of_this_process_is_noticed(tmp_path):
@@ -128,31 +129,31 @@ def test_dead_child_of_this_process_is_noticed(tmp_path):
 def test_cancel_queued_resume_and_delete(tmp_path):
     store = Store(tmp_path)
     first, second = queue(store, 2)
-    assert queue.cancel(first, store) == f"Run {first} was cancelled before it started."
-    assert queue.queue_positions(store) == {second: 1}
+    assert run_queue.cancel(first, store) == f"Run {first} was cancelled before it started."
+    assert run_queue.queue_positions(store) == {second: 1}
     with pytest.raises(StoreError, match="already cancelled"):
-        queue.cancel(first, store)
+        run_queue.cancel(first, store)
     store.run_dir(first).mkdir(parents=True)
-    assert queue.delete(first, store) == f"Run {first} was deleted."
+    assert run_queue.delete(first, store) == f"Run {first} was deleted."
     assert not store.run_dir(first).exists() and [run.id for run in store.runs()] == [second]
     with pytest.raises(StoreError, match="already queued"):
-        queue.resume(second, store)
+        run_queue.resume(second, store)
     store.finish(second, "finished")
     with pytest.raises(StoreError, match="has finished"):
-        queue.resume(second, store)
+        run_queue.resume(second, store)
     assert store.run(second).status == "finished"
     with pytest.raises(StoreError, match="No run 99"):
-        queue.delete(99, store)
+        run_queue.delete(99, store)
 
 
 def test_submit_refuses_what_a_cpu_server_cannot_train(tmp_path, monkeypatch):
     store = Store(tmp_path)
     with pytest.raises(UserError, match="too deep to train on this CPU-only server"):
-        queue.submit("resnet1202", "synthetic", iterations=1, store=store)
+        run_queue.submit("resnet1202", "synthetic", iterations=1, store=store)
     with pytest.raises(UserError, match="train on at most 500,000 images"):
-        queue.submit("resnet20", "cifar10", epochs=11, store=store)
+        run_queue.submit("resnet20", "cifar10", epochs=11, store=store)
     with pytest.raises(UserError, match="Unknown dataset"):
-        queue.submit("resnet20", str(tmp_path / "missing"), epochs=1, store=store)
+        run_queue.submit("resnet20", str(tmp_path / "missing"), epochs=1, store=store)
     monkeypatch.setenv(settings.CAP_VARIABLE, "zero")
     with pytest.raises(UserError, match="must be a whole number"):
         settings.max_concurrent_runs()
@@ -180,6 +181,20 @@ def test_threads_share_the_cores(monkeypatch):
         settings.threads_per_run()
 
 
+@pytest.mark.parametrize("value, message", [("two", r"RESNET_EXPLORER_SPARES must be a whole number of spares; "
+                                                    r"got 'two'\."),
+                                            ("-1", r"RESNET_EXPLORER_SPARES must be at least 0 spares; got -1\.")])
+def test_a_bad_spares_setting_is_refused_before_anything_starts(tmp_path, monkeypatch, value, message):
+    store = Store(tmp_path)
+    run_id = run_queue.submit("resnet8", "synthetic", store=store, **TINY)
+    monkeypatch.setenv(settings.SPARES_VARIABLE, value)
+    with pytest.raises(UserError, match=message):
+        run_queue.dispatch(store)
+    assert store.run(run_id).status == "queued" and not (tmp_path / "workers").exists()
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")  # none at all is a valid choice
+    assert settings.spares_wanted() == 0
+
+
 def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkeypatch):
     monkeypatch.setenv(settings.SPARES_VARIABLE, "1")
     store = Store(tmp_path)
@@ -189,7 +204,7 @@ def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkey
     assert list((tmp_path / "workers").glob("*.spare")) == [spare]
     run_id, = queue(store, 1)
     try:
-        assert queue.dispatch(store, cap=1) == [run_id]
+        assert run_queue.dispatch(store, cap=1) == [run_id]
         assert store.run(run_id).pid == int(spare.stem)  # the warm process took it
         replacement, = (tmp_path / "workers").glob("*.spare")
         assert replacement != spare
