@@ -7,7 +7,7 @@ A run submitted here is the same thing as one the CLI trains: `python -m resnet_
 own session (so it outlives the app that started it), writing metrics and checkpoints to the store. Every
 caller may dispatch (each page poll, each training process as it ends), so the queue advances with or without
 the app. The cap holds across processes because `Store.start_queued` counts and marks in one write transaction.
-The processes themselves are `runs.workers`'; the limits come from `runs.settings`. No UI code here.
+`runs.workers` starts the processes and `runs.settings` gives the limits. No UI code here.
 """
 from __future__ import annotations
 
