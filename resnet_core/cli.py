@@ -1,7 +1,6 @@
 """`python -m resnet_core train|runs|evaluate|summary`.
 
 Exit status 0 on success, 2 on a user error (one line on stderr), 1 on a bug (with its traceback).
-The library's log records go to stderr; a run's process has its stderr in the run's log file (runs.workers).
 Under `torchrun` every process runs `train`; rank 0 alone writes the store and prints.
 """
 from __future__ import annotations
@@ -125,8 +124,10 @@ def _spec(name: str, num_classes: int | None):
 
 # ------------------------------------------------------------------------------------------- train
 def _train(args: argparse.Namespace) -> int:
+    # A run's process has its stderr in the run's log file (runs.workers), so its warnings are kept with the run.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
     import torch
 
     from .nets.specs import NetSpec
