@@ -21,13 +21,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from resnet_core.training.augment import epoch_order, iteration_generator, Pipeline  # noqa: E402
+from resnet_core.nets.model import ResNet  # noqa: E402
+from resnet_core.nets.specs import get_spec  # noqa: E402
+from resnet_core.training.augment import Pipeline, epoch_order, iteration_generator  # noqa: E402
 from resnet_core.training.data import load_data  # noqa: E402
 from resnet_core.training.device import autocast, set_cpu_threads  # noqa: E402
-from resnet_core.nets.model import ResNet  # noqa: E402
 from resnet_core.training.recipe import Recipe  # noqa: E402
-from resnet_core.nets.specs import get_spec  # noqa: E402
-from resnet_core.training.train import train, TrainMetrics  # noqa: E402
+from resnet_core.training.train import TrainMetrics, train  # noqa: E402
 
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 FOLDER = ROOT / "data" / "bench-cifar10"

@@ -427,7 +427,8 @@ def start_server(home: Path, args, log_path: Path) -> tuple[subprocess.Popen, st
     # The limits exactly as the server computes them: same code, same environment.
     probe = subprocess.run(
         [sys.executable, "-c", "import json; from resnet_core.runs import settings; print(json.dumps(["
-         "settings.max_concurrent_runs(), settings.threads_per_run(), settings.runs_per_user(), settings.max_waiting_runs()]))"],
+         "settings.max_concurrent_runs(), settings.threads_per_run(), settings.runs_per_user(), "
+         "settings.max_waiting_runs()]))"],
         cwd=REPO, env=env, capture_output=True, text=True, check=True)
     cap, threads, per_user, waiting = json.loads(probe.stdout.strip().splitlines()[-1])
     with log_path.open("w") as log:
