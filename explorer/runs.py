@@ -19,10 +19,12 @@ import streamlit as st
 
 from explorer.training_charts import RunCurves
 from resnet_core import NetSpec, Recipe, jobs, paper, paper_recipe
+from resnet_core.recipe import TEST_POINTS
 from resnet_core.errors import UserError
 from resnet_core.store import METRIC_COLUMNS, Run, Store, resolve_home
 
 _local = threading.local()
+AUTO_TEST_POINTS = f"auto: {TEST_POINTS} times a run, at most once an epoch"  # training_recipe's rule, in words
 XSRF_COOKIE = "_streamlit_xsrf"
 
 

@@ -27,7 +27,7 @@ from .device import autocast, pick_device, pick_precision
 from .errors import CheckpointError, UserError
 from .evaluate import loss_and_error
 from .model import ResNet
-from .recipe import Recipe
+from .recipe import SCHEDULES_BY_ITERATION, Recipe
 from .specs import NetSpec
 from .store import Store, folder_full_error
 
@@ -250,7 +250,7 @@ class _Loop:
         return self.optimizer.param_groups[0]["lr"]
 
     def _step(self) -> tuple[float, float, bool]:
-        if self.recipe.schedule == "milestones":
+        if self.recipe.schedule in SCHEDULES_BY_ITERATION:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.recipe.lr_at(self.iteration, self.warming_up)
         epoch, position = divmod(self.iteration, self.iterations_per_epoch)
