@@ -57,7 +57,8 @@ def train_pair(models: tuple[str, str], seed: int, iterations: int, folder: Path
     processes = {model: subprocess.Popen(
         [sys.executable, "-m", "resnet_core", "train", "--model", model, "--data", str(folder), "--iterations",
          str(iterations), "--seed", str(seed), "--threads", "1", "--name", f"{model} seed {seed}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for model in models}
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=(home / f"{model}-{seed}.log").open("w"), text=True)
+        for model in models}
     walls = {}
     while len(walls) < len(processes):
         for model, process in processes.items():
@@ -72,7 +73,8 @@ def train_pair(models: tuple[str, str], seed: int, iterations: int, folder: Path
     for model, process in processes.items():
         output = process.stdout.read().split()
         if process.returncode or not output:
-            raise SystemExit(f"{model} seed {seed} failed (exit {process.returncode})")
+            log = (home / f"{model}-{seed}.log").read_text().strip().splitlines()
+            raise SystemExit(f"{model} seed {seed} failed (exit {process.returncode}): {log[-1] if log else ''}")
         run = store.run(int(output[-1]))  # the CLI prints the run id last
         train = store.metrics(run.id, "train")
         test = store.metrics(run.id, "test")[-1]
@@ -101,6 +103,11 @@ def main() -> None:
     load_data(str(folder), home=HOME)  # decoded once into the shared cache, so no run pays for it
     home = Path(tempfile.mkdtemp(prefix="phenomena-"))
     (home / "cache").symlink_to(HOME / "cache")
+    from resnet_core.runs.store import Store
+
+    # Created here, not by two runs at once: a brand-new SQLite file's switch to WAL can fail with "database is
+    # locked" in one of two processes that race to make it (seen once here).
+    Store(home).close()
     print(f"{iterations} iterations of 128 per run, 2 runs at a time, 1 thread each, CIFAR-10 JPEG copy at {folder}")
     results: dict[tuple[str, int], Result] = {}
     print(f"{'net':<9} {'seed':>4} {'train err':>9} {'test err':>8} {'wall s':>7}")

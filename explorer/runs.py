@@ -19,6 +19,7 @@ import streamlit as st
 
 from explorer.training_charts import RunCurves
 from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
+from resnet_core.training.recipe import TEST_POINTS
 from resnet_core.errors import UserError
 from resnet_core.runs import queue, workers
 from resnet_core.runs.schema import METRIC_COLUMNS, Run
@@ -27,6 +28,7 @@ from resnet_core.runs.store import Store
 from resnet_core.training.data import cifar_folder
 
 _local = threading.local()
+AUTO_TEST_POINTS = f"auto: {TEST_POINTS} times a run, at most once an epoch"  # training_recipe's rule, in words
 XSRF_COOKIE = "_streamlit_xsrf"
 
 

@@ -16,14 +16,14 @@ st.caption("Train a plain net and its residual twin at once and watch the plain 
 shown_runs = runs.shown_run_ids("train_runs")
 training_views.restore_train_settings(shown_runs, NETS, list(DATASETS))
 with st.expander("Settings", expanded=True):
-    st.write("Presets: the paper's comparisons, each long enough to show its effect (about 5 minutes on 2 cores)")
+    st.write("Presets: the paper's comparisons, each long enough to show its effect in at most about 5 minutes")
     for row in (presets.PRESETS[:3], presets.PRESETS[3:]):
         for column, preset in zip(st.columns(len(row)), row):
             column.button(preset.label, key=preset.key, width="stretch", on_click=training_views.apply_preset,
                           args=(preset,))
     # Its first value lives in the session, not in `default`: the presets set it there too, and a widget given
     # both warns in the server log.
-    st.session_state.setdefault("train_nets", ["plain20", "resnet20"])
+    st.session_state.setdefault("train_nets", list(presets.DEFAULT.nets))
     nets = st.multiselect("Networks (one or two)", NETS, max_selections=2, key="train_nets",
                           format_func=runs.net_label)
     left, middle, right = st.columns(3)
@@ -34,16 +34,16 @@ with st.expander("Settings", expanded=True):
         left.caption(note)
     unit = middle.segmented_control("Length in", ("iterations", "epochs"), key="train_unit", default="iterations",
                                     required=True)
-    length = middle.number_input(f"Number of {unit}", 1, 64_000, 300 if unit == "iterations" else 1,
-                                 key=f"train_length_{unit}")
+    first_length = presets.DEFAULT.iterations if unit == "iterations" else 1
+    length = middle.number_input(f"Number of {unit}", 1, 64_000, first_length, key=f"train_length_{unit}")
     eval_every = middle.number_input("Test every (iterations)", 1, 64_000, None, key="train_eval_every",
-                                     placeholder="auto: 6 times a run, at most once an epoch",
+                                     placeholder=runs.AUTO_TEST_POINTS,
                                      help="Each test point evaluates the whole test set and saves a checkpoint.")
     batch_size = right.number_input("Batch (images)", 1, 1024, 128, key="train_batch",
                                     help="The paper trains CIFAR nets with 128 (§4.2).")
     lr = right.number_input("Learning rate", 1e-5, 10.0, 0.1, format="%g", key="train_lr",
-                            help="§4.2 trains at 0.1 and divides by 10 at 50% and 75% of the run; a run shorter "
-                                 "than §4.2's 64k iterations ramps up to it first (the short-run recipe).")
+                            help="The peak rate. §4.2 trains at 0.1 and divides it by 10 at 50% and 75% of 64k "
+                                 "iterations; a shorter run ramps up to it, then down to 0 (the short-run recipe).")
     seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
     device = right.selectbox("Device", runs.devices(), key="train_device")
     st.caption(runs.limits_text())

@@ -58,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, metavar="B", help="images per iteration (default 128; 256 for "
                        "ImageNet nets)")
     train.add_argument("--lr", type=float, metavar="LR", help="initial learning rate (default 0.1)")
-    train.add_argument("--recipe", choices=RECIPE_KINDS, help="short: the paper's recipe with a linear lr warm-up "
-                       f"over the first {SHORT_RUN_WARMUP_ITERATIONS} iterations, for every net (docs/SHORT_RUNS.md); "
-                       "paper: the paper's schedule exactly. Default: short for CIFAR runs shorter than 64,000 "
-                       "iterations, paper otherwise; the Train page's Start uses the same rule")
+    train.add_argument("--recipe", choices=RECIPE_KINDS, help="short: the lr rises linearly to its peak over the "
+                       f"first {SHORT_RUN_WARMUP_ITERATIONS} iterations, then falls linearly to 0, for every net "
+                       "(docs/SHORT_RUNS.md); paper: the paper's schedule exactly. Default: short for CIFAR runs "
+                       "shorter than 64,000 iterations, paper otherwise; the Train page's Start uses the same rule")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     train.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 where the hardware supports it")
     train.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation (default 0)")

@@ -72,8 +72,8 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     assert pd.isna(table.set_index("id").loc[1, "paper, Table 6 (%)"])  # a 4-iteration run is no paper run
     assert table.set_index("id").loc[3, "reason"].startswith("Cannot read image /data/x.jpg")
     assert table.set_index("id").loc[1, "recipe"] == (  # which recipe each run used
-        "Short-run recipe: 4 iterations of 8; lr rising linearly to 0.1 over the first 4 iterations, then held to "
-        "the end")
+        "Short-run recipe: 4 iterations of 8; lr rising linearly to 0.1 over the first 2 iterations, then falling "
+        "linearly to 0 at the end")
     assert full["recipe"] == ("Paper's recipe: 64,000 iterations of 128; lr 0.1, then ÷10 at 32,000 and 48,000")
 
     at.multiselect(key="runs_overlay").set_value([1, 2]).run()

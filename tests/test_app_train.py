@@ -195,10 +195,10 @@ def test_start_and_the_cli_train_with_the_same_recipe_and_the_page_says_which(ap
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.button(key="train_preset_plain56_resnet56").click().run()
     assert at.session_state["train_nets"] == ["plain56", "resnet56"]
-    assert at.number_input(key="train_length_iterations").value == 500
+    assert at.number_input(key="train_length_iterations").value == 450
     captions = [caption.value for caption in at.caption]
-    assert ":material/tune: Short-run recipe: 500 iterations of 128; lr rising linearly to 0.1 over the first 300 " \
-           "iterations, then held to the end." in captions, captions
+    assert ":material/tune: Short-run recipe: 450 iterations of 128; lr rising linearly to 0.1 over the first 270 " \
+           "iterations, then falling linearly to 0 at the end." in captions, captions
     at.multiselect(key="train_nets").set_value(["resnet8"])
     at.radio(key="train_data").set_value("synthetic")
     at.number_input(key="train_length_iterations").set_value(20)
@@ -210,4 +210,4 @@ def test_start_and_the_cli_train_with_the_same_recipe_and_the_page_says_which(ap
                  "--home", str(app_home)]) == 0
     cli_run = Store().runs()[-1]
     assert cli_run.id != page_run.id and cli_run.recipe == page_run.recipe
-    assert cli_run.recipe["warmup_iterations"] == 20 and cli_run.recipe["eval_interval"] == 4
+    assert (cli_run.recipe["warmup_iterations"], cli_run.recipe["eval_interval"]) == (12, 4)

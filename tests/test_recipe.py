@@ -60,20 +60,22 @@ def test_warm_up_holds_0_01_until_training_error_is_below_80_percent():
 CIFAR = 50_000  # training images
 
 
-def test_short_runs_warm_every_net_up_linearly_and_hold_the_rate():
+def test_short_runs_warm_every_net_up_then_anneal_it_linearly():
     for model in ("plain20", "resnet20", "plain56", "resnet56"):  # a pair always trains alike
         recipe = training_recipe(get_spec(model), iterations=500, train_images=CIFAR)
-        assert (recipe.kind, recipe.warmup_iterations, recipe.lr_milestones) == ("short", 300, ())
+        assert (recipe.kind, recipe.schedule, recipe.warmup_iterations, recipe.lr_milestones) == (
+            "short", "linear-decay", SHORT_RUN_WARMUP_ITERATIONS, ())
         assert recipe.warmup_lr is None and recipe.eval_interval == 100  # 5 test points
-        assert [recipe.lr_at(i) for i in (0, 149, 299, 300, 499)] == pytest.approx(
-            [0.1 / 300, 0.05, 0.1, 0.1, 0.1])
-    assert training_recipe(get_spec("resnet8"), iterations=40, train_images=CIFAR).warmup_iterations == 40
-    # From ~5 epochs on, §4.2's divisions at 50% and 75% come back, after the same warm-up.
+        assert [recipe.lr_at(i) for i in (0, 149, 299, 300, 400, 499)] == pytest.approx(
+            [0.1 / 300, 0.05, 0.1, 0.1, 0.05, 0.1 / 200])
+    assert training_recipe(get_spec("resnet8"), iterations=40, train_images=CIFAR).warmup_iterations == 24  # 60 %
+    deepest = training_recipe(get_spec("resnet110"), iterations=200, train_images=CIFAR)
+    assert (deepest.warmup_lr, deepest.warmup_iterations) == (None, 120)  # the ramp replaces §4.2's 0.01 start
     twelve_epochs = training_recipe(get_spec("resnet56"), epochs=12, train_images=CIFAR)
     assert (twelve_epochs.iterations, twelve_epochs.warmup_iterations) == (4680, SHORT_RUN_WARMUP_ITERATIONS)
-    assert twelve_epochs.lr_milestones == (2340, 3510) and twelve_epochs.eval_interval == 390  # once per epoch
+    assert twelve_epochs.eval_interval == 390  # once per epoch
     assert twelve_epochs.describe() == ("Short-run recipe: 4,680 iterations of 128; lr rising linearly to 0.1 over "
-                                        "the first 300 iterations, then ÷10 at 2,340 and 3,510")
+                                        "the first 300 iterations, then falling linearly to 0 at the end")
 
 
 def test_the_full_recipe_stays_exactly_the_papers():
@@ -90,7 +92,7 @@ def test_the_full_recipe_stays_exactly_the_papers():
 def test_settings_override_the_recipe_and_bad_ones_say_what_is_allowed():
     recipe = training_recipe(get_spec("resnet20"), iterations=300, train_images=CIFAR, batch_size=64, lr=0.05,
                              eval_interval=7)
-    assert (recipe.batch_size, recipe.lr, recipe.eval_interval, recipe.lr_at(299)) == (64, 0.05, 7, 0.05)
+    assert (recipe.batch_size, recipe.lr, recipe.eval_interval, recipe.lr_at(179)) == (64, 0.05, 7, 0.05)
     for settings, message in (({"kind": "fast"}, "Unknown recipe 'fast'; allowed: short, paper"),
                               ({"batch_size": 0}, "batch_size must be a whole number of at least 1"),
                               ({"lr": 0.0}, "positive")):
@@ -100,8 +102,9 @@ def test_settings_override_the_recipe_and_bad_ones_say_what_is_allowed():
         training_recipe(get_spec("resnet50"), iterations=300, train_images=CIFAR, kind="short")
 
 
-def test_a_short_run_ramps_its_lr_up_then_holds_it():
-    recipe = training_recipe(get_spec("resnet8"), iterations=320, train_images=64, batch_size=8, eval_interval=1000)
+def test_a_short_run_ramps_its_lr_up_then_anneals_it_in_a_real_loop():
+    recipe = training_recipe(get_spec("resnet8"), iterations=20, train_images=64, batch_size=8, eval_interval=1000)
     records = [r for r in train(get_spec("resnet8"), synthetic_data(64, 8), recipe, precision="fp32")
                if isinstance(r, TrainMetrics)]
-    assert [r.lr for r in records] == pytest.approx([0.1 * i / 300 for i in range(1, 301)] + [0.1] * 20)
+    assert [r.lr for r in records] == pytest.approx([0.1 * i / 12 for i in range(1, 13)] +
+                                                    [0.1 * (20 - i) / 8 for i in range(12, 20)])

@@ -10,7 +10,10 @@ from ..errors import UserError
 from ..nets.specs import NetSpec
 
 Augmentation = Literal["pad-crop", "scale-crop"]
-Schedule = Literal["milestones", "plateau"]
+# milestones: ÷lr_divisor at each milestone (§4.2); plateau: ÷lr_divisor when the test error stalls (§3.4);
+# linear-decay: after the warm-up, down in a straight line to (almost) 0 at the last iteration (the short-run rule).
+Schedule = Literal["milestones", "plateau", "linear-decay"]
+SCHEDULES_BY_ITERATION = ("milestones", "linear-decay")  # lr_at gives their rate; a plateau's depends on the tests
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,22 @@ class Recipe:
             raise UserError(f"The learning rate must be a positive number; got {self.lr!r}.")
         if not isinstance(self.warmup_iterations, int) or self.warmup_iterations < 0:
             raise UserError(f"warmup_iterations must be a whole number of at least 0; got {self.warmup_iterations!r}.")
+        if self.schedule == "linear-decay" and self.warmup_iterations >= self.iterations:
+            raise UserError(f"A linear decay needs iterations after the warm-up; got {self.warmup_iterations} of "
+                            f"{self.iterations}.")
         if self.eval_interval is not None and self.eval_interval < 1:
             raise UserError(f"The evaluation interval must be at least 1 iteration; got {self.eval_interval!r}.")
 
     def lr_at(self, iteration: int, warming_up: bool = False) -> float:
-        """The milestone schedule's learning rate for `iteration` (0-based)."""
+        """The learning rate for `iteration` (0-based) of a schedule in SCHEDULES_BY_ITERATION."""
         if warming_up and self.warmup_lr is not None:
             return self.warmup_lr
-        passed = sum(iteration >= milestone for milestone in self.lr_milestones)
-        rate = self.lr / self.lr_divisor ** passed
         if iteration < self.warmup_iterations:
-            rate *= (iteration + 1) / self.warmup_iterations
-        return rate
+            return self.lr * (iteration + 1) / self.warmup_iterations
+        if self.schedule == "linear-decay":
+            return self.lr * (self.iterations - iteration) / (self.iterations - self.warmup_iterations)
+        passed = sum(iteration >= milestone for milestone in self.lr_milestones)
+        return self.lr / self.lr_divisor ** passed
 
     def shortened(self, *, iterations: int | None = None, epochs: int | None = None,
                   train_images: int | None = None) -> "Recipe":
@@ -87,12 +94,12 @@ class Recipe:
 
     @property
     def kind(self) -> str:
-        """`short` when the short-run warm-up is on (`training_recipe`), else `paper`."""
-        return "short" if self.warmup_iterations else "paper"
+        """`short` for the short-run rule's schedule (`training_recipe`), else `paper`."""
+        return "short" if self.schedule == "linear-decay" else "paper"
 
     def describe(self) -> str:
-        """One line for people, e.g. "Short-run recipe: 500 iterations of 128; lr rising linearly to 0.1 over
-        the first 300 iterations, then held to the end"."""
+        """One line for people, e.g. "Short-run recipe: 450 iterations of 128; lr rising linearly to 0.1 over
+        the first 270 iterations, then falling linearly to 0 at the end"."""
         if self.warmup_iterations:
             start = f"lr rising linearly to {self.lr:g} over the first {self.warmup_iterations:,} iterations"
         elif self.warmup_lr is not None:
@@ -102,6 +109,8 @@ class Recipe:
             start = f"lr {self.lr:g}"
         if self.schedule == "plateau":
             steps = f"÷{self.lr_divisor:g} when the test error stops improving"
+        elif self.schedule == "linear-decay":
+            steps = "falling linearly to 0 at the end"
         elif self.lr_milestones:
             steps = f"÷{self.lr_divisor:g} at " + " and ".join(f"{milestone:,}" for milestone in self.lr_milestones)
         else:
@@ -130,12 +139,12 @@ WARMUP_FROM_DEPTH = 110
 # The short-run rule (docs/SHORT_RUNS.md has the measurements). A run of a few hundred iterations is all start, and
 # at lr 0.1 ResNet-56's first steps blow up (loss 2.9 -> 12) and leave it at chance for hundreds of iterations, so a
 # short run would show the opposite of Fig. 6. Every net of a shortened CIFAR run, plain or residual, therefore ramps
-# its lr up linearly (Goyal et al. 2017) and, in a run of a few hundred iterations, keeps the full rate to the end:
-# §4.2's divisions at 50 % and 75 % help a net that has stopped improving at 0.1, which such a run never reaches,
-# and they would fall inside the warm-up. §4.2's full 64k-iteration recipe stays exactly the paper's.
+# its lr up linearly to 0.1 (Goyal et al. 2017) and then anneals it linearly to 0 by its last iteration: the smooth
+# form of §4.2's two divisions by 10, which in a run this short would stop learning halfway (measured).
+# §4.2's full 64k-iteration recipe stays exactly the paper's.
 RECIPE_KINDS = ("short", "paper")
-SHORT_RUN_WARMUP_ITERATIONS = 300  # all of a shorter run; 100 was measured too short for ResNet-56
-SHORT_RUN_HOLD_BELOW = 2_000  # iterations (~5 CIFAR epochs): shorter runs are not divided
+SHORT_RUN_WARMUP_ITERATIONS = 300  # or the first 60 % of a run shorter than 500; 100 was too short for ResNet-56
+SHORT_RUN_WARMUP_SHARE = 0.6
 TEST_POINTS = 5  # test evaluations in a run shorter than 5 epochs: each costs 5-17 s of a few minutes on a CPU
 
 
@@ -173,14 +182,15 @@ def training_recipe(spec: NetSpec, *, iterations: int | None = None, epochs: int
     kind = kind or default_recipe_kind(spec, recipe.iterations)
     if kind not in RECIPE_KINDS:
         raise UserError(f"Unknown recipe {kind!r}; allowed: {', '.join(RECIPE_KINDS)}.")
-    if kind == "short" and recipe.schedule != "milestones":
+    if kind == "short" and recipe.schedule == "plateau":
         raise UserError(f"The short-run recipe is for CIFAR nets; {spec.name} trains with §3.4's recipe "
                         "(--recipe paper).")
     if kind == "short":
-        recipe = dataclasses.replace(
-            recipe, warmup_iterations=min(SHORT_RUN_WARMUP_ITERATIONS, recipe.iterations),
-            lr_milestones=recipe.lr_milestones if recipe.iterations >= SHORT_RUN_HOLD_BELOW else ())
-    if recipe.eval_interval is None and recipe.schedule == "milestones":
+        warmup = min(SHORT_RUN_WARMUP_ITERATIONS, math.floor(SHORT_RUN_WARMUP_SHARE * recipe.iterations))
+        # The ramp replaces ResNet-110's 0.01 warm-up too: one start for every net of a short run.
+        recipe = dataclasses.replace(recipe, schedule="linear-decay", lr_milestones=(), warmup_lr=None,
+                                     warmup_iterations=warmup)
+    if recipe.eval_interval is None and recipe.schedule in SCHEDULES_BY_ITERATION:
         per_epoch = recipe.iterations_per_epoch(trained_on)
         recipe = dataclasses.replace(recipe, eval_interval=min(per_epoch, -(-recipe.iterations // TEST_POINTS)))
     return recipe

@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint, load_training_checkpoint, save_checkpoint
 from .data import ImageData
 from .device import autocast, pick_device, pick_precision
 from .evaluate import loss_and_error
-from .recipe import Recipe
+from .recipe import SCHEDULES_BY_ITERATION, Recipe
 
 SMOOTHING = 0.98  # EMA factor of the smoothed training values: a memory of ~50 iterations
 FLUSH_SECONDS = 1.0  # how often buffered per-iteration rows go to the store
@@ -254,7 +254,7 @@ class _Loop:
         return self.optimizer.param_groups[0]["lr"]
 
     def _step(self) -> tuple[float, float, bool]:
-        if self.recipe.schedule == "milestones":
+        if self.recipe.schedule in SCHEDULES_BY_ITERATION:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.recipe.lr_at(self.iteration, self.warming_up)
         epoch, position = divmod(self.iteration, self.iterations_per_epoch)
