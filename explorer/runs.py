@@ -304,11 +304,11 @@ def history() -> pd.DataFrame:
         last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
         rows.append({
             "id": run.id, "status": _status(db, run, positions), "net": net_label(run.model), "dataset": run.data,
-            "recipe": Recipe.from_dict(run.recipe).describe(),
             "iterations": summary["iterations_done"],
             "train error (%)": _percent(last_train[-1]["smoothed_error"] if last_train else None),
             "test error (%)": _percent(summary["test_error"]),
             "paper, Table 6 (%)": _paper_error(run),
+            "recipe": Recipe.from_dict(run.recipe).describe(),
             "duration": duration_text(end - run.started if run.started else None),
             "device": f"{run.device} · {run.precision}", "reason": run.error or "", "name": run.name})
     if not rows:

@@ -30,6 +30,9 @@ def overview() -> None:
         "paper, Table 6 (%)": st.column_config.NumberColumn(
             format="%.2f", help="CIFAR-10 test error of the paper's net (best of 5 runs), for runs of the full "
                                 "recipe: 64k iterations of 128, lr 0.1."),
+        # After the errors: a whole recipe line is wide, and the numbers are what a person compares first.
+        "recipe": st.column_config.TextColumn(width="medium", help="The recipe the run trained with; select a "
+                                                                   "cell to read all of it."),
         "reason": st.column_config.TextColumn("why it stopped", width="large")})
     # A default, not a value put in st.session_state: a fragment's rerun drops a widget value set that way.
     chosen = st.multiselect("Overlay the curves of", list(labels), default=list(labels)[:2], key="runs_overlay",
