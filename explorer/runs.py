@@ -223,8 +223,8 @@ def net_label(model: str) -> str:
 
 
 def _status(db: Store, run: Run, positions: dict[int, int]) -> str:
-    if run.status == "queued":
-        return f"queued #{positions[run.id]}"
+    if run.status == "queued":  # positions are read apart from the run: it may have started or come meanwhile
+        return f"queued #{positions[run.id]}" if run.id in positions else "queued"
     if run.status == "running" and queue.cancel_requested(db, run):
         return "stopping"
     if run.status == "failed" and (run.error or "").startswith("Interrupted"):
@@ -295,10 +295,8 @@ def history() -> pd.DataFrame:
     db = store()
     queue.dispatch(db)
     positions = queue.queue_positions(db)
-    runs = {run.id: run for run in db.runs()}
     rows = []
-    for summary in reversed(db.summaries()):
-        run = runs[summary["id"]]
+    for run, summary in reversed(db.runs_and_summaries()):
         end = run.ended if run.status not in ("queued", "running") else time.time()
         # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
         last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)

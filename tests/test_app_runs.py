@@ -100,3 +100,30 @@ def test_an_empty_store_says_how_to_start(tmp_path, monkeypatch, app_clear_cache
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert at.info[0].value.startswith("No runs yet: start one on the Train page")
+
+
+def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The page reads the runs and their latest values; a run another process creates between two of its queries
+    must not break it (it raised KeyError when the two were separate snapshots)."""
+    from explorer import runs as page_runs
+
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
+    store = Store(tmp_path)
+    queue.submit("resnet8", "synthetic", iterations=4, store=store)
+    other_process = Store(tmp_path)  # its own connection, as another training process or tab has
+    original_runs = Store.runs
+    created = []
+
+    def runs_then_another_is_created(self):
+        result = original_runs(self)
+        if not created:  # the hook: right after the page's first read of the runs
+            created.append(queue.submit("plain8", "synthetic", iterations=4, store=other_process))
+        return result
+
+    monkeypatch.setattr(queue, "dispatch", lambda store: [])  # reads only: nothing is started here
+    monkeypatch.setattr(Store, "runs", runs_then_another_is_created)
+    first = page_runs.history()
+    assert created and list(first["id"]) == [1]  # the snapshot is from before the new run
+    monkeypatch.setattr(Store, "runs", original_runs)
+    assert list(page_runs.history()["id"]) == [2, 1]

@@ -118,6 +118,28 @@ def test_cancel_twice_delete_running_and_a_dead_process(tmp_path):
         run_queue.cancel(run_id, store)
 
 
+def test_cancel_of_a_process_that_exits_just_before_the_signal(tmp_path, monkeypatch):
+    """The process is alive when cancel checks and gone when it signals: one clear error, no stale marker."""
+    store = Store(tmp_path)
+    run_id, = queue(store, 1)
+    process = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    assert store.start_queued(1, launch=lambda run: process.pid, alive=lambda pid: True,
+                              lost_reason=lambda run: "lost") == [run_id]
+
+    def exits_first(pid, signum):  # the hook: the process finishes exactly between check and signal
+        process.wait()
+        raise ProcessLookupError(pid)
+
+    monkeypatch.setattr(run_queue, "process_running", lambda pid: True)
+    monkeypatch.setattr(run_queue.os, "kill", exits_first)
+    with pytest.raises(StoreError, match=f"Run {run_id} had already stopped: its process {process.pid} is gone."):
+        run_queue.cancel(run_id, store)
+    assert not (store.run_dir(run_id) / run_queue.CANCEL_MARKER).exists()
+    monkeypatch.undo()
+    run_queue.dispatch(store)
+    assert store.run(run_id).status == "failed" and store.run(run_id).error.startswith("Interrupted")
+
+
 def test_dead_child_of_this_process_is_noticed(tmp_path):
     """An exited child stays a zombie until reaped, and a zombie still answers os.kill(pid, 0)."""
     process = subprocess.Popen([sys.executable, "-c", "pass"])

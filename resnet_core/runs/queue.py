@@ -180,13 +180,20 @@ def cancel(run_id: int, store: Store | None = None) -> str:
         raise StoreError(f"Run {run_id} is already {run.status}; only queued or running runs can be cancelled.")
     if cancel_requested(store, run):
         raise StoreError(f"Run {run_id} is already stopping; it saves a checkpoint first.")
+    gone = StoreError(f"Run {run_id} had already stopped: its process {run.pid} is gone.")
     if not process_running(run.pid):
         dispatch(store)  # marks it interrupted
-        raise StoreError(f"Run {run_id} had already stopped: its process {run.pid} is gone.")
+        raise gone
     # Mark before signalling: a second SIGTERM would stop the process without its final checkpoint.
+    marker = store.run_dir(run.id) / CANCEL_MARKER
     store.run_dir(run.id).mkdir(parents=True, exist_ok=True)
-    (store.run_dir(run.id) / CANCEL_MARKER).write_text(str(run.pid))
-    os.kill(run.pid, signal.SIGTERM)
+    marker.write_text(str(run.pid))
+    try:
+        os.kill(run.pid, signal.SIGTERM)
+    except ProcessLookupError:  # it exited between the check above and the signal
+        marker.unlink(missing_ok=True)
+        dispatch(store)
+        raise gone from None
     return f"Run {run_id} stops after saving a checkpoint."
 
 

@@ -192,6 +192,11 @@ class Store:
 
     def summaries(self) -> list[dict]:
         """One dict per run with its latest training and test values (fractions, or None before the first)."""
+        return [summary for _, summary in self.runs_and_summaries()]
+
+    def runs_and_summaries(self) -> list[tuple[Run, dict]]:
+        """Every run with its summary, both read in one snapshot: a run created or finishing meanwhile is either
+        in both or in neither, and its status agrees with its latest values."""
         # One snapshot for all three queries, so a run that writes meanwhile cannot mix two moments.
         self._db.execute("BEGIN")
         try:
@@ -208,7 +213,7 @@ class Store:
         for run in runs:
             train = latest.get((run.id, "train"))
             test = latest.get((run.id, "test")) or latest.get((run.id, "validation"))
-            result.append({
+            result.append((run, {
                 "id": run.id, "name": run.name, "model": run.model, "data": run.data, "status": run.status,
                 "iterations_done": train["iteration"] if train else 0,
                 "iterations_total": run.recipe["iterations"],
@@ -216,7 +221,7 @@ class Store:
                 "test_error": test["error"] if test else None, "test_loss": test["loss"] if test else None,
                 "device": run.device, "precision": run.precision, "seed": run.seed, "created": run.created,
                 "started": run.started, "ended": run.ended, "error": run.error, "pid": run.pid,
-            })
+            }))
         return result
 
     # ------------------------------------------------------------------------------------ metrics
