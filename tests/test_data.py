@@ -1,5 +1,6 @@
 """The data path: sources decoded once into uint8 tensors, the cache, batched augmentation, bad folders."""
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +115,39 @@ def test_cifar_offline_gives_a_way_to_provide_the_files(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="put the official cifar-10-python.tar.gz") as caught:
         load_data("cifar10", home=tmp_path)
     assert "\n" not in str(caught.value)
+
+
+def test_two_runs_starting_together_download_cifar_once(tmp_path, monkeypatch):
+    """The second loader waits for the first one's download instead of writing into the same archive."""
+    import threading
+
+    import torchvision.datasets.cifar
+
+    downloads, first_started = [], threading.Event()
+
+    def slow_download(url, download_root, *args, **kwargs):
+        downloads.append(url)
+        first_started.set()
+        time_for_the_other_loader_to_arrive.wait(10)
+        write_cifar10(Path(download_root).parent)
+
+    time_for_the_other_loader_to_arrive = threading.Event()
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", slow_download)
+    # The stand-in files are not the real ones: torchvision's md5 check sees only whether they are there.
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())
+    results = []
+    first = threading.Thread(target=lambda: results.append(load_data("cifar10", home=tmp_path)))
+    first.start()
+    assert first_started.wait(10)
+    second = threading.Thread(target=lambda: results.append(load_data("cifar10", home=tmp_path)))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # held at the lock while the first download runs
+    time_for_the_other_loader_to_arrive.set()
+    first.join(30)
+    second.join(30)
+    assert len(downloads) == 1 and len(results) == 2
+    assert torch.equal(results[0].train_images, results[1].train_images)
 
 
 def test_pad_crop_flip_takes_shifted_windows_reproducibly():

@@ -5,6 +5,7 @@ safetensors file under the data folder and the next run loads it in well under a
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -160,14 +161,19 @@ def _decode_cifar(source: str, root: Path, image_size: int) -> ImageData:
     folder = root / CIFAR_FOLDERS[source]
     label = "CIFAR-10" if source == "cifar10" else "CIFAR-100"
     files = [name for name, _ in official.train_list + official.test_list] + [official.meta["filename"]]
-    if not all((folder / name).is_file() for name in files):
-        try:  # torchvision downloads, checks the archive's md5 and extracts it
-            official(str(root), download=True)
-        except (OSError, RuntimeError) as error:  # offline, proxy, disk full, 404 …
-            raise DatasetError(
-                f"Cannot download {label} ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
-                f"put the official {official.filename} or its extracted {folder.name} folder in {root} and run again, "
-                "or pass an image folder instead.") from None
+    root.mkdir(parents=True, exist_ok=True)
+    # Two runs started together would both download into the same archive file: the second waits for the first,
+    # then finds the files there.
+    with open(root / f".{source}-download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not all((folder / name).is_file() for name in files):
+            try:  # torchvision downloads, checks the archive's md5 and extracts it
+                official(str(root), download=True)
+            except (OSError, RuntimeError) as error:  # offline, proxy, disk full, 404 …
+                raise DatasetError(
+                    f"Cannot download {label} ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+                    f"; put the official {official.filename} or its extracted {folder.name} folder in {root} and run "
+                    "again, or pass an image folder instead.") from None
     # Read the files as torchvision does, without its md5 pass over 180 MB: files a user placed by hand
     # (or a test wrote in the official format) load too, and a damaged one fails to unpickle.
     try:
