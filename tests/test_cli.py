@@ -149,6 +149,7 @@ def damage_checkpoint(home, damage):
     ("unwritable home", "Cannot write to the data folder"),
     ("no such run", "No run 42"),
     ("nan loss", "lower --lr"),
+    ("batch of 0", "batch_size must be a whole number of at least 1; got 0"),  # never silently 128
 ])
 def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, case, message):
     store = Store(train_home)
@@ -171,6 +172,8 @@ def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, c
         "unwritable home": ["runs", "--home", str(Path(__file__))],
         "no such run": ["evaluate", "42", *home],
         "nan loss": ["train", *TINY, "--iterations", "6", "--lr", "1e30", *home],
+        "batch of 0": ["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "2", "--batch-size", "0",
+                       *home],
     }[case]
     capsys.readouterr()
     assert main(argv) == 2
