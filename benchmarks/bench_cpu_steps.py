@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -66,7 +67,7 @@ def launch(model: str, iterations: int, config: tuple[str, bool, int], folder: P
     return subprocess.Popen([sys.executable, "-m", "benchmarks.bench_cpu_steps", "--child", model, str(iterations),
                              memory_format, str(int(compile)), str(threads), str(folder)],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})
+                            env={**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
 def result(process: subprocess.Popen) -> dict:

@@ -32,6 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_training import HOME, extracted  # noqa: E402
 from explorer.presets import PRESETS  # noqa: E402
+from resnet_core.runs.store import Store  # noqa: E402
+from resnet_core.training.data import load_data  # noqa: E402
+from resnet_core.training.recipe import Recipe  # noqa: E402
 
 PAIRS = (("plain56", "resnet56"), ("plain20", "resnet20"))  # trained together: similar speeds share the cores
 # preset label -> (the net that must be worse, the net that must be better, the least margin; negative: a tolerance)
@@ -48,7 +51,7 @@ class Result:
     test_error: float
     wall_s: float
     recipe: str
-    train_error_every_50: list[float]  # a run of N iterations ≤ 2,000 trains exactly as the first N of a longer one
+    train_error_every_50: list[float]  # the curve's shape: were the two nets level all along, or did one pull away?
 
 
 def train_pair(models: tuple[str, str], seed: int, iterations: int, folder: Path, home: Path) -> list[Result]:
@@ -65,9 +68,6 @@ def train_pair(models: tuple[str, str], seed: int, iterations: int, folder: Path
             if model not in walls and process.poll() is not None:
                 walls[model] = time.perf_counter() - started
         time.sleep(0.2)
-    from resnet_core.runs.store import Store
-    from resnet_core.training.recipe import Recipe
-
     store = Store(home)
     results = []
     for model, process in processes.items():
@@ -98,15 +98,11 @@ def main() -> None:
     if args.iterations is None and len(lengths) != 1:
         raise SystemExit(f"the presets have different lengths {sorted(lengths)}; pass --iterations")
     iterations = args.iterations or lengths.pop()
-    from resnet_core.training.data import load_data
-
     load_data(str(folder), home=HOME)  # decoded once into the shared cache, so no run pays for it
     home = Path(tempfile.mkdtemp(prefix="phenomena-"))
     (home / "cache").symlink_to(HOME / "cache")
-    from resnet_core.runs.store import Store
-
-    # Created here, not by two runs at once: a brand-new SQLite file's switch to WAL can fail with "database is
-    # locked" in one of two processes that race to make it (seen once here).
+    # Created here, not by two runs at once: once, one of two runs started together on a fresh folder exited with
+    # status 2 before training (cause not found, not reproduced); the store's creation is the step they shared.
     Store(home).close()
     print(f"{iterations} iterations of 128 per run, 2 runs at a time, 1 thread each, CIFAR-10 JPEG copy at {folder}")
     results: dict[tuple[str, int], Result] = {}
