@@ -22,7 +22,7 @@ from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
 from resnet_core.training.recipe import TEST_POINTS
 from resnet_core.errors import UserError
 from resnet_core.runs import queue, workers
-from resnet_core.runs.schema import METRIC_COLUMNS, Run
+from resnet_core.runs.schema import ACTIVE, METRIC_COLUMNS, RESUMABLE, Run, Status
 from resnet_core.runs.settings import max_concurrent_runs, resolve_home, runs_per_user, threads_per_run
 from resnet_core.runs.store import Store
 from resnet_core.training.data import cifar_folder
@@ -33,12 +33,20 @@ XSRF_COOKIE = "_streamlit_xsrf"
 
 
 def store() -> Store:
-    """This thread's store of the data folder ($RESNET_EXPLORER_HOME): a SQLite connection is per thread."""
+    """This thread's store of the data folder ($RESNET_EXPLORER_HOME): a SQLite connection is per thread. Keeps
+    the server's dispatcher of that folder going while pages use it."""
     home = resolve_home()
     stores = _local.__dict__.setdefault("stores", {})
     if home not in stores:
         stores[home] = Store(home)
+    _dispatcher(str(home)).keep_alive()
     return stores[home]
+
+
+@st.cache_resource
+def _dispatcher(home: str) -> queue.Dispatcher:
+    """One per data folder and server: it advances the queue, so that page polls only read."""
+    return queue.Dispatcher(Path(home))
 
 
 def parse_run_ids(text: str | None) -> list[int]:
@@ -69,7 +77,7 @@ def shown_run_ids(state_key: str) -> list[int]:
     if run_ids:
         return run_ids
     owner = user_id()
-    return [run.id for run in store().runs() if run.owner == owner and run.status in ("queued", "running")]
+    return [run.id for run in store().runs() if run.owner == owner and run.status in ACTIVE]
 
 
 def devices() -> list[str]:
@@ -207,11 +215,11 @@ class RunState:
 
     @property
     def can_cancel(self) -> bool:
-        return self.run.status in ("queued", "running") and self.status != "stopping"
+        return self.run.status in ACTIVE and self.status != "stopping"
 
     @property
     def can_resume(self) -> bool:
-        return self.run.status in ("cancelled", "failed")
+        return self.run.status in RESUMABLE
 
 
 def net_label(model: str) -> str:
@@ -223,13 +231,13 @@ def net_label(model: str) -> str:
 
 
 def _status(db: Store, run: Run, positions: dict[int, int]) -> str:
-    if run.status == "queued":  # positions are read apart from the run: it may have started or come meanwhile
+    if run.status == Status.QUEUED:  # positions are read apart from the run: it may have started or come meanwhile
         return f"queued #{positions[run.id]}" if run.id in positions else "queued"
-    if run.status == "running" and queue.cancel_requested(db, run):
+    if run.status == Status.STARTING:  # its process is on its way (a second at most): for a person, it runs
+        return str(Status.RUNNING)
+    if run.status == Status.RUNNING and queue.cancel_requested(db, run):
         return "stopping"
-    if run.status == "failed" and (run.error or "").startswith("Interrupted"):
-        return "interrupted"
-    return run.status
+    return str(run.status)
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -237,9 +245,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def poll(run_ids: list[int]) -> list[RunState]:
-    """Advance the queue, then read the runs that still exist, with their curves."""
+    """The runs that still exist, with their curves: reads only (the server's dispatcher advances the queue)."""
     db = store()
-    queue.dispatch(db)
     positions = queue.queue_positions(db)
     existing = {run.id: run for run in db.runs()}
     states = []
@@ -293,11 +300,10 @@ def _paper_error(run: Run) -> float | None:
 def history() -> pd.DataFrame:
     """Every run in the store, newest first: the columns of the Runs page (errors in %)."""
     db = store()
-    queue.dispatch(db)
     positions = queue.queue_positions(db)
     rows = []
     for run, summary in reversed(db.runs_and_summaries()):
-        end = run.ended if run.status not in ("queued", "running") else time.time()
+        end = run.ended if run.status not in ACTIVE else time.time()
         # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
         last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
         rows.append({

@@ -35,7 +35,7 @@ def run_card(state: runs.RunState, key: str) -> None:
         st.progress(state.progress, text=runs.progress_text(state))
         if state.status.startswith("queued"):
             st.caption(f"Waiting for a free slot: at most {settings.max_concurrent_runs()} run(s) train at a time.")
-        if run.error and run.status in ("failed", "diverged"):
+        if run.error and run.status in ("failed", "diverged", "interrupted"):
             st.error(run.error)
 
 

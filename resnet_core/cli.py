@@ -131,10 +131,11 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from .nets.specs import NetSpec
+    from .runs.queue import submit
     from .runs.store import Store
     from .training.data import load_data, stored_size
-    from .training.device import pick_device, pick_precision, set_cpu_threads
-    from .training.recipe import Recipe, training_recipe
+    from .training.device import pick_device, set_cpu_threads
+    from .training.recipe import Recipe
     from .training.train import RunEnd, train
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -168,47 +169,42 @@ def _train(args: argparse.Namespace) -> int:
     else:
         set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
+    data = None
+    if stored_run is None:  # a new run: its data is read first, so a bad dataset is refused before it is recorded
+        probe = _spec(args.model, None)
+        data = load_data(args.data, image_size=stored_size(probe.family, probe.input_size), home=args.home)
     store = Store(args.home) if rank == 0 else None
-    if stored_run is not None:
-        run = None
-        if store is not None:
-            run = store.requeue_for_resume(args.resume) if args.resume is not None else store.run(args.run_id)
-        setup = [run and (run.id, run.spec, run.recipe, run.data, run.seed, run.precision)]
-    else:
-        setup = [None]
+    setup = [None]
+    if store is not None:
+        if args.resume is not None:
+            store.requeue_for_resume(args.resume)
+            run_id, take = args.resume, store.claim
+        elif args.run_id is not None:  # started by the queue: confirm what a dispatcher launched this process for
+            run_id, take = args.run_id, store.confirm
+        else:  # submitted as the app's and Python's runs are, then taken by this process at once
+            run_id = submit(args.model, args.data, seed=args.seed, device=device.type, precision=args.precision,
+                            name=args.name, store=store, server_limits=False, iterations=args.iterations,
+                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+                            recipe=args.recipe, validation_images=args.validation_images or None)
+            take = store.claim
+        if not take(run_id, os.getpid()):
+            raise UserError(f"Run {run_id} is no longer waiting for this process: it was cancelled, has ended, or "
+                            "another process took it.")
+        run = store.run(run_id)
+        setup = [(run.id, run.spec, run.recipe, run.data, run.seed, run.precision)]
     if world > 1:  # rank 0 read the run; the others follow its settings
         torch.distributed.broadcast_object_list(setup, src=0)
-    if stored_run is not None:
-        run_id, spec_dict, recipe_dict, source, seed, precision = setup[0]
-        spec, recipe = NetSpec.from_dict(spec_dict), Recipe.from_dict(recipe_dict)
+    run_id, spec_dict, recipe_dict, source, seed, precision = setup[0]
+    spec, recipe = NetSpec.from_dict(spec_dict), Recipe.from_dict(recipe_dict)
+    if data is None:
         try:
             data = load_data(source, image_size=stored_size(spec.family, spec.input_size), home=args.home)
         except UserError as error:  # e.g. a folder deleted, or CIFAR offline: the run says why in the store
-            if args.run_id is not None and store is not None and store.adopt(run_id, os.getpid()):
+            if store is not None:
                 store.finish(run_id, "failed", str(error))
             raise
-        if recipe.validation_images:
-            data = data.with_validation_split(recipe.validation_images, seed)
-    else:
-        source, seed, precision = args.data, args.seed, args.precision
-        family_probe = _spec(args.model, None)
-        data = load_data(source, image_size=stored_size(family_probe.family, family_probe.input_size), home=args.home)
-        spec = _spec(args.model, len(data.classes))
-        recipe = training_recipe(spec, iterations=args.iterations, epochs=args.epochs,
-                                 train_images=len(data.train_labels), kind=args.recipe, batch_size=args.batch_size,
-                                 lr=args.lr, eval_interval=args.eval_every,
-                                 validation_images=args.validation_images or None)
-        if recipe.validation_images:
-            data = data.with_validation_split(recipe.validation_images, seed)
-        run_id = None
-        if store is not None:
-            run_id = store.create_run(name=args.name or f"{spec.name} on {source}", spec=spec.to_dict(),
-                                      recipe=recipe.to_dict(), data=source, device=device.type,
-                                      precision=pick_precision(device, precision), seed=seed)
-    if store is not None:
-        claim = store.adopt if args.run_id is not None else store.claim
-        if not claim(run_id, os.getpid()):
-            raise UserError(f"Run {run_id} was claimed by another process meanwhile.")
+    if recipe.validation_images:
+        data = data.with_validation_split(recipe.validation_images, seed)
     if rank == 0:
         print(f"run {run_id}: {spec.name} on {data.name} ({len(data.train_labels)} training images), "
               f"{recipe.iterations} iterations of {recipe.batch_size}, {device.type}; store {store.path}", flush=True)
@@ -270,9 +266,9 @@ def _runs(args: argparse.Namespace) -> int:
     def percent(value):
         return "-" if value is None else f"{100 * value:.2f}%"
 
-    print(f"{'id':>4}  {'status':<9}  {'iterations':>13}  {'train err':>9}  {'test err':>9}  model / data / name")
+    print(f"{'id':>4}  {'status':<11}  {'iterations':>13}  {'train err':>9}  {'test err':>9}  model / data / name")
     for run in summaries:
-        print(f"{run['id']:>4}  {run['status']:<9}  {run['iterations_done']:>6}/{run['iterations_total']:<6}  "
+        print(f"{run['id']:>4}  {run['status']:<11}  {run['iterations_done']:>6}/{run['iterations_total']:<6}  "
               f"{percent(run['train_error']):>9}  {percent(run['test_error']):>9}  "
               f"{run['model']} / {run['data']} / {run['name']}")
     return 0

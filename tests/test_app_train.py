@@ -81,7 +81,7 @@ def test_cancel_then_resume_continues_from_the_checkpoint(app_home):
     assert 0 < stopped_at < 400
     assert at.button(key="train_cancel_1").disabled and not at.button(key="train_resume_1").disabled
     at.button(key="train_resume_1").click().run()
-    assert store.run(1).status in ("queued", "running")
+    assert store.run(1).status in ("queued", "starting", "running")
     poll_until(at, lambda store: store.run(1).status == "running" and store.metrics(1, "train", stopped_at))
     at.button(key="train_cancel_1").click().run()  # stop it again rather than wait for 400 iterations
     poll_until(at, lambda store: store.run(1).status == "cancelled")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from resnet_core.cli import main
+from resnet_core.errors import UserError
 from resnet_core.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,6 +188,29 @@ def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, c
         assert len(store.metrics(diverged.id, "train")) >= 1  # its history is kept
     else:
         assert len(store.runs()) == run_count
+
+
+def test_the_cli_and_python_submit_the_same_run_for_the_same_settings(tmp_path, capsys):
+    """One submission path: `train --model` records what `queue.submit` queues, recipe and all."""
+    from resnet_core.runs import queue
+
+    settings = dict(iterations=6, batch_size=8, eval_every=3, lr=0.05)
+    assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "6", "--batch-size", "8",
+                 "--eval-every", "3", "--lr", "0.05", "--precision", "fp32", "--home", str(tmp_path)]) == 0
+    store = Store(tmp_path)
+    python_id = queue.submit("resnet8", "synthetic", precision="fp32", store=store, **settings)
+    from_cli, from_python = store.runs()
+    assert from_cli.status == "finished" and from_python.id == python_id
+    fields = ("model", "spec", "recipe", "data", "device", "precision", "seed", "name")
+    assert {field: getattr(from_cli, field) for field in fields} == {field: getattr(from_python, field)
+                                                                     for field in fields}
+    capsys.readouterr()
+    with pytest.raises(UserError, match="batch_size must be a whole number of at least 1; got 0"):
+        queue.submit("resnet8", "synthetic", store=store, iterations=6, batch_size=0)
+    assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "6", "--batch-size", "0",
+                 "--home", str(tmp_path)]) == 2
+    assert "batch_size must be a whole number of at least 1; got 0" in capsys.readouterr().err
+    assert len(store.runs()) == 2
 
 
 @pytest.mark.parametrize("damage, message", [

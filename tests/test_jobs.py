@@ -1,4 +1,6 @@
-"""The job queue: the cap under racing dispatchers, queue order, real runs started by the queue, bad actions."""
+"""The job queue: the cap under racing dispatchers, queue order, real runs started by the queue, bad actions, and
+each race made deterministic with a hook: a crash between claim and launch, a process that exits just before its
+signal, a reused pid, a process that dies before it confirms."""
 from __future__ import annotations
 
 import os
@@ -13,7 +15,7 @@ import torch
 
 from resnet_core.errors import StoreError, UserError
 from resnet_core.runs import queue as run_queue
-from resnet_core.runs import settings, workers
+from resnet_core.runs import processes, settings, workers
 from resnet_core.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,15 +36,18 @@ def sleeper() -> subprocess.Popen:
     return process
 
 
-# The same racing dispatcher, in threads of this process and in other processes: every launch pretends to
-# start a process that stays alive (this pid), so only the cap decides how many run.
+def launching(monkeypatch, pid_of) -> None:
+    """Dispatches launch no training process: `pid_of(run)` stands in for the one they would start."""
+    monkeypatch.setattr(run_queue, "_launch", lambda store, run, threads, spares: pid_of(run))
+
+
+# The same racing claim, in threads of this process and in other processes: only the cap decides how many start.
 RACE = """
-import os, sys
+import sys
 from resnet_core.runs.store import Store
 store = Store(sys.argv[1])
 for _ in range(20):
-    store.start_queued(int(sys.argv[2]), launch=lambda run: os.getpid(), alive=lambda pid: True,
-                       lost_reason=lambda run: "lost")
+    store.claim_slots(int(sys.argv[2]))
 """
 
 
@@ -55,8 +60,7 @@ def test_cap_holds_under_dispatchers_racing_in_threads_and_processes(tmp_path):
     def race() -> None:
         mine = Store(tmp_path)
         for _ in range(20):
-            mine.start_queued(cap, launch=lambda run: os.getpid(), alive=lambda pid: True,
-                              lost_reason=lambda run: "lost")
+            mine.claim_slots(cap)
 
     threads = [threading.Thread(target=race) for _ in range(4)]
     for thread in threads:
@@ -65,7 +69,7 @@ def test_cap_holds_under_dispatchers_racing_in_threads_and_processes(tmp_path):
         thread.join()
     assert all(process.wait(timeout=60) == 0 for process in processes)
     assert store.count_running() == cap
-    assert [run.id for run in store.runs() if run.status == "running"] == [1, 2, 3]  # oldest first
+    assert [run.id for run in store.runs() if run.status == "starting"] == [1, 2, 3]  # oldest first
     assert run_queue.queue_positions(store) == {run_id: run_id - 3 for run_id in range(4, 13)}
 
 
@@ -93,13 +97,15 @@ def test_queued_runs_start_in_order_as_runs_finish(tmp_path):
     assert store.run(second).started >= store.run(first).ended - 1
 
 
-def test_cancel_twice_delete_running_and_a_dead_process(tmp_path):
+def test_cancel_twice_delete_running_and_a_dead_process(tmp_path, monkeypatch):
     store = Store(tmp_path)
     run_id, = queue(store, 1)
     process = sleeper()
+    launching(monkeypatch, lambda run: process.pid)
     try:
-        assert store.start_queued(1, launch=lambda run: process.pid, alive=workers.process_running,
-                                  lost_reason=lambda run: "lost") == [run_id]
+        assert run_queue.dispatch(store, cap=1) == [run_id]
+        assert store.run(run_id).status == "starting" and store.run(run_id).pid == process.pid
+        assert store.confirm(run_id, process.pid)  # what the training process does first
         assert "stops after saving a checkpoint" in run_queue.cancel(run_id, store)
         with pytest.raises(StoreError, match="already stopping"):
             run_queue.cancel(run_id, store)  # a second SIGTERM would stop it without its checkpoint
@@ -109,35 +115,112 @@ def test_cancel_twice_delete_running_and_a_dead_process(tmp_path):
     finally:
         process.kill()
         process.wait()
-    run_queue.dispatch(store)  # notices the process is gone
+    assert run_queue.needs_dispatch(store, cap=1)  # a read notices the process is gone
+    run_queue.dispatch(store, cap=1)
     run = store.run(run_id)
-    assert run.status == "failed"
+    assert run.status == "interrupted"
     assert run.error.startswith(f"Interrupted: its process {process.pid} stopped without finishing")
     assert run.error.endswith("resume it to continue from the start.")
-    with pytest.raises(StoreError, match="already failed"):
+    with pytest.raises(StoreError, match="already interrupted"):
         run_queue.cancel(run_id, store)
+    assert not run_queue.needs_dispatch(store, cap=1)
 
 
 def test_cancel_of_a_process_that_exits_just_before_the_signal(tmp_path, monkeypatch):
     """The process is alive when cancel checks and gone when it signals: one clear error, no stale marker."""
     store = Store(tmp_path)
     run_id, = queue(store, 1)
-    process = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
-    assert store.start_queued(1, launch=lambda run: process.pid, alive=lambda pid: True,
-                              lost_reason=lambda run: "lost") == [run_id]
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    launching(monkeypatch, lambda run: process.pid)
+    assert run_queue.dispatch(store, cap=1) == [run_id] and store.confirm(run_id, process.pid)
 
-    def exits_first(pid, signum):  # the hook: the process finishes exactly between check and signal
+    def exits_first(pid, started, signum):  # the hook: the process finishes exactly between check and signal
+        process.kill()
         process.wait()
-        raise ProcessLookupError(pid)
+        return False
 
-    monkeypatch.setattr(run_queue, "process_running", lambda pid: True)
-    monkeypatch.setattr(run_queue.os, "kill", exits_first)
+    monkeypatch.setattr(processes, "signal_if_same", exits_first)
     with pytest.raises(StoreError, match=f"Run {run_id} had already stopped: its process {process.pid} is gone."):
         run_queue.cancel(run_id, store)
     assert not (store.run_dir(run_id) / run_queue.CANCEL_MARKER).exists()
-    monkeypatch.undo()
-    run_queue.dispatch(store)
-    assert store.run(run_id).status == "failed" and store.run(run_id).error.startswith("Interrupted")
+    assert store.run(run_id).status == "interrupted" and store.run(run_id).error.startswith("Interrupted")
+
+
+def test_a_reused_pid_is_not_the_runs_process(tmp_path, monkeypatch):
+    """The run's process died and the system gave its pid to another process: the run is interrupted, and a
+    cancel never signals the stranger."""
+    store = Store(tmp_path)
+    run_id, = queue(store, 1)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    launching(monkeypatch, lambda run: stranger.pid)
+    try:
+        assert run_queue.dispatch(store, cap=1) == [run_id]
+        # The hook: the run's own process, recorded at its confirm, started an hour before the stranger did.
+        real_start_time = processes.start_time
+        monkeypatch.setattr(processes, "start_time", lambda pid: real_start_time(pid) - 3600)
+        assert store.confirm(run_id, stranger.pid)
+        monkeypatch.setattr(processes, "start_time", real_start_time)
+        run = store.run(run_id)
+        assert processes.running(run.pid) and not processes.running(run.pid, run.process_started)
+        with pytest.raises(StoreError, match="had already stopped"):
+            run_queue.cancel(run_id, store)
+        assert stranger.poll() is None  # not signalled
+        assert store.run(run_id).status == "interrupted"
+        store.requeue_for_resume(run_id)  # the stranger is alive, but it is not the run's process
+        assert store.run(run_id).status == "queued"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_crash_between_claim_and_launch_gives_the_run_back_to_the_queue(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    run_id, = queue(store, 1)
+
+    def crash(store, run, threads, spares):  # the dispatcher dies after its claim committed, before any launch
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_queue, "_launch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_queue.dispatch(store, cap=1)
+    run = store.run(run_id)
+    assert run.status == "starting" and run.pid is None
+    assert not run_queue.needs_dispatch(store, cap=1)  # its dispatcher may still be launching it
+    monkeypatch.setattr(run_queue, "STARTING_TIMEOUT_S", 0.0)  # the hook: the claim is now stale
+    assert run_queue.needs_dispatch(store, cap=1)
+    process = sleeper()
+    launching(monkeypatch, lambda run: process.pid)
+    try:
+        assert run_queue.dispatch(store, cap=1) == [run_id]  # reclaimed and launched again
+        assert store.confirm(run_id, process.pid) and store.run(run_id).status == "running"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_process_that_dies_before_it_confirms_fails_the_run_with_its_last_words(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    run_id, = queue(store, 1)
+    store.run_dir(run_id).mkdir(parents=True)
+    (store.run_dir(run_id) / workers.LOG_NAME).write_text("ImportError: no module named torch\n")
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    launching(monkeypatch, lambda run: process.pid)
+    assert run_queue.dispatch(store, cap=1) == [run_id]
+    process.wait()
+    run_queue.dispatch(store, cap=1)
+    run = store.run(run_id)
+    assert run.status == "failed"
+    assert run.error == (f"It could not start: its process {process.pid} ended before it began (ImportError: no "
+                         "module named torch).")
+
+
+def test_a_run_cancelled_while_starting_is_not_taken_by_its_process(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    run_id, = queue(store, 1)
+    launching(monkeypatch, lambda run: os.getpid())
+    assert run_queue.dispatch(store, cap=1) == [run_id]
+    assert run_queue.cancel(run_id, store) == f"Run {run_id} was cancelled before it started."
+    assert not store.confirm(run_id, os.getpid()) and store.run(run_id).status == "cancelled"
 
 
 def test_dead_child_of_this_process_is_noticed(tmp_path):
@@ -145,7 +228,42 @@ def test_dead_child_of_this_process_is_noticed(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     while not os.path.exists(f"/proc/{process.pid}") or open(f"/proc/{process.pid}/stat").read().split()[2] != "Z":
         time.sleep(0.05)
-    assert not workers.process_running(process.pid)
+    assert not processes.running(process.pid)
+
+
+def test_the_servers_dispatcher_advances_the_queue_and_polls_take_no_write_lock(tmp_path, monkeypatch):
+    """Page polls only read; the Dispatcher thread notices a dead process and starts the next run."""
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+    monkeypatch.setenv(settings.CAP_VARIABLE, "1")
+    store = Store(tmp_path)
+    first, second = queue(store, 2)
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert store.claim(first, process.pid)
+    process.wait()  # the first run's process died; nothing has noticed yet
+    from explorer import runs as page_runs
+
+    writes = []
+    real_transaction = Store._transaction
+    with monkeypatch.context() as patch:  # no dispatcher thread, and every write transaction counted
+        patch.setattr(Store, "_transaction", lambda self: writes.append(1) or real_transaction(self))
+        patch.setattr(page_runs, "_dispatcher", lambda home: type("Idle", (), {"keep_alive": lambda self: None})())
+        states = page_runs.poll([first, second])
+        page_runs.history()
+    assert writes == [] and [state.status for state in states] == ["running", "queued #1"]
+    sleeping = sleeper()
+    launching(monkeypatch, lambda run: sleeping.pid)
+    dispatcher = run_queue.Dispatcher(tmp_path, interval_s=0.05)
+    dispatcher.keep_alive()
+    try:
+        deadline = time.monotonic() + 30
+        while store.run(second).status != "starting":
+            assert time.monotonic() < deadline, [run.status for run in store.runs()]
+            time.sleep(0.05)
+        assert store.run(first).status == "interrupted" and store.run(second).pid == sleeping.pid
+    finally:
+        sleeping.kill()
+        sleeping.wait()
+        dispatcher.idle_s = 0  # its thread ends at the next tick
 
 
 def test_cancel_queued_resume_and_delete(tmp_path):

@@ -1,6 +1,7 @@
 """The run store: the queue's statuses, transactional metrics, checkpoints and their failure modes."""
 import json
 import os
+import sqlite3
 import threading
 
 import pytest
@@ -69,6 +70,48 @@ def test_a_killed_run_is_requeued(tmp_path):
     store.claim(run_id, 2 ** 22 + 12345)  # beyond pid_max: no such process
     store.requeue_for_resume(run_id)
     assert store.run(run_id).status == "queued" and store.claim(run_id, os.getpid())
+
+
+# A store written before `interrupted` was a status (schema version 2): a died run was `failed` with a reason.
+VERSION_2 = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, model TEXT NOT NULL, spec TEXT NOT NULL,
+    recipe TEXT NOT NULL, data TEXT NOT NULL, device TEXT NOT NULL, precision TEXT NOT NULL, seed INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled', 'diverged')),
+    created REAL NOT NULL, started REAL, ended REAL, error TEXT, pid INTEGER, owner TEXT);
+CREATE TABLE metrics (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, iteration INTEGER NOT NULL,
+    kind TEXT NOT NULL, epoch INTEGER NOT NULL, loss REAL, error REAL, smoothed_loss REAL, smoothed_error REAL,
+    lr REAL, images_per_s REAL, elapsed_s REAL, eta_s REAL, PRIMARY KEY (run_id, kind, iteration));
+CREATE TABLE checkpoints (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    iteration INTEGER NOT NULL, path TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (run_id, iteration));
+PRAGMA user_version=2;
+"""
+
+
+def test_an_older_store_gets_the_interrupted_status_and_keeps_every_run_and_value(tmp_path):
+    old = sqlite3.connect(tmp_path / "runs.sqlite")
+    old.executescript(VERSION_2)
+    spec, recipe = json.dumps(get_spec("resnet8").to_dict()), json.dumps({"iterations": 10})
+    reasons = {1: "Interrupted: its process 4242 stopped without finishing (killed); resume it to continue from "
+                  "its checkpoint at iteration 4.", 2: "Cannot read image /data/x.jpg (truncated).", 3: None}
+    for run_id, (status, reason) in enumerate([("failed", reasons[1]), ("failed", reasons[2]), ("finished", None)],
+                                              start=1):
+        old.execute("INSERT INTO runs VALUES (?, 'run', 'resnet8', ?, ?, 'synthetic', 'cpu', 'fp32', 0, ?, 1.0, 2.0, "
+                    "3.0, ?, 4242, 'someone')", (run_id, spec, recipe, status, reason))
+        old.execute("INSERT INTO metrics (run_id, iteration, kind, epoch, error) VALUES (?, 4, 'train', 0, 0.5)",
+                    (run_id,))
+        old.execute("INSERT INTO checkpoints VALUES (?, 4, '/nowhere', 1.0)", (run_id,))
+    old.commit()
+    old.close()
+
+    store = Store(tmp_path)
+    assert [(run.status, run.error) for run in store.runs()] == [("interrupted", reasons[1]), ("failed", reasons[2]),
+                                                                  ("finished", None)]
+    assert all(store.metrics(run_id)[0]["error"] == 0.5 and store.latest_checkpoint(run_id)[0] == 4
+               for run_id in (1, 2, 3))
+    assert {run.owner for run in store.runs()} == {"someone"} and store.run(1).started == 2.0
+    assert store.delete_run(1) and store.metrics(1) == []  # the foreign keys still cascade
+    assert new_run(store) == 4 and store.claim_slots(1)[0].id == 4  # new statuses fit the new CHECK
+    assert Store(tmp_path).run(4).status == "starting"  # opened again: nothing to migrate twice
 
 
 def test_metrics_summaries_and_truncation(tmp_path):

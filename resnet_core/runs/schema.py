@@ -1,6 +1,7 @@
 """What the run store holds: its tables, how an older store is brought up to date, and a run's row as a dataclass."""
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -9,14 +10,39 @@ from ..errors import StoreError
 from ..nets.specs import NetSpec
 from ..training.recipe import Recipe
 
-STATUSES = ("queued", "running", "finished", "failed", "cancelled", "diverged")
-ENDED = ("finished", "failed", "cancelled", "diverged")
+
+class Status(enum.StrEnum):
+    """A run's state; the runs table's CHECK is built from these, so SQL and Python cannot disagree."""
+
+    QUEUED = "queued"
+    STARTING = "starting"  # a dispatcher claimed its slot and is launching its process, which confirms it
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DIVERGED = "diverged"
+    INTERRUPTED = "interrupted"  # its process died (killed, out of memory, a reboot); it can be resumed
+
+
+STATUSES = tuple(Status)
+ACTIVE = (Status.QUEUED, Status.STARTING, Status.RUNNING)  # counted against the cap and a person's limit
+ENDED = (Status.FINISHED, Status.FAILED, Status.CANCELLED, Status.DIVERGED, Status.INTERRUPTED)
+RESUMABLE = (Status.CANCELLED, Status.FAILED, Status.INTERRUPTED)
+
+
+def sql_list(statuses) -> str:
+    """`('queued', 'running')`, for an SQL IN."""
+    return "(" + ", ".join(f"'{status}'" for status in statuses) + ")"
+
+
 # One row per (run, iteration, kind); kind is "train", "test" or "validation".
 METRIC_COLUMNS = ("iteration", "kind", "epoch", "loss", "error", "smoothed_loss", "smoothed_error", "lr",
                   "images_per_s", "elapsed_s", "eta_s")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+RUN_COLUMNS = ("id", "name", "model", "spec", "recipe", "data", "device", "precision", "seed", "status", "created",
+               "started", "ended", "error", "pid", "owner", "process_started", "claimed")
+RUNS_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {{table}} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -26,14 +52,17 @@ CREATE TABLE IF NOT EXISTS runs (
     device TEXT NOT NULL,
     precision TEXT NOT NULL,
     seed INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled', 'diverged')),
+    status TEXT NOT NULL CHECK (status IN {sql_list(STATUSES)}),
     created REAL NOT NULL,     -- unix seconds
     started REAL,
     ended REAL,
     error TEXT,
     pid INTEGER,
-    owner TEXT                 -- who started it from the app (a browser's hashed id), NULL from the CLI
-);
+    owner TEXT,                -- who started it from the app (a browser's hashed id), NULL from the CLI
+    process_started REAL,      -- the start time of process `pid`: a reused pid has another
+    claimed REAL               -- when a dispatcher made it `starting`
+)"""
+SCHEMA = RUNS_TABLE.format(table="runs") + """;
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     iteration INTEGER NOT NULL,  -- optimizer steps done when measured
@@ -51,18 +80,37 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (run_id, iteration)
 );
 """
-# Columns added after the first release: an older store gains them when it is opened.
-MIGRATIONS = {"owner": "ALTER TABLE runs ADD COLUMN owner TEXT"}
-SCHEMA_VERSION = 2  # PRAGMA user_version of a store with SCHEMA and every migration; 0 before either
+SCHEMA_VERSION = 3  # PRAGMA user_version of a store with SCHEMA; 0 before it, 2 before the Status enum
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring an older runs table up to SCHEMA inside the caller's write transaction (foreign keys off).
+
+    SQLite cannot change a CHECK, so the table is copied into a new one: every run, with its metrics and checkpoints
+    untouched. A run that died was stored as `failed` with a reason starting "Interrupted:" before `interrupted` was
+    a status of its own; it becomes `interrupted`, keeping its reason.
+    """
+    old = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    kept = [column for column in RUN_COLUMNS if column in old]  # `owner` came in version 2
+    db.execute(RUNS_TABLE.format(table="runs_migrated"))
+    db.execute(f"INSERT INTO runs_migrated ({', '.join(kept)}) SELECT {', '.join(kept)} FROM runs")
+    db.execute(f"UPDATE runs_migrated SET status='{Status.INTERRUPTED}' "
+               f"WHERE status='{Status.FAILED}' AND error LIKE 'Interrupted:%'")
+    db.execute("DROP TABLE runs")
+    db.execute("ALTER TABLE runs_migrated RENAME TO runs")
+    problems = db.execute("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        raise StoreError(f"The run store's migration would orphan {len(problems)} rows; it was not changed.")
 
 
 class DamagedRunError(StoreError):
     """A run's row that cannot be read back (e.g. its JSON was cut or edited by hand)."""
 
-    def __init__(self, message: str, run_id: int, pid: int | None) -> None:
+    def __init__(self, message: str, row: dict) -> None:
         super().__init__(message)
-        self.id, self.pid = run_id, pid  # what the queue needs to fail a damaged run whose process died
-
+        # What the queue needs to fail a damaged run whose process died.
+        self.id, self.status, self.pid, self.process_started = (row["id"], row["status"], row["pid"],
+                                                                row.get("process_started"))
 
 
 @dataclass(frozen=True)
@@ -83,17 +131,20 @@ class Run:
     error: str | None
     pid: int | None
     owner: str | None = None
+    process_started: float | None = None
+    claimed: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Run":
         """The run of a row, its spec and recipe complete; DamagedRunError when they cannot be read."""
         values = dict(row)
         try:
+            values["status"] = Status(values["status"])
             # Through the dataclasses and back, so a reader can rely on every field being there.
             values["spec"] = NetSpec.from_dict(json.loads(values["spec"])).to_dict()
             values["recipe"] = Recipe.from_dict(json.loads(values["recipe"])).to_dict()
-        except (ValueError, TypeError, AttributeError) as error:  # bad JSON, a list, unknown or missing fields
+        except (ValueError, TypeError, AttributeError) as error:  # bad JSON, a list, unknown fields or status
             raise DamagedRunError(f"Run {values['id']}'s record in the store is damaged ({error}); the Runs page can "
-                                  "delete it.", values["id"], values["pid"]) from None
+                                  "delete it.", values) from None
         return cls(**values)
 

@@ -1,12 +1,13 @@
 """The run store: one SQLite database (WAL) plus safetensors checkpoints in the data folder.
 
-Every training process, the CLI and the app meet here. Each write is one transaction, so a reader
-polling while a run writes sees whole rows or nothing; WAL lets readers go on while a writer commits.
-The runs table doubles as the job queue: `create_runs` makes `queued` runs (refusing, in the same
-transaction, a person's runs past their limit and any past the queue's bound) and `claim` atomically
-moves one to `running` for one process (a cap on concurrent runs counts `running` rows in the same
-transaction). A damaged row is reported by `damaged_runs` and skipped, never fatal to a reader.
-The tables and the `Run` row are in `runs.schema`. No UI code here.
+Every training process, the CLI and the app meet here. Each write is one short transaction, so a reader polling
+while a run writes sees whole rows or nothing; WAL lets readers go on while a writer commits. The runs table is
+also the job queue's state (`runs.queue` decides what happens): `create_runs` makes `queued` runs (refusing, in
+the same transaction, a person's runs past their limit and any past the queue's bound), `claim_slots` moves the
+oldest to `starting` while fewer than the cap are busy, `launched` records the process a dispatcher started for
+one, and that process `confirm`s it as `running`. Nothing here starts a process or waits on one, so the write lock
+is never held for longer than a few statements. A damaged row is reported by `damaged_runs` and skipped, never
+fatal to a reader. The tables, the statuses and the `Run` row are in `runs.schema`. No UI code here.
 """
 from __future__ import annotations
 
@@ -17,25 +18,27 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
-from ..errors import RunLimitError, ServerFullError, StoreError, folder_full_error
-from .schema import ENDED, METRIC_COLUMNS, MIGRATIONS, SCHEMA, SCHEMA_VERSION, DamagedRunError, Run
+from ..errors import RunLimitError, ServerFullError, StoreError
+from . import processes
+from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, SCHEMA, SCHEMA_VERSION, DamagedRunError, Run, Status,
+                     migrate, sql_list)
 from .settings import resolve_home
 
 logger = logging.getLogger(__name__)
+BUSY = sql_list((Status.STARTING, Status.RUNNING))  # runs that hold one of the cap's slots
 
 
-def process_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
+class Verdict(NamedTuple):
+    """A change a dispatcher decided from what it read: run `id`, still `status` with process `pid`, becomes
+    `new_status` (with `error`). Applied only if the run has not changed meanwhile."""
+
+    id: int
+    status: str
+    pid: int | None
+    new_status: str
+    error: str | None = None
 
 
 class Store:
@@ -53,18 +56,28 @@ class Store:
             # A read decides: the app opens a store on every page poll (each Streamlit rerun is a new thread),
             # and the schema's write transaction would make every poll queue for the write lock.
             if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                with self._transaction():
-                    for statement in SCHEMA.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
-                    columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
-                    for column, statement in MIGRATIONS.items():
-                        if column not in columns:
-                            self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._create_or_migrate()
         except sqlite3.DatabaseError as error:
             raise StoreError(f"Cannot open the run store {self.path} ({error}); pass --home DIR for another data "
                              "folder.") from None
+
+    def _create_or_migrate(self) -> None:
+        # Foreign keys cannot be switched inside a transaction; off, the runs table can be copied under its metrics.
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self._transaction() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
+                if version < SCHEMA_VERSION:
+                    if db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone():
+                        logger.warning("Migrating the run store %s from version %s to %s.", self.path, version,
+                                       SCHEMA_VERSION)
+                        migrate(db)
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         self._db.close()
@@ -101,7 +114,7 @@ class Store:
             for run in runs:
                 cursor = db.execute(
                     "INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created, "
-                    "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    f"owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{Status.QUEUED}', ?, ?)",
                     (run["name"], run["spec"]["name"], json.dumps(run["spec"]), json.dumps(run["recipe"]),
                      run["data"], run["device"], run["precision"], run["seed"], time.time(), owner))
                 ids.append(cursor.lastrowid)
@@ -116,7 +129,7 @@ class Store:
             return
         if per_owner is not None:
             active = [row[0] for row in db.execute(
-                "SELECT id FROM runs WHERE owner=? AND status IN ('queued', 'running') ORDER BY id", (owner,))]
+                f"SELECT id FROM runs WHERE owner=? AND status IN {sql_list(ACTIVE)} ORDER BY id", (owner,))]
             if len(active) + count > per_owner:
                 listed = ", ".join(f"#{run_id}" for run_id in active)
                 raise RunLimitError(
@@ -124,16 +137,29 @@ class Store:
                     f"{f' ({listed})' if active else ''}, so {count} more cannot start; wait for one to finish or "
                     "cancel it.")
         if max_waiting is not None:
-            pending = db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]
+            pending = db.execute(f"SELECT COUNT(*) FROM runs WHERE status IN {sql_list(ACTIVE)}").fetchone()[0]
             if pending + count - cap > max_waiting:
                 raise ServerFullError(f"The server is full: {max(pending - cap, 0)} runs are already waiting for a "
                                       "free slot; try again in a few minutes.")
 
     def claim(self, run_id: int, pid: int) -> bool:
-        """Move a queued run to running for process `pid`; False when another process got there first."""
+        """Process `pid` takes a queued run itself (the CLI training in the foreground), past the queue and its cap;
+        False when another process got there first."""
+        return self._set_running(run_id, pid, f"status='{Status.QUEUED}'")
+
+    def confirm(self, run_id: int, pid: int) -> bool:
+        """Process `pid` confirms the run a dispatcher launched it for (or takes a queued run, as `claim`); False
+        when the run was cancelled meanwhile, has ended, or belongs to another process."""
+        return self._set_running(run_id, pid, f"(status='{Status.QUEUED}' OR (status='{Status.STARTING}' AND "
+                                              f"(pid IS NULL OR pid=:pid)) OR (status='{Status.RUNNING}' AND pid=:pid))")
+
+    def _set_running(self, run_id: int, pid: int, condition: str) -> bool:
+        values = dict(pid=pid, process_started=processes.start_time(pid), now=time.time(), id=run_id)
         with self._transaction() as db:
-            cursor = db.execute("UPDATE runs SET status='running', pid=?, started=COALESCE(started, ?), ended=NULL, "
-                                "error=NULL WHERE id=? AND status='queued'", (pid, time.time(), run_id))
+            cursor = db.execute(
+                f"UPDATE runs SET status='{Status.RUNNING}', pid=:pid, process_started=:process_started, "
+                f"started=COALESCE(started, :now), ended=NULL, error=NULL, claimed=NULL WHERE id=:id AND {condition}",
+                values)
             return cursor.rowcount == 1
 
     def requeue_for_resume(self, run_id: int, *, per_owner: int | None = None, max_waiting: int | None = None,
@@ -142,15 +168,20 @@ class Store:
         (`create_runs`'s limits) a run whose owner has no room for it."""
         with self._transaction() as db:
             run = self._run(db, run_id)
-            if run.status == "finished":
-                raise StoreError(f"Run {run_id} has finished; only cancelled, failed or killed runs can be resumed.")
-            if run.status == "diverged":
+            if run.status == Status.FINISHED:
+                raise StoreError(f"Run {run_id} has finished; only cancelled, failed or interrupted runs can be "
+                                 "resumed.")
+            if run.status == Status.DIVERGED:
                 raise StoreError(f"Run {run_id} diverged ({run.error}); start a new run with a lower --lr instead.")
-            if run.status == "running" and process_alive(run.pid) and run.pid != os.getpid():
+            if run.status == Status.QUEUED:
+                raise StoreError(f"Run {run_id} is already queued.")
+            busy = run.status in (Status.STARTING, Status.RUNNING)
+            if busy and processes.running(run.pid, run.process_started) and run.pid != os.getpid():
                 raise StoreError(f"Run {run_id} is still running in process {run.pid}; cancel it before resuming.")
-            if run.status != "running":  # a running run whose process died is already counted
+            if run.status in RESUMABLE:  # a busy run whose process died is already counted
                 self._check_room(db, 1, run.owner, per_owner, max_waiting, cap)
-            db.execute("UPDATE runs SET status='queued', pid=NULL WHERE id=?", (run_id,))
+            db.execute(f"UPDATE runs SET status='{Status.QUEUED}', pid=NULL, process_started=NULL, claimed=NULL "
+                       "WHERE id=?", (run_id,))
             return run
 
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
@@ -188,7 +219,8 @@ class Store:
             return error
 
     def count_running(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM runs WHERE status='running'").fetchone()[0]
+        """Runs holding a slot: running, or starting."""
+        return self._db.execute(f"SELECT COUNT(*) FROM runs WHERE status IN {BUSY}").fetchone()[0]
 
     def summaries(self) -> list[dict]:
         """One dict per run with its latest training and test values (fractions, or None before the first)."""
@@ -272,70 +304,68 @@ class Store:
         return (row["iteration"], Path(row["path"])) if row else None
 
     # ------------------------------------------------------------------------------------ job queue
-    def has_pending(self) -> bool:
-        """Whether any run is queued or running: a read, so idle pollers never take the write lock."""
-        pending = self._db.execute("SELECT 1 FROM runs WHERE status IN ('queued', 'running') LIMIT 1").fetchone()
-        return pending is not None
+    def active_runs(self) -> list[Run | DamagedRunError]:
+        """Queued, starting and running runs, oldest first (damaged ones as their errors): a read."""
+        return [self._read(row) for row in self._db.execute(
+            f"SELECT * FROM runs WHERE status IN {sql_list(ACTIVE)} ORDER BY id").fetchall()]
 
-    def start_queued(self, cap: int, launch: Callable[[Run], int], alive: Callable[[int | None], bool],
-                     lost_reason: Callable[[Run], str]) -> list[int]:
-        """Fail `running` runs whose process is gone, then start the oldest queued runs while fewer than `cap` run.
+    def claim_slots(self, cap: int, verdicts: Iterable[Verdict] = ()) -> list[Run]:
+        """Apply `verdicts` (each only if its run is unchanged), then move the oldest queued runs to `starting`
+        while fewer than `cap` are busy; the runs claimed, for the caller to launch after this commits.
 
-        `launch(run)` starts a process and returns its pid. Counting, choosing and marking happen in one write
-        transaction, so callers racing in several processes never start more than `cap` runs between them.
-        Returns the ids started.
+        One short write transaction: callers racing in several processes never claim more than `cap` between them.
+        A damaged queued run fails instead of being claimed.
         """
-        started = []
+        now = time.time()
+        claimed = []
         with self._transaction() as db:
-            running = [self._read(row) for row in db.execute("SELECT * FROM runs WHERE status='running'").fetchall()]
-            lost = [run for run in running if not alive(run.pid)]
-            db.executemany("UPDATE runs SET status='failed', error=?, ended=? WHERE id=?",
-                           [(lost_reason(run) if isinstance(run, Run) else str(run), time.time(), run.id)
-                            for run in lost])
-            free = cap - (len(running) - len(lost))
-            for row in db.execute("SELECT * FROM runs WHERE status='queued' ORDER BY id").fetchall():
-                if len(started) >= free:
+            for verdict in verdicts:
+                ended = now if verdict.new_status in ENDED else None
+                pid = None if verdict.new_status == Status.QUEUED else verdict.pid
+                db.execute("UPDATE runs SET status=?, error=?, ended=?, pid=?, claimed=NULL WHERE id=? AND status=? "
+                           "AND pid IS ?", (verdict.new_status, verdict.error, ended, pid, verdict.id,
+                                            verdict.status, verdict.pid))
+            free = cap - db.execute(f"SELECT COUNT(*) FROM runs WHERE status IN {BUSY}").fetchone()[0]
+            for row in db.execute(f"SELECT * FROM runs WHERE status='{Status.QUEUED}' ORDER BY id").fetchall():
+                if len(claimed) >= free:
                     break
-                run, pid = self._read(row), None
+                run = self._read(row)
                 if isinstance(run, DamagedRunError):
-                    reason = run
-                else:
-                    try:
-                        pid = launch(run)
-                    except Exception as error:  # e.g. a full disk for its log; the queue behind it must not stall
-                        logger.warning("Run %s could not start.", run.id, exc_info=True)
-                        reason = folder_full_error(error, self.home) or error
-                if pid is None:
-                    db.execute("UPDATE runs SET status='failed', error=?, ended=? WHERE id=?",
-                               (f"It could not start: {reason}", time.time(), row["id"]))
+                    db.execute(f"UPDATE runs SET status='{Status.FAILED}', error=?, ended=? WHERE id=?",
+                               (f"It could not start: {run}", now, run.id))
                     continue
-                db.execute("UPDATE runs SET status='running', pid=?, started=COALESCE(started, ?), ended=NULL, "
-                           "error=NULL WHERE id=?", (pid, time.time(), run.id))
-                started.append(run.id)
-        return started
+                db.execute(f"UPDATE runs SET status='{Status.STARTING}', pid=NULL, process_started=NULL, claimed=? "
+                           "WHERE id=?", (now, run.id))
+                claimed.append(run)
+        return claimed
 
-    def adopt(self, run_id: int, pid: int) -> bool:
-        """Process `pid` takes the run a dispatcher started for it (or, should that dispatcher have rolled back,
-        the still-queued run); False when the run belongs to another process or has ended."""
+    def launched(self, run_id: int, pid: int, process_started: float | None) -> None:
+        """Record the process a dispatcher started for a `starting` run (unless that process confirmed it first)."""
         with self._transaction() as db:
-            cursor = db.execute("UPDATE runs SET status='running', pid=?, started=COALESCE(started, ?), ended=NULL, "
-                                "error=NULL WHERE id=? AND (status='queued' OR (status='running' AND pid=?))",
-                                (pid, time.time(), run_id, pid))
-            return cursor.rowcount == 1
+            db.execute(f"UPDATE runs SET pid=?, process_started=? WHERE id=? AND status='{Status.STARTING}' "
+                       "AND pid IS NULL", (pid, process_started, run_id))
+
+    def fail_start(self, run_id: int, error: str) -> None:
+        """A `starting` run whose process could not be launched fails with `error`."""
+        with self._transaction() as db:
+            db.execute(f"UPDATE runs SET status='{Status.FAILED}', error=?, ended=? WHERE id=? "
+                       f"AND status='{Status.STARTING}'", (error, time.time(), run_id))
 
     def queued_ids(self) -> list[int]:
         """Queued runs in the order they will start."""
-        return [row[0] for row in self._db.execute("SELECT id FROM runs WHERE status='queued' ORDER BY id")]
+        return [row[0] for row in self._db.execute(f"SELECT id FROM runs WHERE status='{Status.QUEUED}' ORDER BY id")]
 
     def cancel_queued(self, run_id: int) -> bool:
-        """Cancel a run that has not started; False when it is no longer queued."""
+        """Cancel a run that has not started (queued, or starting: its process then finds it cancelled and
+        exits); False when it is already running or has ended."""
         with self._transaction() as db:
-            cursor = db.execute("UPDATE runs SET status='cancelled', error='Cancelled before it started.', ended=? "
-                                "WHERE id=? AND status='queued'", (time.time(), run_id))
+            cursor = db.execute(f"UPDATE runs SET status='{Status.CANCELLED}', error='Cancelled before it started.', "
+                                f"ended=? WHERE id=? AND status IN {sql_list((Status.QUEUED, Status.STARTING))}",
+                                (time.time(), run_id))
             return cursor.rowcount == 1
 
     def delete_run(self, run_id: int) -> bool:
-        """Forget a run that is not running, with its metrics and checkpoint rows (its files are the caller's);
-        False when it is running."""
+        """Forget a run that is not busy, with its metrics and checkpoint rows (its files are the caller's);
+        False when it is starting or running."""
         with self._transaction() as db:
-            return db.execute("DELETE FROM runs WHERE id=? AND status!='running'", (run_id,)).rowcount == 1
+            return db.execute(f"DELETE FROM runs WHERE id=? AND status NOT IN {BUSY}", (run_id,)).rowcount == 1

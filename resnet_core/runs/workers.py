@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from . import processes
 from .settings import spares_wanted, threads_per_run
-from .store import Store, process_alive
+from .store import Store
 
 LOG_NAME = "train.log"
 SPARE_IDLE_S = 300  # an idle spare (~300 MB) retires after this long
@@ -62,7 +63,7 @@ def _hand_to_spare(store: Store, run_id: int, threads: int) -> int | None:
             os.rename(spare, claimed)  # atomic: of two dispatchers (or a retiring spare) only one gets it
         except FileNotFoundError:
             continue
-        alive = process_running(pid)
+        alive = processes.running(pid)
         if alive:
             order = spare_paths(store.home, pid)[1]
             staged = order.with_suffix(".tmp")
@@ -85,7 +86,7 @@ def keep_spares(store: Store | None = None, threads: int | None = None, spares: 
         fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions counting at once would both start the missing spares
         waiting = 0
         for spare in folder.glob("*.spare"):
-            if process_running(int(spare.stem)):
+            if processes.running(int(spare.stem)):
                 waiting += 1
             else:
                 spare.unlink(missing_ok=True)
@@ -93,17 +94,6 @@ def keep_spares(store: Store | None = None, threads: int | None = None, spares: 
             pid = _spawn(["resnet_core.runs.workers", str(store.home)], folder / "spares.log",
                          threads or threads_per_run())
             spare_paths(store.home, pid)[0].touch()
-
-
-def process_running(pid: int | None) -> bool:
-    """Whether `pid` still runs; reaps it if it is an exited child of this process (a zombie still 'exists')."""
-    if not pid:
-        return False
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: someone else reaps it
-        return process_alive(pid)
-    return reaped == 0
 
 
 # ------------------------------------------------------------------------------------------- a spare's own side
