@@ -1,4 +1,4 @@
-"""`python -m resnet_core train|runs|evaluate|summary`.
+"""`python -m resnet_core train|runs|models|evaluate|summary`.
 
 Exit status 0 on success, 2 on a user error (one line on stderr), 1 on a bug (with its traceback).
 Under `torchrun` every process runs `train`; rank 0 alone writes the store and prints.
@@ -19,6 +19,7 @@ EPILOG = """examples:
   python -m resnet_core train --model plain20 --data synthetic --iterations 200 --name demo
   python -m resnet_core train --resume 3
   python -m resnet_core runs
+  python -m resnet_core models --json
   python -m resnet_core evaluate 3 --json
   torchrun --nproc_per_node=2 -m resnet_core train --model resnet20 --data cifar10 --epochs 1
 
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs = with_home(commands.add_parser("runs", help="list the recorded runs"))
     runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
+    models = with_home(commands.add_parser(
+        "models", help="list every trained model the app can use: the shipped reference and demo nets, finished "
+        "runs, torchvision's ImageNet weights in the torch cache"))
+    models.add_argument("--json", action="store_true", help="print a JSON list (name, model, source, test_error, "
+                        "path, label) instead of a table")
+
     evaluate = with_home(commands.add_parser("evaluate", help="test a run's latest checkpoint"))
     evaluate.add_argument("run_id", type=int, metavar="RUN_ID")
     evaluate.add_argument("--json", action="store_true", help="print a JSON object instead of text")
@@ -107,7 +114,8 @@ def exit_now(code: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": _train, "runs": _runs, "evaluate": _evaluate, "summary": _summary}[args.command](args)
+        return {"train": _train, "runs": _runs, "models": _models, "evaluate": _evaluate,
+                "summary": _summary}[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -271,6 +279,24 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"{run['id']:>4}  {run['status']:<11}  {run['iterations_done']:>6}/{run['iterations_total']:<6}  "
               f"{percent(run['train_error']):>9}  {percent(run['test_error']):>9}  "
               f"{run['model']} / {run['data']} / {run['name']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- models
+def _models(args: argparse.Namespace) -> int:
+    from .explain.catalog import available_models, references
+    from .runs.store import Store
+
+    for problem in references()[1]:  # on stderr, so --json stays parseable
+        print(f"warning: {problem}", file=sys.stderr)
+    entries = available_models(Store(args.home))
+    if args.json:
+        print(json.dumps([entry.to_dict() for entry in entries], indent=2))
+        return 0
+    print(f"{'name':<20}  {'source':<11}  {'test err':>8}  label / path")
+    for entry in entries:
+        error = "-" if entry.test_error is None else f"{100 * entry.test_error:.2f}%"
+        print(f"{entry.name:<20}  {entry.source:<11}  {error:>8}  {entry.label} / {entry.path}")
     return 0
 
 

@@ -111,7 +111,8 @@ def run_classifier(store, run_id: int) -> Classifier:
 
 
 # ------------------------------------------------------------------------------------------- torchvision ImageNet
-def _imagenet_weights(name: str):
+def imagenet_weights(name: str):
+    """torchvision's weights enum entry for `name` (its url and measured accuracy)."""
     from torchvision.models import ResNet18_Weights, ResNet50_Weights
 
     if name not in IMAGENET_NAMES:
@@ -121,14 +122,14 @@ def _imagenet_weights(name: str):
 
 def imagenet_weights_path(name: str) -> Path:
     """Where torch's hub cache keeps torchvision's file for `name` ($TORCH_HOME/hub/checkpoints/…)."""
-    url = _imagenet_weights(name).url
+    url = imagenet_weights(name).url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
 
 
 def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
     """torchvision's ImageNet `resnet18` or `resnet50` (IMAGENET1K_V1) in our net, from the local torch cache;
     with `download`, fetched first when missing. Raises `WeightsUnavailableError` saying where to put the file."""
-    weights = _imagenet_weights(name)
+    weights = imagenet_weights(name)
     path = imagenet_weights_path(name)
     if not path.is_file() and download:
         try:

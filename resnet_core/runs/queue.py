@@ -275,10 +275,18 @@ def cancel_requested(store: Store, run: Run) -> bool:
         return False
 
 
+def _refuse_reference(store: Store, run_id: int, done: str) -> None:
+    run = store.run(run_id)  # also: no such run
+    if run.reference:
+        raise StoreError(f"Run {run_id} is the shipped {run.reference} reference; it is read-only and cannot be "
+                         f"{done}.")
+
+
 def cancel(run_id: int, store: Store | None = None) -> str:
     """Cancel a run that has not started at once, or ask a running one to stop after a checkpoint; returns what
     was done."""
     store = store or Store()
+    _refuse_reference(store, run_id, "cancelled")
     if store.cancel_queued(run_id):
         return f"Run {run_id} was cancelled before it started."
     run = store.run(run_id)
@@ -302,6 +310,7 @@ def cancel(run_id: int, store: Store | None = None) -> str:
 def resume(run_id: int, store: Store | None = None) -> str:
     """Queue a cancelled, failed or interrupted run again; it continues from its last checkpoint."""
     store = store or Store()
+    _refuse_reference(store, run_id, "resumed")
     store.requeue_for_resume(run_id, **workshop_limits())  # refuses queued, finished, diverged, running runs, and
     dispatch(store)                                        # full queues
     return f"Run {run_id} is queued to continue from its last checkpoint."
@@ -310,6 +319,7 @@ def resume(run_id: int, store: Store | None = None) -> str:
 def delete(run_id: int, store: Store | None = None) -> str:
     """Forget a run that is not running, with its metrics, checkpoints and log."""
     store = store or Store()
+    _refuse_reference(store, run_id, "deleted")
     if not store.delete_run(run_id):  # it is running, or there is no such run (store.run says so)
         run = store.run(run_id)
         if processes.running(run.pid, run.process_started):

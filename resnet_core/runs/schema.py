@@ -40,7 +40,7 @@ METRIC_COLUMNS = ("iteration", "kind", "epoch", "loss", "error", "smoothed_loss"
                   "images_per_s", "elapsed_s", "eta_s")
 
 RUN_COLUMNS = ("id", "name", "model", "spec", "recipe", "data", "device", "precision", "seed", "status", "created",
-               "started", "ended", "error", "pid", "owner", "process_started", "claimed")
+               "started", "ended", "error", "pid", "owner", "process_started", "claimed", "reference")
 RUNS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS {{table}} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,9 +60,11 @@ CREATE TABLE IF NOT EXISTS {{table}} (
     pid INTEGER,
     owner TEXT,                -- who started it from the app (a browser's hashed id), NULL from the CLI
     process_started REAL,      -- the start time of process `pid`: a reused pid has another
-    claimed REAL               -- when a dispatcher made it `starting`
+    claimed REAL,              -- when a dispatcher made it `starting`
+    reference TEXT             -- the shipped reference net it is (read-only), NULL for a run trained here
 )"""
 SCHEMA = RUNS_TABLE.format(table="runs") + """;
+CREATE UNIQUE INDEX IF NOT EXISTS runs_reference ON runs(reference) WHERE reference IS NOT NULL;
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     iteration INTEGER NOT NULL,  -- optimizer steps done when measured
@@ -80,7 +82,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (run_id, iteration)
 );
 """
-SCHEMA_VERSION = 3  # PRAGMA user_version of a store with SCHEMA; 0 before it, 2 before the Status enum
+SCHEMA_VERSION = 4  # PRAGMA user_version of a store with SCHEMA; 0 before it, 2 before the Status enum, 3 before
+# reference runs
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -91,7 +94,7 @@ def migrate(db: sqlite3.Connection) -> None:
     a status of its own; it becomes `interrupted`, keeping its reason.
     """
     old = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-    kept = [column for column in RUN_COLUMNS if column in old]  # `owner` came in version 2
+    kept = [column for column in RUN_COLUMNS if column in old]  # the others came later and start empty
     db.execute(RUNS_TABLE.format(table="runs_migrated"))
     db.execute(f"INSERT INTO runs_migrated ({', '.join(kept)}) SELECT {', '.join(kept)} FROM runs")
     db.execute(f"UPDATE runs_migrated SET status='{Status.INTERRUPTED}' "
@@ -133,6 +136,7 @@ class Run:
     owner: str | None = None
     process_started: float | None = None
     claimed: float | None = None
+    reference: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Run":

@@ -190,6 +190,24 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE runs SET status=?, error=?, ended=? WHERE id=?", (status, error, time.time(), run_id))
 
+    def add_reference(self, reference: str, *, name: str, spec: dict, recipe: dict, data: str, precision: str,
+                      metrics: list[dict], trained_at: float, wall_s: float | None) -> int:
+        """Record a shipped reference net as a finished, read-only run with its whole history, once: its id (the
+        existing one when it is already here)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT id FROM runs WHERE reference=?", (reference,)).fetchone()
+            if row is not None:
+                return row[0]
+            cursor = db.execute(
+                "INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created, started, "
+                f"ended, reference) VALUES (?, ?, ?, ?, ?, 'cpu', ?, 0, '{Status.FINISHED}', ?, ?, ?, ?)",
+                (name, spec["name"], json.dumps(spec), json.dumps(recipe), data, precision, trained_at, trained_at,
+                 trained_at + (wall_s or 0), reference))
+            placeholders = ", ".join("?" * (len(METRIC_COLUMNS) + 1))
+            db.executemany(f"INSERT INTO metrics (run_id, {', '.join(METRIC_COLUMNS)}) VALUES ({placeholders})",
+                           [(cursor.lastrowid, *(row.get(column) for column in METRIC_COLUMNS)) for row in metrics])
+            return cursor.lastrowid
+
     def run(self, run_id: int) -> Run:
         return self._run(self._db, run_id)
 
@@ -366,6 +384,7 @@ class Store:
 
     def delete_run(self, run_id: int) -> bool:
         """Forget a run that is not busy, with its metrics and checkpoint rows (its files are the caller's);
-        False when it is starting or running."""
+        False when it is starting or running, or a reference."""
         with self._transaction() as db:
-            return db.execute(f"DELETE FROM runs WHERE id=? AND status NOT IN {BUSY}", (run_id,)).rowcount == 1
+            return db.execute(f"DELETE FROM runs WHERE id=? AND status NOT IN {BUSY} AND reference IS NULL",
+                              (run_id,)).rowcount == 1
