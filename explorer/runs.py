@@ -7,6 +7,7 @@ clearing it or restarting the app refetches from the store.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import uuid
@@ -21,12 +22,14 @@ from explorer.training_charts import RunCurves
 from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
 from resnet_core.training.recipe import TEST_POINTS
 from resnet_core.errors import UserError
+from resnet_core.explain import catalog
 from resnet_core.runs import queue, workers
 from resnet_core.runs.schema import ACTIVE, METRIC_COLUMNS, RESUMABLE, Run, Status
 from resnet_core.runs.settings import max_concurrent_runs, resolve_home, runs_per_user, threads_per_run
 from resnet_core.runs.store import Store
 from resnet_core.training.data import cifar_folder
 
+logger = logging.getLogger(__name__)
 _local = threading.local()
 AUTO_TEST_POINTS = f"auto: {TEST_POINTS} times a run, at most once an epoch"  # training_recipe's rule, in words
 XSRF_COOKIE = "_streamlit_xsrf"
@@ -40,7 +43,26 @@ def store() -> Store:
     if home not in stores:
         stores[home] = Store(home)
     _dispatcher(str(home)).keep_alive()
+    _references_added(str(home))
     return stores[home]
+
+
+@st.cache_resource
+def _references_added(home: str) -> tuple[str, ...]:
+    """The shipped reference nets, added to this data folder's store once per server as read-only runs; one line
+    per reference file that is missing or damaged (the pages show them and go on without it)."""
+    db = Store(home)
+    try:
+        problems = catalog.add_references_to(db)
+    finally:
+        db.close()
+    for problem in problems:
+        logger.warning("%s", problem)
+    return tuple(problems)
+
+
+def reference_problems() -> tuple[str, ...]:
+    return _references_added(str(resolve_home()))
 
 
 @st.cache_resource
@@ -231,6 +253,8 @@ def net_label(model: str) -> str:
 
 
 def _status(db: Store, run: Run, positions: dict[int, int]) -> str:
+    if run.reference:  # the badge of a shipped, read-only run
+        return "reference"
     if run.status == Status.QUEUED:  # positions are read apart from the run: it may have started or come meanwhile
         return f"queued #{positions[run.id]}" if run.id in positions else "queued"
     if run.status == Status.STARTING:  # its process is on its way (a second at most): for a person, it runs
@@ -248,7 +272,7 @@ def poll(run_ids: list[int]) -> list[RunState]:
     """The runs that still exist, with their curves: reads only (the server's dispatcher advances the queue)."""
     db = store()
     positions = queue.queue_positions(db)
-    existing = {run.id: run for run in db.runs()}
+    existing = {run.id: run for run in db.runs(references=True)}
     states = []
     for run_id in run_ids:
         run = existing.get(run_id)
@@ -256,7 +280,7 @@ def poll(run_ids: list[int]) -> list[RunState]:
             continue
         rows = _metric_cache().rows(db, run)
         last = rows["train"][-1] if rows["train"] else None
-        label = f"#{run.id} {net_label(run.model)}"
+        label = f"{net_label(run.model)} reference" if run.reference else f"#{run.id} {net_label(run.model)}"
         states.append(RunState(
             run=run, label=label, status=_status(db, run, positions),
             iterations_done=last["iteration"] if last else 0,
@@ -264,6 +288,34 @@ def poll(run_ids: list[int]) -> list[RunState]:
             eta_s=last["eta_s"] if last and run.status == "running" else None,
             curves=RunCurves(run.id, label, _frame(rows["train"]), _frame(rows["test"]))))
     return states
+
+
+def references_behind(states: list[RunState]) -> list[RunCurves]:
+    """The reference curves to draw behind live runs: for each run of a net with a shipped reference, trained on
+    CIFAR-10, the reference's training and test error in the run's colour, its x in the run's iterations (scaled
+    by the batch sizes, so both count the same images) and up to the run's length. One per net."""
+    curves, seen = [], set()
+    for state in states:
+        run = state.run
+        if run.reference or run.model not in catalog.REFERENCE_NAMES or run.model in seen or not _cifar10(run.data):
+            continue
+        try:
+            reference = catalog.reference(run.model)
+            history = reference.history()
+        except catalog.ReferenceError:  # named at the top of the Runs page; the live run is drawn regardless
+            continue
+        seen.add(run.model)
+        scale = reference.recipe["batch_size"] / run.recipe["batch_size"]
+        history = history.assign(iteration=history["iteration"] * scale)
+        history = history[history["iteration"] <= run.recipe["iterations"]]
+        train, test = (history[history["kind"] == kind].reset_index(drop=True) for kind in ("train", "test"))
+        curves.append(RunCurves(run.id, reference.legend, train, test, reference=True))
+    return curves
+
+
+def _cifar10(source: str) -> bool:
+    """CIFAR-10 itself, or an image folder of it (the references were trained on a JPEG copy)."""
+    return source == "cifar10" or "cifar10" in Path(source).name.lower().replace("-", "")
 
 
 def duration_text(seconds: float | None) -> str:
@@ -302,7 +354,7 @@ def history() -> pd.DataFrame:
     db = store()
     positions = queue.queue_positions(db)
     rows = []
-    for run, summary in reversed(db.runs_and_summaries()):
+    for run, summary in reversed(db.runs_and_summaries(references=True)):
         end = run.ended if run.status not in ACTIVE else time.time()
         # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
         last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
@@ -322,8 +374,9 @@ def history() -> pd.DataFrame:
 
 def choices() -> dict[int, str]:
     """Run id -> `#3 ResNet-8 on synthetic (finished)`, newest first."""
-    return {run.id: f"#{run.id} {net_label(run.model)} on {run.data} ({run.status})"
-            for run in reversed(store().runs())}
+    return {run.id: f"{run.name} (read-only)" if run.reference else
+            f"#{run.id} {net_label(run.model)} on {run.data} ({run.status})"
+            for run in reversed(store().runs(references=True))}
 
 
 def damaged() -> dict[int, str]:
@@ -340,6 +393,17 @@ def metrics_csv(run_id: int) -> bytes:
     return _frame(store().metrics(run_id)).to_csv(index=False).encode()
 
 
+def is_reference(run_id: int) -> bool:
+    return bool(store().reference_of(run_id))
+
+
 def checkpoint_path(run_id: int) -> Path | None:
+    """The run's latest checkpoint; for a reference run, its shipped model file."""
+    run = store().run(run_id)
+    if run.reference:
+        try:
+            return catalog.reference(run.reference).path
+        except catalog.ReferenceError:  # reported at the top of the page
+            return None
     latest = store().latest_checkpoint(run_id)
     return latest[1] if latest and latest[1].is_file() else None

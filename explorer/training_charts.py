@@ -16,6 +16,7 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 # A 64k-iteration run has 64k training rows; a browser redrawing that every second stutters, a line of 2k doesn't.
 MAX_POINTS_PER_LINE = 2000
 TRAIN_WIDTH, TEST_WIDTH = 1.2, 3.5
+REFERENCE_OPACITY = 0.35
 CHART_HEIGHT_PX = 460
 
 
@@ -27,6 +28,7 @@ class RunCurves:
     label: str
     train: pd.DataFrame
     test: pd.DataFrame  # the test or validation rows
+    reference: bool = False  # a reference run's curves, drawn faintly behind the live run of the same colour
 
 
 def thinned(frame: pd.DataFrame, max_points: int = MAX_POINTS_PER_LINE) -> pd.DataFrame:
@@ -50,25 +52,29 @@ def _layout(figure: go.Figure, title: str) -> go.Figure:
 
 
 def error_figure(curves: Sequence[RunCurves]) -> go.Figure:
-    """Training error (thin, smoothed over ~50 iterations) and test error (bold) in %, as in Fig. 6."""
+    """Training error (thin, smoothed over ~50 iterations) and test error (bold) in %, as in Fig. 6; reference
+    curves first, faint and dotted, so the live ones are drawn over them."""
     figure = go.Figure()
-    for curve in curves:
+    for curve in sorted(curves, key=lambda curve: not curve.reference):
         train, test, color = thinned(curve.train), curve.test, color_of(curve)
+        faint = dict(opacity=REFERENCE_OPACITY) if curve.reference else {}
+        dash = "dot" if curve.reference else None
         figure.add_scatter(x=train["iteration"], y=100 * train["smoothed_error"], mode="lines",
                            name=f"{curve.label} train", legendgroup=curve.label,
-                           line=dict(color=color, width=TRAIN_WIDTH))
+                           line=dict(color=color, width=TRAIN_WIDTH, dash=dash), **faint)
         figure.add_scatter(x=test["iteration"], y=100 * test["error"], mode="lines+markers",
                            name=f"{curve.label} test", legendgroup=curve.label,
-                           line=dict(color=color, width=TEST_WIDTH), marker=dict(size=6))
+                           line=dict(color=color, width=TEST_WIDTH, dash=dash), marker=dict(size=6), **faint)
     _layout(figure, "Error (%): thin = training, bold = test")
     figure.update_yaxes(title_text="error (%)", rangemode="tozero")
     return figure
 
 
 def loss_lr_figure(curves: Sequence[RunCurves]) -> go.Figure:
-    """Training loss (thin, smoothed) and test loss (bold) in nats; the learning rate (dotted) on a log axis."""
+    """Training loss (thin, smoothed) and test loss (bold) in nats; the learning rate (dotted) on a log axis. Of
+    the live runs only: a reference's schedule would crowd the lr axis."""
     figure = make_subplots(specs=[[{"secondary_y": True}]])
-    for curve in curves:
+    for curve in (curve for curve in curves if not curve.reference):
         train, test, color = thinned(curve.train), curve.test, color_of(curve)
         figure.add_scatter(x=train["iteration"], y=train["smoothed_loss"], mode="lines",
                            name=f"{curve.label} train loss", legendgroup=curve.label, line=dict(color=color, width=TRAIN_WIDTH))

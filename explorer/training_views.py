@@ -48,7 +48,11 @@ def curves(states: Sequence[runs.RunState], key: str) -> None:
     curves = [state.curves for state in states]
     if not any(len(curve.train) for curve in curves):
         st.caption("The curves appear with the first training iteration.")
-    st.plotly_chart(training_charts.error_figure(curves), key=f"{key}_error")
+    behind = runs.references_behind(list(states))
+    st.plotly_chart(training_charts.error_figure(curves + behind), key=f"{key}_error")
+    if behind:
+        st.caption(":material/timeline: Faint dotted lines: the shipped reference run of the same net on CIFAR-10 "
+                   "(12 epochs on 2 CPU cores, docs/REFERENCE_NETS.md), drawn up to this run's length.")
     st.plotly_chart(training_charts.loss_lr_figure(curves), key=f"{key}_loss")
 
 

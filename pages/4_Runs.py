@@ -9,14 +9,18 @@ st.title(":material/history: Runs")
 st.caption("Every run in the data folder, whether started here or with `python -m resnet_core train`. Errors are "
            "the latest recorded; the paper's Table 6 error shows beside CIFAR-10 runs of the full §4.2 recipe.")
 
+for problem in runs.reference_problems():  # the page goes on with the references that are there
+    st.warning(problem, icon=":material/warning:")
 for run_id, problem in runs.damaged().items():  # reported, never fatal: the other runs still show
     warning, button = st.columns([5, 1], vertical_alignment="center")
     warning.warning(problem, icon=":material/warning:")
     button.button(f"Delete run {run_id}", key=f"runs_delete_damaged_{run_id}", on_click=training_views.delete_run,
                   args=(run_id,), icon=":material/delete:")
 labels = runs.choices()
+if all(runs.is_reference(run_id) for run_id in labels):
+    st.info("No runs yet: start one on the Train page or with `python -m resnet_core train`. The shipped reference "
+            "nets below (status *reference*: read-only) show what a longer run reaches.")
 if not labels:
-    st.info("No runs yet: start one on the Train page or with `python -m resnet_core train`.")
     st.stop()
 
 
@@ -55,6 +59,9 @@ checkpoint.download_button("Checkpoint (.safetensors)", lambda: path.read_bytes(
                            help="The latest checkpoint: weights, optimizer state and the run's spec and recipe."
                            if path else "This run has saved no checkpoint yet.")
 with delete:
-    confirmed = st.checkbox(f"Yes, delete run {run_id} and its checkpoints", key="runs_confirm_delete")
-    st.button("Delete run", key="runs_delete", disabled=not confirmed, on_click=training_views.delete_run,
-              args=(run_id,), icon=":material/delete:", type="primary")
+    read_only = runs.is_reference(run_id)
+    confirmed = st.checkbox(f"Yes, delete run {run_id} and its checkpoints", key="runs_confirm_delete",
+                            disabled=read_only)
+    st.button("Delete run", key="runs_delete", disabled=read_only or not confirmed,
+              on_click=training_views.delete_run, args=(run_id,), icon=":material/delete:", type="primary",
+              help="A shipped reference run is read-only." if read_only else None)

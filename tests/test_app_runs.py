@@ -12,6 +12,7 @@ from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import paper_recipe
+from resnet_core.errors import StoreError
 from resnet_core.nets.specs import get_spec
 from resnet_core.runs import queue, settings
 from resnet_core.runs.store import Store
@@ -64,9 +65,10 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert list(table["id"]) == [4, 3, 2, 1]
-    assert list(table["status"]) == ["finished", "failed", "finished", "finished"]
-    assert list(table["net"]) == ["ResNet-20", "ResNet-8", "plain-8", "ResNet-8"]
+    assert list(table["id"]) == [4, 3, 2, 1, -1, -2, -3, -4]  # the shipped references last, read-only
+    assert list(table["status"]) == ["finished", "failed", "finished", "finished"] + ["reference"] * 4
+    assert list(table["net"]) == ["ResNet-20", "ResNet-8", "plain-8", "ResNet-8", "plain-20", "ResNet-20",
+                                  "plain-56", "ResNet-56"]
     full = table.set_index("id").loc[4]
     assert full["test error (%)"] == pytest.approx(8.61) and full["paper, Table 6 (%)"] == 8.75
     assert pd.isna(table.set_index("id").loc[1, "paper, Table 6 (%)"])  # a 4-iteration run is no paper run
@@ -95,11 +97,32 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     assert not at.checkbox(key="runs_confirm_delete").value
 
 
-def test_an_empty_store_says_how_to_start(tmp_path, monkeypatch, app_clear_caches, app_torch_threads):
+def test_an_empty_store_says_how_to_start_and_shows_the_references(tmp_path, monkeypatch, app_clear_caches,
+                                                                    app_torch_threads, app_chart_traces):
     monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert at.info[0].value.startswith("No runs yet: start one on the Train page")
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[-2, "test error (%)"] == pytest.approx(18.51, abs=0.01)  # ResNet-20's, as shipped
+    assert table.loc[-4, "iterations"] == 4680 and table.loc[-4, "status"] == "reference"
+    assert set(app_chart_traces(at)) >= {"plain-20 reference test", "ResNet-20 reference test"}  # overlaid
+
+
+def test_reference_runs_are_read_only(tmp_path, monkeypatch, app_clear_caches, app_torch_threads, app_downloads):
+    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="runs_selected").set_value(-4).run()
+    assert at.button(key="runs_delete").disabled and at.checkbox(key="runs_confirm_delete").disabled
+    assert app_downloads["runs_checkpoint"]() == (Path(queue.__file__).parents[1] / "reference" /
+                                                  "resnet56.safetensors").read_bytes()
+    store = Store(tmp_path)
+    before = store.run(-4), store.metrics(-4)
+    for action, done in (("delete", "deleted"), ("resume", "resumed"), ("cancel", "cancelled")):
+        with pytest.raises(StoreError, match=f"Run -4 is the shipped resnet56 reference; it is read-only and cannot "
+                                             f"be {done}."):
+            getattr(queue, action)(-4, store)
+    assert (store.run(-4), store.metrics(-4)) == before
 
 
 def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -115,15 +138,16 @@ def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(tm
     original_runs = Store.runs
     created = []
 
-    def runs_then_another_is_created(self):
-        result = original_runs(self)
+    def runs_then_another_is_created(self, **kwargs):
+        result = original_runs(self, **kwargs)
         if not created:  # the hook: right after the page's first read of the runs
             created.append(queue.submit("plain8", "synthetic", iterations=4, store=other_process))
         return result
 
-    monkeypatch.setattr(queue, "dispatch", lambda store: [])  # reads only: nothing is started here
+    page_runs.store()  # the page's first visit adds the reference runs: done before the hook is set
     monkeypatch.setattr(Store, "runs", runs_then_another_is_created)
     first = page_runs.history()
-    assert created and list(first["id"]) == [1]  # the snapshot is from before the new run
+    trained_here = lambda table: [run_id for run_id in table["id"] if run_id > 0]  # noqa: E731 (not references)
+    assert created and trained_here(first) == [1]  # the snapshot is from before the new run
     monkeypatch.setattr(Store, "runs", original_runs)
-    assert list(page_runs.history()["id"]) == [2, 1]
+    assert trained_here(page_runs.history()) == [2, 1]

@@ -241,7 +241,9 @@ def test_the_servers_dispatcher_advances_the_queue_and_polls_take_no_write_lock(
     assert store.claim(first, process.pid)
     process.wait()  # the first run's process died; nothing has noticed yet
     from explorer import runs as page_runs
+    from resnet_core.explain import catalog
 
+    catalog.add_references_to(store)  # what a server's first page visit writes, once; not a poll's doing
     writes = []
     real_transaction = Store._transaction
     with monkeypatch.context() as patch:  # no dispatcher thread, and every write transaction counted

@@ -59,11 +59,22 @@ class Reference:
         return f"{name} reference"
 
     @property
+    def epochs(self) -> int:
+        """Passes over CIFAR-10's 50,000 training images (a last partial batch of each is dropped)."""
+        return round(self.iterations * self.recipe["batch_size"] / 50_000)
+
+    @property
     def recipe_text(self) -> str:
-        """What it was trained with, in words: `§4.2 steps (…), 4,680 iterations of 128 (12 epochs)`."""
-        recipe = Recipe.from_dict(self.recipe)
-        epochs = recipe.iterations * recipe.batch_size / 50_000
-        return f"{recipe.describe()}; {recipe.iterations:,} iterations of {recipe.batch_size} ({epochs:g} epochs)"
+        """What it was trained with, in words: `Paper's recipe: 4,680 iterations of 128; lr 0.1, then ÷10 at
+        2,340 and 3,510 (12 epochs)`."""
+        return f"{Recipe.from_dict(self.recipe).describe()} ({self.epochs} epochs)"
+
+    @property
+    def legend(self) -> str:
+        """`ResNet-56 reference (12 epochs, lr ÷10 at 50 % and 75 %)`: what a faint curve behind a run is."""
+        milestones = self.recipe.get("lr_milestones") or ()
+        steps = " and ".join(f"{100 * milestone / self.iterations:.0f} %" for milestone in milestones)
+        return f"{self.label} ({self.epochs} epochs{f', lr ÷10 at {steps}' if steps else ''})"
 
     def history(self) -> pd.DataFrame:
         """Every metric row its run recorded (METRIC_COLUMNS; errors as fractions), in iteration order."""
@@ -148,7 +159,7 @@ def available_models(store=None) -> list[ModelEntry]:
         summaries = {summary["id"]: summary for summary in store.summaries()}
         for run in store.runs():
             latest = store.latest_checkpoint(run.id)
-            if run.status == Status.FINISHED and latest and not run.reference:
+            if run.status == Status.FINISHED and latest:
                 entries.append(ModelEntry(f"run:{run.id}", run.model, "run", summaries[run.id]["test_error"],
                                           str(latest[1]), f"run {run.id}: {run.name}"))
     for name in IMAGENET_NAMES:
@@ -161,11 +172,16 @@ def available_models(store=None) -> list[ModelEntry]:
     return sorted(entries, key=lambda entry: (order[entry.source], entry.test_error is None, entry.test_error or 0))
 
 
+def reference_run_id(model: str) -> int:
+    """The fixed id of a reference's run in every store: -1 for the first of REFERENCE_NAMES, -2 for the next…"""
+    return -1 - REFERENCE_NAMES.index(model)
+
+
 def add_references_to(store) -> list[str]:
     """Record every readable reference in `store` as a read-only finished run (once; `Store.add_reference`), so
     the Runs page lists and overlays them like any run; one line per reference that could not be added."""
     found, problems = references()
-    present = {run.reference for run in store.runs()}
+    present = {run.reference for run in store.runs(references=True)}
     for ref in found:
         if ref.model in present:
             continue
@@ -175,7 +191,7 @@ def add_references_to(store) -> list[str]:
             problems.append(str(error))
             continue
         rows = history.astype(object).where(history.notna(), None).to_dict("records")  # NaN -> NULL
-        store.add_reference(ref.model, name=f"{ref.label}, {REFERENCE_DATA}", spec=ref.metadata["spec"],
+        store.add_reference(reference_run_id(ref.model), ref.model, name=f"{ref.label}, {REFERENCE_DATA}", spec=ref.metadata["spec"],
                             recipe=ref.recipe, data="cifar10", precision=ref.metadata["run"].get("precision", "fp32"),
                             metrics=rows, trained_at=time.time(), wall_s=float(history["elapsed_s"].max()))
     return problems

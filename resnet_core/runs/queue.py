@@ -276,10 +276,9 @@ def cancel_requested(store: Store, run: Run) -> bool:
 
 
 def _refuse_reference(store: Store, run_id: int, done: str) -> None:
-    run = store.run(run_id)  # also: no such run
-    if run.reference:
-        raise StoreError(f"Run {run_id} is the shipped {run.reference} reference; it is read-only and cannot be "
-                         f"{done}.")
+    reference = store.reference_of(run_id)  # also: no such run
+    if reference:
+        raise StoreError(f"Run {run_id} is the shipped {reference} reference; it is read-only and cannot be {done}.")
 
 
 def cancel(run_id: int, store: Store | None = None) -> str:

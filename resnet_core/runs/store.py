@@ -190,23 +190,30 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE runs SET status=?, error=?, ended=? WHERE id=?", (status, error, time.time(), run_id))
 
-    def add_reference(self, reference: str, *, name: str, spec: dict, recipe: dict, data: str, precision: str,
-                      metrics: list[dict], trained_at: float, wall_s: float | None) -> int:
-        """Record a shipped reference net as a finished, read-only run with its whole history, once: its id (the
-        existing one when it is already here)."""
+    def add_reference(self, run_id: int, reference: str, *, name: str, spec: dict, recipe: dict, data: str,
+                      precision: str, metrics: list[dict], trained_at: float, wall_s: float | None) -> None:
+        """Record a shipped reference net as the finished, read-only run `run_id` (negative: ids from 1 up stay the
+        runs trained here) with its whole history; nothing when it is already here."""
+        if run_id >= 0:
+            raise ValueError(f"A reference run's id is negative; got {run_id}.")
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM runs WHERE reference=?", (reference,)).fetchone()
-            if row is not None:
-                return row[0]
-            cursor = db.execute(
-                "INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created, started, "
-                f"ended, reference) VALUES (?, ?, ?, ?, ?, 'cpu', ?, 0, '{Status.FINISHED}', ?, ?, ?, ?)",
-                (name, spec["name"], json.dumps(spec), json.dumps(recipe), data, precision, trained_at, trained_at,
-                 trained_at + (wall_s or 0), reference))
+            if db.execute("SELECT 1 FROM runs WHERE id=? OR reference=?", (run_id, reference)).fetchone():
+                return
+            db.execute(
+                "INSERT INTO runs (id, name, model, spec, recipe, data, device, precision, seed, status, created, "
+                f"started, ended, reference) VALUES (?, ?, ?, ?, ?, ?, 'cpu', ?, 0, '{Status.FINISHED}', ?, ?, ?, ?)",
+                (run_id, name, spec["name"], json.dumps(spec), json.dumps(recipe), data, precision, trained_at,
+                 trained_at, trained_at + (wall_s or 0), reference))
             placeholders = ", ".join("?" * (len(METRIC_COLUMNS) + 1))
             db.executemany(f"INSERT INTO metrics (run_id, {', '.join(METRIC_COLUMNS)}) VALUES ({placeholders})",
-                           [(cursor.lastrowid, *(row.get(column) for column in METRIC_COLUMNS)) for row in metrics])
-            return cursor.lastrowid
+                           [(run_id, *(row.get(column) for column in METRIC_COLUMNS)) for row in metrics])
+
+    def reference_of(self, run_id: int) -> str | None:
+        """The reference net run `run_id` is, or None; read without parsing the row, so a damaged run answers."""
+        row = self._db.execute("SELECT reference FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"No run {run_id!r} in this data folder; `python -m resnet_core runs` lists the runs.")
+        return row[0]
 
     def run(self, run_id: int) -> Run:
         return self._run(self._db, run_id)
@@ -218,16 +225,18 @@ class Store:
             raise StoreError(f"No run {run_id!r} in this data folder; `python -m resnet_core runs` lists the runs.")
         return Run.from_row(row)
 
-    def runs(self) -> list[Run]:
-        """Every readable run, oldest first; `damaged_runs` reports the others."""
-        return [run for run in self._read_all() if isinstance(run, Run)]
+    def runs(self, *, references: bool = False) -> list[Run]:
+        """Every readable run trained here (with `references`, the shipped reference runs first), oldest first;
+        `damaged_runs` reports the others."""
+        return [run for run in self._read_all(references) if isinstance(run, Run)]
 
     def damaged_runs(self) -> dict[int, str]:
         """Run id -> why its row cannot be read."""
-        return {error.id: str(error) for error in self._read_all() if isinstance(error, DamagedRunError)}
+        return {error.id: str(error) for error in self._read_all(True) if isinstance(error, DamagedRunError)}
 
-    def _read_all(self) -> list[Run | DamagedRunError]:
-        return [self._read(row) for row in self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()]
+    def _read_all(self, references: bool) -> list[Run | DamagedRunError]:
+        where = "" if references else "WHERE reference IS NULL "
+        return [self._read(row) for row in self._db.execute(f"SELECT * FROM runs {where}ORDER BY id").fetchall()]
 
     @staticmethod
     def _read(row: sqlite3.Row) -> Run | DamagedRunError:
@@ -240,17 +249,17 @@ class Store:
         """Runs holding a slot: running, or starting."""
         return self._db.execute(f"SELECT COUNT(*) FROM runs WHERE status IN {BUSY}").fetchone()[0]
 
-    def summaries(self) -> list[dict]:
+    def summaries(self) -> list[dict]:  # of the runs trained here
         """One dict per run with its latest training and test values (fractions, or None before the first)."""
         return [summary for _, summary in self.runs_and_summaries()]
 
-    def runs_and_summaries(self) -> list[tuple[Run, dict]]:
+    def runs_and_summaries(self, *, references: bool = False) -> list[tuple[Run, dict]]:
         """Every run with its summary, both read in one snapshot: a run created or finishing meanwhile is either
         in both or in neither, and its status agrees with its latest values."""
         # One snapshot for all three queries, so a run that writes meanwhile cannot mix two moments.
         self._db.execute("BEGIN")
         try:
-            runs = self.runs()
+            runs = self.runs(references=references)
             latest = {}
             for row in self._db.execute(
                     "SELECT m.run_id, m.kind, m.iteration, m.error, m.loss FROM metrics m JOIN "
