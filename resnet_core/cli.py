@@ -1,4 +1,4 @@
-"""`python -m resnet_core train|runs|models|evaluate|summary`.
+"""`python -m resnet_core train|reproduce|runs|models|evaluate|summary`.
 
 Exit status 0 on success, 2 on a user error (one line on stderr), 1 on a bug (with its traceback).
 Under `torchrun` every process runs `train`; rank 0 alone writes the store and prints.
@@ -18,6 +18,8 @@ EPILOG = """examples:
   python -m resnet_core train --model resnet20 --data cifar10 --epochs 10
   python -m resnet_core train --model plain20 --data synthetic --iterations 200 --name demo
   python -m resnet_core train --resume 3
+  python -m resnet_core reproduce table6 --nets plain56 resnet56 --iterations 2000
+  python -m resnet_core reproduce table6 --report
   python -m resnet_core runs
   python -m resnet_core models --json
   python -m resnet_core evaluate 3 --json
@@ -33,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .runs.reproduce import TABLES
     from .training.data import SOURCE_HELP
     from .training.recipe import RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
 
@@ -80,6 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: the cores shared "
                        "evenly among the processes of a torchrun)")
 
+    reproduce = with_home(commands.add_parser(
+        "reproduce", help="queue a table's runs with the paper's recipe, or report them beside the paper's numbers",
+        description="Queue one run per net of TABLE through the job queue (the app's Runs page shows them), with the "
+                    "paper's recipe exactly (§4.2 for table6: lr 0.1, ÷10 at 32k and 48k of 64k iterations), its "
+                    "milestones scaled to --iterations. --report prints the table so far instead."))
+    reproduce.add_argument("table", metavar="TABLE", help=f"the paper's table: {', '.join(TABLES)}")
+    reproduce.add_argument("--nets", nargs="+", metavar="NET", help="only these nets of the table (default: all; "
+                           + "; ".join(f"{name}: {' '.join(table.nets)}" for name, table in TABLES.items()) + ")")
+    reproduce.add_argument("--iterations", type=int, metavar="N", help="train for N batches (default: the paper's "
+                           "64000; a CPU refuses a table it would take over 2 hours for and suggests an N)")
+    reproduce.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    reproduce.add_argument("--data", metavar="SOURCE", help=f"{SOURCE_HELP} (default: cifar10, the paper's)")
+    reproduce.add_argument("--seed", type=int, help="seed of every run (default 0)")
+    reproduce.add_argument("--report", action="store_true", help="print net, parameters, paper error, our error, "
+                           "iterations and wall time of each net's latest run, and queue nothing")
+    reproduce.add_argument("--json", action="store_true", help="with --report: print a JSON list instead")
+
     runs = with_home(commands.add_parser("runs", help="list the recorded runs"))
     runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
@@ -114,7 +134,7 @@ def exit_now(code: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": _train, "runs": _runs, "models": _models, "evaluate": _evaluate,
+        return {"train": _train, "reproduce": _reproduce, "runs": _runs, "models": _models, "evaluate": _evaluate,
                 "summary": _summary}[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -256,6 +276,31 @@ def _train(args: argparse.Namespace) -> int:
     if end.status == "diverged":
         print(f"error: {end.message}", file=sys.stderr)
         return 2
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- reproduce
+def _reproduce(args: argparse.Namespace) -> int:
+    from .runs.reproduce import DEFAULT_DATA, format_report, queue_table, report, table_nets
+    from .runs.store import Store
+
+    nets = table_nets(args.table, args.nets)  # checked before the data folder is opened
+    if args.report:
+        queuing = [flag for flag, value in (("--iterations", args.iterations), ("--device", args.device),
+                                            ("--data", args.data), ("--seed", args.seed)) if value is not None]
+        if queuing:
+            raise UserError(f"--report only prints what the runs recorded; drop {', '.join(queuing)}.")
+        rows = report(args.table, nets, Store(args.home))
+        print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json else format_report(args.table, rows))
+        return 0
+    if args.json:
+        raise UserError("--json goes with --report; queuing prints the run ids.")
+    run_ids = queue_table(args.table, nets, iterations=args.iterations, device=args.device,
+                          data=args.data or DEFAULT_DATA, seed=args.seed or 0, store=Store(args.home))
+    queued = ", ".join(f"{run_id} ({net})" for run_id, net in zip(run_ids, nets))
+    home = f" --home {args.home}" if args.home else ""
+    print(f"Queued runs {queued}. Watch them with `python -m resnet_core runs{home}` or on "
+          f"the app's Runs page; print the table with `python -m resnet_core reproduce {args.table} --report{home}`.")
     return 0
 
 

@@ -1,0 +1,187 @@
+"""The paper's tables as commands: queue a table's runs with the paper's recipe, then report them beside its numbers.
+
+    python -m resnet_core reproduce table6 [--nets resnet20 plain20] [--iterations N]   # queue them
+    python -m resnet_core reproduce table6 --report                                     # the table so far
+
+Table 6 / Fig. 6: the plain and residual nets of depth 20 to 110 on CIFAR-10, each trained with §4.2's recipe (lr
+0.1, ÷10 at 32k and 48k of 64k iterations; ResNet-110 warms up at 0.01), its milestones scaled to a shorter length
+when one is asked for. The runs go through the job queue as the app's do (`queue.submit_all`), so the cap holds and
+the Runs page shows them. A table's runs carry its name ("reproduce table6"); the report takes each net's latest.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from ..errors import UserError
+from ..nets.model import ResNet
+from ..nets.paper import paper_facts
+from ..nets.specs import NetSpec, get_spec
+from ..nets.summary import count_parameters
+from ..training.device import pick_device
+from ..training.recipe import Recipe
+from .queue import dispatch, planned_runs, submit_all
+from .store import Run, Store
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    nets: tuple[str, ...]
+    note: str  # what the paper's numbers beside ours are
+
+
+TABLES = {
+    # Pairs by depth, plain first, as Fig. 6 compares them. Table 6's ResNet-1202 is not in the set: 19.4M
+    # parameters, and §4.2 itself finds it worse than ResNet-110 (overfitting).
+    "table6": PaperTable(
+        nets=tuple(f"{kind}{depth}" for depth in (20, 32, 44, 56, 110) for kind in ("plain", "resnet")),
+        note="paper: Table 6's CIFAR-10 test error (ResNet-110: the best of 5 runs, mean 6.61 ± 0.16); it has none "
+             "for plain nets, which Fig. 6 shows only as curves (plain-110's above 60 %)."),
+}
+FULL_ITERATIONS = Recipe().iterations  # §4.2: 64k iterations
+DEFAULT_DATA = "cifar10"  # the paper's Table 6 data
+PAPER_QUANTITY = "CIFAR-10 test error"  # the paper fact the report sets beside ours
+
+# ResNet-20 training throughput (batch 128, fp32) of the whole 2-core development CPU: ~1,050 img/s on a quiet
+# machine (GUIDE.md §5; two 1-thread runs at once make ~500 each, the same total), 200-700 with other jobs running
+# (docs/BENCHMARKS.md). A deeper net costs about depth/20 as much per image (ResNet-56: 170 img/s where ResNet-20
+# makes 500). A machine with more cores is faster, so the estimate errs long there.
+CPU_RESNET20_IMAGES_PER_S = 500
+CPU_LIMIT_S = 2 * 3600  # a CPU run of a table past this is refused: a shorter run, or a GPU, answers sooner
+
+
+def run_name(table: str) -> str:
+    """The name a table's runs carry in the store, by which its report finds them."""
+    return f"reproduce {table}"
+
+
+def table_nets(table: str, nets: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The nets of `table` to queue or report: those of `nets` (each checked against the table), else all, in the
+    table's order."""
+    if table not in TABLES:
+        raise UserError(f"Unknown table {table!r}; allowed: {', '.join(TABLES)}.")
+    allowed = TABLES[table].nets
+    unknown = [net for net in nets or () if net not in allowed]
+    if unknown:
+        raise UserError(f"Unknown net {', '.join(map(repr, unknown))} for {table}; allowed: {', '.join(allowed)}.")
+    return tuple(net for net in allowed if net in nets) if nets else allowed
+
+
+def queue_table(table: str, nets: Sequence[str] | None = None, *, iterations: int | None = None,
+                device: str | None = None, data: str = DEFAULT_DATA, seed: int = 0,
+                store: Store | None = None) -> list[int]:
+    """Queue one run of each net of `table` (or of `nets`) with the paper's recipe over `iterations` (default: the
+    paper's 64k), all or none, and start as many as the cap allows; their ids, in the table's order.
+
+    `device` defaults to CUDA when available. On a CPU a table estimated to take longer than CPU_LIMIT_S is
+    refused with the estimate and a number of iterations that fits.
+    """
+    nets = list(table_nets(table, nets))
+    device = pick_device(device).type
+    iterations = FULL_ITERATIONS if iterations is None else iterations
+    if device == "cpu":
+        _refuse_long_cpu_run(planned_runs(nets, data, iterations=iterations, recipe="paper"))
+    store = store or Store()
+    run_ids = submit_all(nets, data, seed=seed, device=device, name=run_name(table), store=store,
+                         server_limits=False, iterations=iterations, recipe="paper")
+    dispatch(store)
+    return run_ids
+
+
+def cpu_seconds_per_iteration(planned: list[tuple[NetSpec, Recipe]]) -> float:
+    """Estimated CPU seconds for one iteration of every planned run (see CPU_RESNET20_IMAGES_PER_S)."""
+    return sum(recipe.batch_size * spec.depth / 20 for spec, recipe in planned) / CPU_RESNET20_IMAGES_PER_S
+
+
+def _refuse_long_cpu_run(planned: list[tuple[NetSpec, Recipe]]) -> None:
+    per_iteration = cpu_seconds_per_iteration(planned)
+    iterations = planned[0][1].iterations
+    if iterations * per_iteration <= CPU_LIMIT_S:
+        return
+    fits = math.floor(CPU_LIMIT_S / per_iteration)
+    suggested = max(1, fits // 100 * 100 if fits >= 100 else fits)
+    nets = f"{len(planned)} net{'s' * (len(planned) > 1)}"
+    raise UserError(
+        f"Training {nets} for {iterations:,} iterations would take about {_hours(iterations * per_iteration)} on "
+        f"this CPU (ResNet-20 at ~{CPU_RESNET20_IMAGES_PER_S} images/s, deeper nets slower in proportion to depth); "
+        f"train on a GPU (--device cuda), or pass --iterations {suggested} (about "
+        f"{_hours(suggested * per_iteration)}, the paper's schedule scaled to that length).")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:,.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One net of a table: the paper's number beside its latest run's. Errors are percentages, as the paper's."""
+
+    net: str
+    parameters: int
+    paper_error_percent: float | None  # None: the paper prints none (plain nets appear only as Fig. 6's curves)
+    our_error_percent: float | None  # the latest test error; the final one once `status` is finished
+    iterations_done: int
+    iterations_total: int | None
+    wall_s: float | None  # from start to end, or to now while it runs
+    status: str  # the run's, or "not run"
+    run_id: int | None
+    data: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def report(table: str, nets: Sequence[str] | None = None, store: Store | None = None) -> list[ReportRow]:
+    """A row per net of `table` (or of `nets`), from the latest run that `queue_table` made for it. Only reads."""
+    nets = table_nets(table, nets)
+    store = store or Store()
+    latest: dict[str, tuple[Run, dict]] = {}
+    for run, summary in store.runs_and_summaries():  # oldest first: a later run of a net replaces an earlier one
+        if run.name == run_name(table) and run.model in nets:
+            latest[run.model] = (run, summary)
+    now = time.time()
+    return [_row(net, *latest[net], now) if net in latest else _row_not_run(net) for net in nets]
+
+
+def _paper_error(spec: NetSpec) -> float | None:
+    return next((fact.value for fact in paper_facts(spec) if fact.quantity == PAPER_QUANTITY), None)
+
+
+def _row_not_run(net: str) -> ReportRow:
+    spec = get_spec(net)
+    return ReportRow(net, count_parameters(ResNet(spec)), _paper_error(spec), None, 0, None, None, "not run", None,
+                     None)
+
+
+def _row(net: str, run: Run, summary: dict, now: float) -> ReportRow:
+    spec = NetSpec.from_dict(run.spec)  # the run's own: e.g. 100 classes on CIFAR-100, which the paper has no row for
+    error = summary["test_error"]
+    wall_s = None if run.started is None else (run.ended or now) - run.started
+    return ReportRow(net, count_parameters(ResNet(spec)), _paper_error(spec), None if error is None else 100 * error,
+                     summary["iterations_done"], summary["iterations_total"], wall_s, run.status, run.id, run.data)
+
+
+def format_report(table: str, rows: list[ReportRow]) -> str:
+    """The report as an aligned text table, with what the paper's numbers are."""
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}%"
+
+    def duration(seconds: float | None) -> str:
+        if seconds is None:
+            return "-"
+        minutes, secs = divmod(round(seconds), 60)
+        return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+    lines = [f"{'net':<10} {'params':>7} {'paper err':>9} {'our err':>8} {'iterations':>13} {'wall time':>9}  "
+             "status (run, data)"]
+    for row in rows:
+        iterations = "-" if row.iterations_total is None else f"{row.iterations_done}/{row.iterations_total}"
+        ran = "" if row.run_id is None else f" (#{row.run_id}, {row.data})"
+        lines.append(f"{row.net:<10} {row.parameters / 1e6:>6.2f}M {percent(row.paper_error_percent):>9} "
+                     f"{percent(row.our_error_percent):>8} {iterations:>13} {duration(row.wall_s):>9}  "
+                     f"{row.status}{ran}")
+    lines.append(TABLES[table].note)
+    lines.append("ours: the latest test error of one run per net (final once finished).")
+    return "\n".join(lines)
