@@ -1,6 +1,7 @@
 """Which networks the Classify and Inside pages can ask, loaded once per checkpoint file.
 
-A choice is a short id kept in widget state (`demo:resnet20`, `run:3`, `imagenet:resnet50`); the models
+A choice is a short id kept in widget state (`reference:resnet56`, `demo:resnet20`, `run:3`, `imagenet:resnet50`:
+the names of `resnet_core.explain.catalog`, which `python -m resnet_core models` lists too); the models
 themselves live in `st.cache_resource`, keyed by the checkpoint's path and modification time, so a run that
 writes a newer checkpoint is reloaded. Cached models are in eval mode and shared by every session: callers
 only run forward passes under no_grad, and attributions work on a private copy. A training job never sees
@@ -13,28 +14,42 @@ from pathlib import Path
 import streamlit as st
 
 import resnet_core as rc
-from explorer.runs import store  # one SQLite connection per thread
+from explorer.runs import net_label, store  # store: one SQLite connection per thread
+from resnet_core.explain import catalog
 from resnet_core.explain import classifier as clf
 from resnet_core.training.data import CIFAR_FOLDERS, ImageData, cifar_folder, load_data, stored_size
 
-DEMO_LABELS = {"plain20": "plain-20 demo", "resnet20": "ResNet-20 demo"}
 IMAGENET_LABELS = {"resnet18": "ResNet-18 (torchvision, ImageNet)", "resnet50": "ResNet-50 (torchvision, ImageNet)"}
-DEFAULT_PAIR = ("demo:plain20", "demo:resnet20")
+SHIPPED = ("reference", "demo")  # kinds of choice whose file is part of the package, with what its export measured
 
 
 def model_choices() -> dict[str, str]:
-    """Choice id → label: the demo models, finished runs with a checkpoint, then the ImageNet weights."""
-    choices = {f"demo:{name}": f"{label} (CIFAR-10)" for name, label in DEMO_LABELS.items()}
-    runs = store()
-    for run in runs.runs():
-        if run.status == "finished" and runs.latest_checkpoint(run.id):
-            choices[f"run:{run.id}"] = f"run {run.id}: {run.name}"
+    """Choice id → label, most accurate first within each kind: the reference nets, the demos, finished runs
+    with a checkpoint, then the ImageNet weights (offered even when not downloaded yet: the page offers to)."""
+    choices = {entry.name: _label(entry) for entry in catalog.available_models(store())
+               if entry.source != "torchvision"}
     choices.update({f"imagenet:{name}": label for name, label in IMAGENET_LABELS.items()})
     return choices
 
 
+def _label(entry: catalog.ModelEntry) -> str:
+    error = "" if entry.test_error is None else f", {100 * entry.test_error:.1f} % test error"
+    return f"{entry.label}{error}"
+
+
+def default_pair(choices: dict[str, str]) -> tuple[str, str]:
+    """The most accurate plain net and the most accurate residual net offered (choices come best first): the
+    reference plain-20 and ResNet-20 while they are there, else what is."""
+    def best(prefix: str) -> str:
+        return next((choice for choice in choices if choice.partition(":")[2].startswith(prefix)), next(iter(choices)))
+
+    return best("plain"), best("resnet")
+
+
 def checkpoint_path(choice: str) -> Path:
     kind, _, name = choice.partition(":")
+    if kind == "reference":
+        return catalog.reference(name).path
     if kind == "demo":
         return clf.demo_path(name)
     if kind == "run":
@@ -58,21 +73,24 @@ def classifier(choice: str, *, download: bool = False) -> clf.Classifier:
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def _load(choice: str, path: str, stamp: int | None, download: bool) -> clf.Classifier:
     kind, _, name = choice.partition(":")
+    if kind == "reference":
+        return clf.from_checkpoint(path, catalog.reference(name).label)
     if kind == "demo":
-        return clf.from_checkpoint(path, DEMO_LABELS[name])
+        return clf.from_checkpoint(path, f"{net_label(name)} demo")
     if kind == "run":
         return clf.run_classifier(store(), int(name))
     return clf.imagenet_classifier(name, download=download)
 
 
-def demo_metadata(name: str) -> dict:
-    """What the demo checkpoint recorded at export: test report, Fig. 7 stds, gradient norms."""
-    return _demo_metadata(name, clf.demo_path(name).stat().st_mtime_ns)
+def shipped_metadata(choice: str) -> dict:
+    """What a reference or demo model recorded at export: test report, Fig. 7 stds, gradient norms."""
+    path = checkpoint_path(choice)
+    return _shipped_metadata(str(path), path.stat().st_mtime_ns)
 
 
-@st.cache_data(max_entries=4)
-def _demo_metadata(name: str, _stamp: int) -> dict:
-    return rc.load_checkpoint(clf.demo_path(name))[1]
+@st.cache_data(max_entries=8)
+def _shipped_metadata(path: str, _stamp: int) -> dict:
+    return rc.load_checkpoint(path)[1]
 
 
 # ------------------------------------------------------------------------------------------- datasets
@@ -81,8 +99,8 @@ def local_dataset_source(model: clf.Classifier, choice: str) -> str | None:
     kind, _, name = choice.partition(":")
     if kind == "run":
         candidates = [store().run(int(name)).data]
-    elif kind == "demo":  # the folder it was trained on, else the official CIFAR-10 once downloaded
-        candidates = [demo_metadata(name).get("data"), "cifar10"]
+    elif kind in SHIPPED:  # the folder it was trained on, else the official CIFAR-10 once downloaded
+        candidates = [shipped_metadata(choice).get("data"), "cifar10"]
     else:
         return None  # ImageNet is never on this machine
     for source in filter(None, candidates):

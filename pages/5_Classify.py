@@ -10,11 +10,12 @@ st.caption("Upload images or pick an example; two networks answer side by side, 
            "pixels each answer rests on.")
 
 choices = models.model_choices()
+default_left, default_right = models.default_pair(choices)
 with st.sidebar:
     st.header("Networks")
-    left = classify.model_picker("Left network", "classify_left", models.DEFAULT_PAIR[0], choices)
+    left = classify.model_picker("Left network", "classify_left", default_left, choices)
     compare = st.toggle("Compare with a second network", value=True, key="classify_compare")
-    right = classify.model_picker("Right network", "classify_right", models.DEFAULT_PAIR[1], choices) \
+    right = classify.model_picker("Right network", "classify_right", default_right, choices) \
         if compare else None
     st.header("Attribution")
     method = st.selectbox("Method", [None, *classify.METHOD_LABELS], index=1, key="classify_method",

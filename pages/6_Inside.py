@@ -13,28 +13,36 @@ st.header("Layer responses (Fig. 7)")
 left, right = st.columns([1, 3], gap="large")
 with left:
     state = st.radio("Networks", list(explain_charts.STATE_LABELS), index=1, key="inside_state",
-                     format_func={"init": "at initialisation", "trained": "trained (demo plain-20 and ResNet-20)"}.get)
+                     format_func={"init": "at initialisation",
+                                  "trained": "trained (the reference nets, 20 and 56 layers)"}.get)
     depth = st.selectbox("Depth", inside.INIT_DEPTHS, key="inside_depth", disabled=state == "trained",
-                         help="The trained demo nets have 20 layers; at initialisation any of the paper's depths.")
-depth = inside.TRAINED_DEPTH if state == "trained" else depth
+                         help="The trained reference nets have 20 and 56 layers, shown side by side; at "
+                              "initialisation any of the paper's depths.")
+depths = inside.TRAINED_DEPTHS if state == "trained" else (depth,)
 probe = inside.probe()
 with right:
-    st.plotly_chart(explain_charts.layer_response_figure(inside.layer_responses(state, depth), depth),
-                    key="inside_fig7")
-source = probe.source if probe.real or state == "init" else "CIFAR-10 test images, recorded when the demo was exported"
+    for column, shown in zip(st.columns(len(depths)), depths):
+        column.plotly_chart(explain_charts.layer_response_figure(inside.layer_responses(state, shown), shown),
+                            key=f"inside_fig7_{shown}")
+source = probe.source if probe.real or state == "init" else ("2,000 CIFAR-10 test images, recorded when the "
+                                                             "reference nets were exported")
 st.caption(f"Standard deviation of each 3×3 layer's output after BN, before the addition and ReLU, on {source}. "
            "In the paper's trained nets the residual responses are smaller than the plain ones, and shrink with "
            "depth: residual functions stay close to zero (§4.2). At initialisation BN is still the identity.")
+if state == "trained" and (caveat := inside.short_run_caveat()):
+    st.caption(f":material/info: {caveat}")
 
 st.header("Gradients through depth")
-st.plotly_chart(explain_charts.gradient_norm_figure(inside.gradient_norms(depth), depth), key="inside_gradients")
+gradient_depth = depth if state == "init" else inside.TRAINED_DEPTHS[-1]
+st.plotly_chart(explain_charts.gradient_norm_figure(inside.gradient_norms(gradient_depth), gradient_depth),
+                key="inside_gradients")
 st.caption(f"Norm of the loss gradient for each weight layer, one batch of {inside.GRADIENT_BATCH} images, log scale. "
            "BN keeps plain nets' gradients from vanishing (§4.1): their trouble is optimisation, not signal. "
-           f"Trained curves exist for depth {inside.TRAINED_DEPTH}, the demo nets.")
+           f"Trained curves exist for depths {' and '.join(map(str, inside.TRAINED_DEPTHS))}, the reference nets.")
 
 st.header("Where a model goes wrong")
 choices = {choice: label for choice, label in models.model_choices().items() if not choice.startswith("imagenet:")}
-choice = classify.model_picker("Model", "inside_model", models.DEFAULT_PAIR[1], choices)
+choice = classify.model_picker("Model", "inside_model", models.default_pair(choices)[1], choices)
 model = classify.loaded(choice)
 if model is None:
     st.stop()

@@ -55,17 +55,22 @@ def at() -> AppTest:
     return app
 
 
-def test_first_visit_asks_for_an_image_and_defaults_to_the_demo_pair(at):
+def test_first_visit_asks_for_an_image_and_defaults_to_the_most_accurate_pair(at):
     assert [info.value for info in at.info] == ["Upload an image or pick an example to see what the networks answer."]
-    assert at.selectbox(key="classify_left").value == "demo:plain20"
-    assert at.selectbox(key="classify_right").value == "demo:resnet20"
+    assert at.selectbox(key="classify_left").value == "reference:plain20"
+    assert at.selectbox(key="classify_right").value == "reference:resnet20"
+    options = at.selectbox(key="classify_left").options  # labels, most accurate first within each kind
+    assert options[:4] == ["ResNet-20 reference (CIFAR-10, 4,680 it.), 18.5 % test error",
+                           "plain-20 reference (CIFAR-10, 4,680 it.), 21.4 % test error",
+                           "ResNet-56 reference (CIFAR-10, 4,680 it.), 23.5 % test error",
+                           "plain-56 reference (CIFAR-10, 4,680 it.), 54.5 % test error"]
     assert "ResNet-50 (torchvision, ImageNet)" in at.selectbox(key="classify_left").options
 
 
 def test_an_example_gets_two_top5_charts_and_overlays_for_every_method(at):
     at.selectbox(key="classify_example").select("red ball in the sky (drawn)").run()
     assert_alive(at)
-    assert [header.value for header in at.subheader] == ["Your image", "plain-20 demo", "ResNet-20 demo"]
+    assert [header.value for header in at.subheader] == ["Your image", "plain-20 reference", "ResNet-20 reference"]
     top5 = bar_charts(at)[0]["data"][0]
     assert len(top5["y"]) == 5 and all(0 <= x <= 100 for x in top5["x"])
     for method in ("grad_cam", "integrated_gradients", "saliency", "occlusion"):
@@ -78,7 +83,7 @@ def test_an_example_gets_two_top5_charts_and_overlays_for_every_method(at):
     grad_cam = [c.value for c in at.caption if c.value.startswith("Grad-CAM")]
     assert len(grad_cam) == 2 and all("on layer3.2's 8×8 map" in caption for caption in grad_cam)
     # A chosen class instead of the predicted one.
-    at.selectbox(key="classify_left_target_demo:plain20").select(8).run()
+    at.selectbox(key="classify_left_target_reference:plain20").select(8).run()
     assert any("for **ship**" in c.value for c in at.caption)
 
 
