@@ -15,6 +15,7 @@ import torch
 
 import resnet_core as rc
 from explorer import models
+from resnet_core.explain import catalog
 from resnet_core.training.data import synthetic_data
 from resnet_core.training.evaluate import EvaluationReport, evaluate_run, evaluation_report
 
@@ -36,6 +37,24 @@ class Probe:
     real: bool  # CIFAR-10 test images rather than synthetic ones
 
 
+def trained_depths() -> tuple[tuple[int, ...], list[str]]:
+    """The reference depths whose plain and residual files can both be read, and one line per file that cannot
+    (the page names it and shows the others)."""
+    depths, problems = [], []
+    for depth in TRAINED_DEPTHS:
+        missing = []
+        for net in NETS:
+            try:
+                catalog.reference(trained_choice(net, depth).partition(":")[2])
+            except catalog.ReferenceError as error:
+                missing.append(str(error))
+        if missing:
+            problems.extend(missing)
+        else:
+            depths.append(depth)
+    return tuple(depths), problems
+
+
 def trained_choice(net: str, depth: int) -> str:
     """The reference net of `net` ("plain" or "residual") and `depth`, as a model choice."""
     return f"reference:{'resnet' if net == 'residual' else 'plain'}{depth}"
@@ -43,7 +62,9 @@ def trained_choice(net: str, depth: int) -> str:
 
 @st.cache_resource(max_entries=1, show_spinner="Preparing test images…")
 def probe() -> Probe:
-    choice = trained_choice("residual", TRAINED_DEPTHS[0])
+    depths = trained_depths()[0]
+    # Whose normalisation and dataset: a trained residual net's (the demo's if no reference can be read).
+    choice = trained_choice("residual", depths[0]) if depths else "demo:resnet20"
     demo = models.classifier(choice)
     data = models.dataset_for(demo, choice)
     real = data is not None
@@ -84,9 +105,12 @@ def mean_response(responses: dict[str, pd.DataFrame]) -> dict[str, float]:
 def short_run_caveat() -> str | None:
     """One line saying what the shipped 12-epoch nets do not show that the paper's do, measured from their files;
     None when they show it all."""
-    trained = {depth: mean_response(layer_responses("trained", depth)) for depth in TRAINED_DEPTHS}
-    errors = {depth: models.classifier(trained_choice("residual", depth)).test_error for depth in TRAINED_DEPTHS}
-    shallow, deep = TRAINED_DEPTHS
+    depths = trained_depths()[0]
+    if len(depths) < 2:
+        return None  # nothing to compare across depth
+    trained = {depth: mean_response(layer_responses("trained", depth)) for depth in depths}
+    errors = {depth: models.classifier(trained_choice("residual", depth)).test_error for depth in depths}
+    shallow, deep = depths
     missing = []
     if trained[deep]["residual"] >= trained[shallow]["residual"]:
         missing.append(f"ResNet-{deep}'s responses ({trained[deep]['residual']:.2f}) are not yet smaller than "
@@ -105,7 +129,7 @@ def gradient_norms(depth: int) -> dict[tuple[str, str], pd.DataFrame]:
     """Per-layer gradient norms of one batch, plain vs residual, at init (and trained, for a reference depth)."""
     sample = probe()
     images, labels = sample.images[:GRADIENT_BATCH], sample.labels[:GRADIENT_BATCH]
-    states = ("init", "trained") if depth in TRAINED_DEPTHS else ("init",)
+    states = ("init", "trained") if depth in trained_depths()[0] else ("init",)
     norms = {}
     for state in states:
         for net in NETS:

@@ -10,18 +10,24 @@ st.caption("Do residual nets keep their layer responses small (§4.2, Fig. 7)? D
            "layers of a deep plain net? And which test images does a model get most confidently wrong?")
 
 st.header("Layer responses (Fig. 7)")
+trained_depths, problems = inside.trained_depths()
+for problem in problems:  # a reference file missing or damaged: named, and the others are shown
+    st.warning(problem, icon=":material/warning:")
 left, right = st.columns([1, 3], gap="large")
 with left:
-    state = st.radio("Networks", list(explain_charts.STATE_LABELS), index=1, key="inside_state",
+    state = st.radio("Networks", list(explain_charts.STATE_LABELS), index=1 if trained_depths else 0,
+                     key="inside_state",
                      format_func={"init": "at initialisation",
                                   "trained": "trained (the reference nets, 20 and 56 layers)"}.get)
     depth = st.selectbox("Depth", inside.INIT_DEPTHS, key="inside_depth", disabled=state == "trained",
                          help="The trained reference nets have 20 and 56 layers, shown side by side; at "
                               "initialisation any of the paper's depths.")
-depths = inside.TRAINED_DEPTHS if state == "trained" else (depth,)
+depths = trained_depths if state == "trained" else (depth,)
 probe = inside.probe()
 with right:
-    for column, shown in zip(st.columns(len(depths)), depths):
+    if not depths:
+        st.info("No trained reference net can be read here (see above); pick *at initialisation*.")
+    for column, shown in zip(st.columns(max(len(depths), 1)), depths):
         column.plotly_chart(explain_charts.layer_response_figure(inside.layer_responses(state, shown), shown),
                             key=f"inside_fig7_{shown}")
 source = probe.source if probe.real or state == "init" else ("2,000 CIFAR-10 test images, recorded when the "
@@ -33,12 +39,12 @@ if state == "trained" and (caveat := inside.short_run_caveat()):
     st.caption(f":material/info: {caveat}")
 
 st.header("Gradients through depth")
-gradient_depth = depth if state == "init" else inside.TRAINED_DEPTHS[-1]
+gradient_depth = trained_depths[-1] if state == "trained" and trained_depths else depth
 st.plotly_chart(explain_charts.gradient_norm_figure(inside.gradient_norms(gradient_depth), gradient_depth),
                 key="inside_gradients")
 st.caption(f"Norm of the loss gradient for each weight layer, one batch of {inside.GRADIENT_BATCH} images, log scale. "
            "BN keeps plain nets' gradients from vanishing (§4.1): their trouble is optimisation, not signal. "
-           f"Trained curves exist for depths {' and '.join(map(str, inside.TRAINED_DEPTHS))}, the reference nets.")
+           f"Trained curves exist for depths {' and '.join(map(str, trained_depths)) or 'none'}, the reference nets.")
 
 st.header("Where a model goes wrong")
 choices = {choice: label for choice, label in models.model_choices().items() if not choice.startswith("imagenet:")}

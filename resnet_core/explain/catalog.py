@@ -78,11 +78,15 @@ class Reference:
 
     def history(self) -> pd.DataFrame:
         """Every metric row its run recorded (METRIC_COLUMNS; errors as fractions), in iteration order."""
-        return _history(self.history_path)
+        try:
+            stamp = self.history_path.stat().st_mtime_ns
+        except OSError as error:
+            raise ReferenceError(f"The reference history {self.history_path} is missing ({error.strerror}).") from None
+        return _history(self.history_path, stamp)
 
 
 @lru_cache(maxsize=len(REFERENCE_NAMES))
-def _history(path: Path) -> pd.DataFrame:
+def _history(path: Path, _stamp: int) -> pd.DataFrame:
     try:
         history = pd.read_csv(path)
     except (OSError, ValueError, EOFError) as error:  # missing, truncated gzip, not CSV
@@ -100,8 +104,7 @@ def reference(model: str) -> Reference:
     return _reference(model)
 
 
-@lru_cache(maxsize=len(REFERENCE_NAMES))
-def _reference(model: str) -> Reference:
+def _reference(model: str) -> Reference:  # a header read (~1 ms): uncached, so a file put back is seen
     path = REFERENCE_DIR / f"{model}.safetensors"
     try:
         metadata = read_metadata(path)
