@@ -16,7 +16,7 @@ from resnet_core.nets.specs import get_spec
 from resnet_core.runs import settings
 from resnet_core.runs.store import Store
 from resnet_core.training.checkpoint import load_model
-from resnet_core.training.recipe import Recipe
+from resnet_core.training.recipe import Recipe, training_recipe
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 REFERENCE_LEGEND = "ResNet-20 reference (12 epochs, lr ÷10 at 50 % and 75 %)"
@@ -34,6 +34,9 @@ def test_every_shipped_reference_loads_strictly_and_its_numbers_agree_with_its_h
     assert history[history["kind"] == "train"]["iteration"].tolist() == list(range(1, 4681))
     recipe = Recipe.from_dict(reference.recipe)
     assert (recipe.iterations, recipe.batch_size, recipe.lr_milestones) == (4680, 128, (2340, 3510))
+    # docs/REFERENCE_NETS.md's command gives this recipe today (it recorded "once an epoch" as None, now 390).
+    again = training_recipe(get_spec(model), epochs=12, train_images=50_000, kind="paper", batch_size=128)
+    assert again == Recipe.from_dict({**reference.recipe, "eval_interval": 390})
     report = metadata["report"]
     assert sum(map(sum, report["confusion_matrix"])) == 10_000
     correct = sum(report["confusion_matrix"][i][i] for i in range(10))
