@@ -4,7 +4,7 @@ Every training process writes its metrics through the same write lock, so each m
 holds it is a millisecond every run's flush may wait. The benchmark times each write transaction of the store
 (from BEGIN IMMEDIATE to COMMIT, by wrapping `Store._transaction`) in a fresh data folder, with the cap at 2:
 
-- poll: the Train page's poll (`explorer.runs.poll`) and the Runs page's read (`explorer.runs.history`), with two
+- poll: the Train page's poll (`explorer.runs.poll`) and the Runs page's read (`explorer.run_history.history`), with two
   runs "running" (their processes are `sleep`s, so alive) and four queued behind them;
 - dispatch, nothing to start: `queue.dispatch` in the same state;
 - dispatch, one to start: a slot is freed (one `sleep` is killed), so the dispatch notices the dead run and
@@ -70,7 +70,8 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="bench-queue-lock-")
     os.environ.update(RESNET_EXPLORER_HOME=home, RESNET_EXPLORER_MAX_RUNS="2", RESNET_EXPLORER_SPARES="0",
                       RESNET_EXPLORER_RUNS_PER_USER="1000", RESNET_EXPLORER_MAX_WAITING="1000")
-    from explorer import runs as page_runs  # after the environment: it reads the data folder from it
+    from explorer import run_history  # after the environment: it reads the data folder from it
+    from explorer import runs as page_runs
 
     _timed_transactions()
     store = Store(home)
@@ -87,7 +88,7 @@ def main() -> None:
     occupy(ids[1])
     results = {
         "poll: Train page (explorer.runs.poll)": measure(lambda: page_runs.poll(ids), args.repeats),
-        "poll: Runs page (explorer.runs.history)": measure(page_runs.history, args.repeats),
+        "poll: Runs page (run_history.history)": measure(run_history.history, args.repeats),
         "dispatch, nothing to start": measure(lambda: queue.dispatch(store), args.repeats),
     }
     launched = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.training_charts import RunCurves
-from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
+
 from resnet_core.training.recipe import TEST_POINTS
 from resnet_core.errors import UserError
 from resnet_core.explain import catalog
@@ -252,7 +251,8 @@ def net_label(model: str) -> str:
     return model
 
 
-def _status(db: Store, run: Run, positions: dict[int, int]) -> str:
+def status_text(db: Store, run: Run, positions: dict[int, int]) -> str:
+    """The status a page shows: the store's, or "reference", "stopping", "queued #2"."""
     if run.reference:  # the badge of a shipped, read-only run
         return "reference"
     if run.status == Status.QUEUED:  # positions are read apart from the run: it may have started or come meanwhile
@@ -264,7 +264,7 @@ def _status(db: Store, run: Run, positions: dict[int, int]) -> str:
     return str(run.status)
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
+def metric_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
 
 
@@ -282,11 +282,11 @@ def poll(run_ids: list[int]) -> list[RunState]:
         last = rows["train"][-1] if rows["train"] else None
         label = f"{net_label(run.model)} reference" if run.reference else f"#{run.id} {net_label(run.model)}"
         states.append(RunState(
-            run=run, label=label, status=_status(db, run, positions),
+            run=run, label=label, status=status_text(db, run, positions),
             iterations_done=last["iteration"] if last else 0,
             images_per_s=last["images_per_s"] if last else None,
             eta_s=last["eta_s"] if last and run.status == "running" else None,
-            curves=RunCurves(run.id, label, _frame(rows["train"]), _frame(rows["test"]))))
+            curves=RunCurves(run.id, label, metric_frame(rows["train"]), metric_frame(rows["test"]))))
     return states
 
 
@@ -334,76 +334,3 @@ def progress_text(state: RunState) -> str:
     if state.eta_s is not None:
         parts.append(f"ETA {duration_text(state.eta_s)}")
     return " · ".join(parts)
-
-
-# ------------------------------------------------------------------------------------------- history
-
-
-def _paper_error(run: Run) -> float | None:
-    """Table 6's CIFAR-10 test error (%) for a paper net trained on CIFAR-10 with the full §4.2 recipe."""
-    spec = NetSpec.from_dict(run.spec)
-    # How often it was tested changes nothing it learns.
-    if run.data != "cifar10" or Recipe.from_dict({**run.recipe, "eval_interval": None}) != paper_recipe(spec):
-        return None
-    facts = [fact for fact in paper_facts(spec) if fact.quantity == "CIFAR-10 test error"]
-    return facts[0].value if facts else None
-
-
-def history() -> pd.DataFrame:
-    """Every run in the store, newest first: the columns of the Runs page (errors in %)."""
-    db = store()
-    positions = queue.queue_positions(db)
-    rows = []
-    for run, summary in reversed(db.runs_and_summaries(references=True)):
-        end = run.ended if run.status not in ACTIVE else time.time()
-        # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
-        last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
-        rows.append({
-            "id": run.id, "status": _status(db, run, positions), "net": net_label(run.model), "dataset": run.data,
-            "iterations": summary["iterations_done"],
-            "train error (%)": _percent(last_train[-1]["smoothed_error"] if last_train else None),
-            "test error (%)": _percent(summary["test_error"]),
-            "paper, Table 6 (%)": _paper_error(run),
-            "recipe": Recipe.from_dict(run.recipe).describe(),
-            "duration": duration_text(end - run.started if run.started else None),
-            "device": f"{run.device} · {run.precision}", "reason": run.error or "", "name": run.name})
-    if not rows:
-        return pd.DataFrame()
-    return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "paper, Table 6 (%)": float})
-
-
-def choices() -> dict[int, str]:
-    """Run id -> `#3 ResNet-8 on synthetic (finished)`, newest first."""
-    return {run.id: f"{run.name} (read-only)" if run.reference else
-            f"#{run.id} {net_label(run.model)} on {run.data} ({run.status})"
-            for run in reversed(store().runs(references=True))}
-
-
-def damaged() -> dict[int, str]:
-    """Run id -> why its record in the store cannot be read."""
-    return store().damaged_runs()
-
-
-def _percent(value: float | None) -> float:
-    return float("nan") if value is None else 100 * value
-
-
-def metrics_csv(run_id: int) -> bytes:
-    """Every metric row of a run, as CSV (fractions for errors, nats for losses)."""
-    return _frame(store().metrics(run_id)).to_csv(index=False).encode()
-
-
-def is_reference(run_id: int) -> bool:
-    return bool(store().reference_of(run_id))
-
-
-def checkpoint_path(run_id: int) -> Path | None:
-    """The run's latest checkpoint; for a reference run, its shipped model file."""
-    run = store().run(run_id)
-    if run.reference:
-        try:
-            return catalog.reference(run.reference).path
-        except catalog.ReferenceError:  # reported at the top of the page
-            return None
-    latest = store().latest_checkpoint(run_id)
-    return latest[1] if latest and latest[1].is_file() else None

@@ -1,7 +1,7 @@
 """Runs: every training run in the store, from this app or the CLI; overlay curves, download, delete."""
 import streamlit as st
 
-from explorer import runs, training_views
+from explorer import run_history, runs, training_views
 from explorer.setup import setup_page
 
 setup_page("Runs", ":material/history:")
@@ -11,13 +11,13 @@ st.caption("Every run in the data folder, whether started here or with `python -
 
 for problem in runs.reference_problems():  # the page goes on with the references that are there
     st.warning(problem, icon=":material/warning:")
-for run_id, problem in runs.damaged().items():  # reported, never fatal: the other runs still show
+for run_id, problem in run_history.damaged().items():  # reported, never fatal: the other runs still show
     warning, button = st.columns([5, 1], vertical_alignment="center")
     warning.warning(problem, icon=":material/warning:")
     button.button(f"Delete run {run_id}", key=f"runs_delete_damaged_{run_id}", on_click=training_views.delete_run,
                   args=(run_id,), icon=":material/delete:")
-labels = runs.choices()
-if all(runs.is_reference(run_id) for run_id in labels):
+labels = run_history.choices()
+if all(run_history.is_reference(run_id) for run_id in labels):
     st.info("No runs yet: start one on the Train page or with `python -m resnet_core train`. The shipped reference "
             "nets below (status *reference*: read-only) show what a longer run reaches.")
 if not labels:
@@ -26,7 +26,7 @@ if not labels:
 
 @st.fragment(run_every=2)
 def overview() -> None:
-    st.dataframe(runs.history(), hide_index=True, width="stretch", column_config={
+    st.dataframe(run_history.history(), hide_index=True, width="stretch", column_config={
         "id": st.column_config.NumberColumn("run", format="%d"),
         "train error (%)": st.column_config.NumberColumn(
             format="%.2f", help="Smoothed over about 50 iterations, as the thin curves."),
@@ -49,9 +49,9 @@ overview()
 st.subheader("One run")
 run_id = st.selectbox("Run", list(labels), key="runs_selected", format_func=labels.get)
 csv, checkpoint, delete = st.columns(3, vertical_alignment="bottom")
-csv.download_button("Metrics (CSV)", lambda: runs.metrics_csv(run_id), file_name=f"run-{run_id}-metrics.csv",
+csv.download_button("Metrics (CSV)", lambda: run_history.metrics_csv(run_id), file_name=f"run-{run_id}-metrics.csv",
                     mime="text/csv", key="runs_csv", on_click="ignore", icon=":material/download:")
-path = runs.checkpoint_path(run_id)
+path = run_history.checkpoint_path(run_id)
 checkpoint.download_button("Checkpoint (.safetensors)", lambda: path.read_bytes(),
                            file_name=f"run-{run_id}.safetensors",
                            mime="application/octet-stream", key="runs_checkpoint", on_click="ignore",
@@ -59,7 +59,7 @@ checkpoint.download_button("Checkpoint (.safetensors)", lambda: path.read_bytes(
                            help="The latest checkpoint: weights, optimizer state and the run's spec and recipe."
                            if path else "This run has saved no checkpoint yet.")
 with delete:
-    read_only = runs.is_reference(run_id)
+    read_only = run_history.is_reference(run_id)
     confirmed = st.checkbox(f"Yes, delete run {run_id} and its checkpoints", key="runs_confirm_delete",
                             disabled=read_only)
     st.button("Delete run", key="runs_delete", disabled=read_only or not confirmed,

@@ -128,6 +128,7 @@ def test_reference_runs_are_read_only(tmp_path, monkeypatch, app_clear_caches, a
 def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(tmp_path, monkeypatch):
     """The page reads the runs and their latest values; a run another process creates between two of its queries
     must not break it (it raised KeyError when the two were separate snapshots)."""
+    from explorer import run_history
     from explorer import runs as page_runs
 
     monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
@@ -146,8 +147,8 @@ def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(tm
 
     page_runs.store()  # the page's first visit adds the reference runs: done before the hook is set
     monkeypatch.setattr(Store, "runs", runs_then_another_is_created)
-    first = page_runs.history()
+    first = run_history.history()
     trained_here = lambda table: [run_id for run_id in table["id"] if run_id > 0]  # noqa: E731 (not references)
     assert created and trained_here(first) == [1]  # the snapshot is from before the new run
     monkeypatch.setattr(Store, "runs", original_runs)
-    assert trained_here(page_runs.history()) == [2, 1]
+    assert trained_here(run_history.history()) == [2, 1]

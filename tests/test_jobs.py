@@ -240,6 +240,7 @@ def test_the_servers_dispatcher_advances_the_queue_and_polls_take_no_write_lock(
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     assert store.claim(first, process.pid)
     process.wait()  # the first run's process died; nothing has noticed yet
+    from explorer import run_history
     from explorer import runs as page_runs
     from resnet_core.explain import catalog
 
@@ -250,7 +251,7 @@ def test_the_servers_dispatcher_advances_the_queue_and_polls_take_no_write_lock(
         patch.setattr(Store, "_transaction", lambda self: writes.append(1) or real_transaction(self))
         patch.setattr(page_runs, "_dispatcher", lambda home: type("Idle", (), {"keep_alive": lambda self: None})())
         states = page_runs.poll([first, second])
-        page_runs.history()
+        run_history.history()
     assert writes == [] and [state.status for state in states] == ["running", "queued #1"]
     sleeping = sleeper()
     launching(monkeypatch, lambda run: sleeping.pid)

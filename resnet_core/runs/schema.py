@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 
 from ..errors import StoreError
 from ..nets.specs import NetSpec
 from ..training.recipe import Recipe
+
+logger = logging.getLogger(__name__)
 
 
 class Status(enum.StrEnum):
@@ -86,6 +89,21 @@ SCHEMA_VERSION = 4  # PRAGMA user_version of a store with SCHEMA; 0 before it, 2
 # reference runs
 
 
+def create_or_migrate(db: sqlite3.Connection, path) -> None:
+    """Create the tables of a new store, or bring an older one up to SCHEMA_VERSION, inside the caller's write
+    transaction (foreign keys off)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it meanwhile
+    if version >= SCHEMA_VERSION:
+        return
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone():
+        logger.warning("Migrating the run store %s from version %s to %s.", path, version, SCHEMA_VERSION)
+        migrate(db)
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Bring an older runs table up to SCHEMA inside the caller's write transaction (foreign keys off).
 
@@ -137,6 +155,16 @@ class Run:
     process_started: float | None = None
     claimed: float | None = None
     reference: str | None = None
+
+    def summary(self, train: sqlite3.Row | None, test: sqlite3.Row | None) -> dict:
+        """The run with its latest training and `test` metric rows, as `python -m resnet_core runs --json` lists it."""
+        return {
+            "id": self.id, "name": self.name, "model": self.model, "data": self.data, "status": self.status,
+            "iterations_done": train["iteration"] if train else 0, "iterations_total": self.recipe["iterations"],
+            "train_error": train["error"] if train else None, "train_loss": train["loss"] if train else None,
+            "test_error": test["error"] if test else None, "test_loss": test["loss"] if test else None,
+            "device": self.device, "precision": self.precision, "seed": self.seed, "created": self.created,
+            "started": self.started, "ended": self.ended, "error": self.error, "pid": self.pid}
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Run":

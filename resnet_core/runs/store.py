@@ -22,8 +22,8 @@ from typing import Iterable, Iterator, NamedTuple
 
 from ..errors import RunLimitError, ServerFullError, StoreError
 from . import processes
-from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, SCHEMA, SCHEMA_VERSION, DamagedRunError, Run, Status,
-                     migrate, sql_list)
+from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, SCHEMA_VERSION, DamagedRunError, Run, Status,
+                     create_or_migrate, sql_list)
 from .settings import resolve_home
 
 logger = logging.getLogger(__name__)
@@ -56,28 +56,16 @@ class Store:
             # A read decides: the app opens a store on every page poll (each Streamlit rerun is a new thread),
             # and the schema's write transaction would make every poll queue for the write lock.
             if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                self._create_or_migrate()
+                # Foreign keys cannot be switched inside a transaction; off, the runs table can be copied.
+                self._db.execute("PRAGMA foreign_keys=OFF")
+                try:
+                    with self._transaction() as db:
+                        create_or_migrate(db, self.path)
+                finally:
+                    self._db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"Cannot open the run store {self.path} ({error}); pass --home DIR for another data "
                              "folder.") from None
-
-    def _create_or_migrate(self) -> None:
-        # Foreign keys cannot be switched inside a transaction; off, the runs table can be copied under its metrics.
-        self._db.execute("PRAGMA foreign_keys=OFF")
-        try:
-            with self._transaction() as db:
-                version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
-                if version < SCHEMA_VERSION:
-                    if db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone():
-                        logger.warning("Migrating the run store %s from version %s to %s.", self.path, version,
-                                       SCHEMA_VERSION)
-                        migrate(db)
-                    for statement in SCHEMA.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        finally:
-            self._db.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         self._db.close()
@@ -268,20 +256,8 @@ class Store:
                 latest[row["run_id"], row["kind"]] = row
         finally:
             self._db.execute("COMMIT")
-        result = []
-        for run in runs:
-            train = latest.get((run.id, "train"))
-            test = latest.get((run.id, "test")) or latest.get((run.id, "validation"))
-            result.append((run, {
-                "id": run.id, "name": run.name, "model": run.model, "data": run.data, "status": run.status,
-                "iterations_done": train["iteration"] if train else 0,
-                "iterations_total": run.recipe["iterations"],
-                "train_error": train["error"] if train else None, "train_loss": train["loss"] if train else None,
-                "test_error": test["error"] if test else None, "test_loss": test["loss"] if test else None,
-                "device": run.device, "precision": run.precision, "seed": run.seed, "created": run.created,
-                "started": run.started, "ended": run.ended, "error": run.error, "pid": run.pid,
-            }))
-        return result
+        return [(run, run.summary(latest.get((run.id, "train")),
+                                  latest.get((run.id, "test")) or latest.get((run.id, "validation")))) for run in runs]
 
     # ------------------------------------------------------------------------------------ metrics
     def add_metrics(self, run_id: int, rows: Iterable[dict]) -> None:

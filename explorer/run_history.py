@@ -1,0 +1,82 @@
+"""The Runs page's reads: every run of the store as one table (one snapshot), run labels, a run's files."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from explorer.runs import duration_text, metric_frame, net_label, status_text, store
+from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
+from resnet_core.explain import catalog
+from resnet_core.runs import queue
+from resnet_core.runs.schema import ACTIVE, Run
+
+def _paper_error(run: Run) -> float | None:
+    """Table 6's CIFAR-10 test error (%) for a paper net trained on CIFAR-10 with the full §4.2 recipe."""
+    spec = NetSpec.from_dict(run.spec)
+    # How often it was tested changes nothing it learns.
+    if run.data != "cifar10" or Recipe.from_dict({**run.recipe, "eval_interval": None}) != paper_recipe(spec):
+        return None
+    facts = [fact for fact in paper_facts(spec) if fact.quantity == "CIFAR-10 test error"]
+    return facts[0].value if facts else None
+
+
+def history() -> pd.DataFrame:
+    """Every run in the store, newest first: the columns of the Runs page (errors in %)."""
+    db = store()
+    positions = queue.queue_positions(db)
+    rows = []
+    for run, summary in reversed(db.runs_and_summaries(references=True)):
+        end = run.ended if run.status not in ACTIVE else time.time()
+        # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
+        last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
+        rows.append({
+            "id": run.id, "status": status_text(db, run, positions), "net": net_label(run.model), "dataset": run.data,
+            "iterations": summary["iterations_done"],
+            "train error (%)": _percent(last_train[-1]["smoothed_error"] if last_train else None),
+            "test error (%)": _percent(summary["test_error"]),
+            "paper, Table 6 (%)": _paper_error(run),
+            "recipe": Recipe.from_dict(run.recipe).describe(),
+            "duration": duration_text(end - run.started if run.started else None),
+            "device": f"{run.device} · {run.precision}", "reason": run.error or "", "name": run.name})
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "paper, Table 6 (%)": float})
+
+
+def choices() -> dict[int, str]:
+    """Run id -> `#3 ResNet-8 on synthetic (finished)`, newest first."""
+    return {run.id: f"{run.name} (read-only)" if run.reference else
+            f"#{run.id} {net_label(run.model)} on {run.data} ({run.status})"
+            for run in reversed(store().runs(references=True))}
+
+
+def damaged() -> dict[int, str]:
+    """Run id -> why its record in the store cannot be read."""
+    return store().damaged_runs()
+
+
+def _percent(value: float | None) -> float:
+    return float("nan") if value is None else 100 * value
+
+
+def metrics_csv(run_id: int) -> bytes:
+    """Every metric row of a run, as CSV (fractions for errors, nats for losses)."""
+    return metric_frame(store().metrics(run_id)).to_csv(index=False).encode()
+
+
+def is_reference(run_id: int) -> bool:
+    return bool(store().reference_of(run_id))
+
+
+def checkpoint_path(run_id: int) -> Path | None:
+    """The run's latest checkpoint; for a reference run, its shipped model file."""
+    run = store().run(run_id)
+    if run.reference:
+        try:
+            return catalog.reference(run.reference).path
+        except catalog.ReferenceError:  # reported at the top of the page
+            return None
+    latest = store().latest_checkpoint(run_id)
+    return latest[1] if latest and latest[1].is_file() else None
