@@ -1,4 +1,8 @@
-"""Shared fixtures. Append yours; prefix app fixtures `app_` and browser fixtures `browser_`."""
+"""Shared fixtures. Append yours; prefix app fixtures `app_` and browser fixtures `browser_`.
+
+No test sees a developer's own RESNET_EXPLORER_* settings: `isolated_home` removes them for every test and gives
+it a fresh data folder, and a server gets only the settings its fixtures chose (`server_environment`).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -13,10 +17,34 @@ from pathlib import Path
 
 import pytest
 
+from resnet_core.runs import settings
+
 REPO = Path(__file__).resolve().parents[1]
+SETTINGS_PREFIX = "RESNET_EXPLORER_"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(monkeypatch, tmp_path_factory) -> Path:
+    """A fresh, empty data folder as $RESNET_EXPLORER_HOME and none of the developer's other RESNET_EXPLORER_*
+    settings, for every test: none reads or writes ~/.resnet-explorer or the developer's own folder. Autouse
+    fixtures start before a test's other function fixtures, so those set their own settings on top."""
+    for name in [name for name in os.environ if name.startswith(SETTINGS_PREFIX)]:
+        monkeypatch.delenv(name)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv(settings.HOME_VARIABLE, str(home))
+    return home
+
+
+@pytest.fixture
+def app_home(isolated_home, monkeypatch, app_clear_caches, app_torch_threads) -> Path:
+    """This test's data folder, for AppTests that train: a cap of 2 runs and no spares (they would outlive the
+    test; test_jobs covers them)."""
+    monkeypatch.setenv(settings.CAP_VARIABLE, "2")
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
+    return isolated_home
 
 
 @pytest.fixture
@@ -60,16 +88,30 @@ def app_free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def app_server_settings(tmp_path_factory) -> dict[str, str]:
+    """The only RESNET_EXPLORER_* settings a module's servers get: a fresh data folder, a cap of 2 runs and no
+    spares (they would outlive the test; test_jobs covers them)."""
+    return {settings.HOME_VARIABLE: str(tmp_path_factory.mktemp("server-home")), settings.CAP_VARIABLE: "2",
+            settings.SPARES_VARIABLE: "0"}
+
+
+def server_environment(chosen: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any RESNET_EXPLORER_* variable, then the `chosen` settings: a module's
+    server starts before its tests' fixtures hide the developer's own, so it must never read them itself."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith(SETTINGS_PREFIX)}
+    return {**inherited, **chosen, "PYTHONPATH": str(REPO)}
+
+
 @contextlib.contextmanager
-def serve_app(port: int, log: Path) -> Iterator[subprocess.Popen]:
-    """`streamlit run streamlit_app.py` on 127.0.0.1:`port`, healthy when entered; stopped on exit."""
+def serve_app(port: int, log: Path, chosen: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`streamlit run streamlit_app.py` on 127.0.0.1:`port` with the `chosen` settings, healthy when entered;
+    stopped on exit."""
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
     with log.open("a") as output:
         server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-                                  env={"RESNET_EXPLORER_SPARES": "0",  # never warm processes in a user's data folder
-                                       "RESNET_EXPLORER_HOME": str(log.parent / "server-home"),
-                                       **os.environ, "PYTHONPATH": str(REPO)})
+                                  env=server_environment(chosen))
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -92,24 +134,20 @@ def serve_app(port: int, log: Path) -> Iterator[subprocess.Popen]:
 
 
 @pytest.fixture(scope="module")
-def app_server(app_free_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh `streamlit run streamlit_app.py` on a free port; yields its base URL."""
-    with serve_app(app_free_port, tmp_path_factory.mktemp("streamlit") / "server.log"):
+def app_server(app_free_port: int, app_server_settings: dict[str, str],
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh `streamlit run streamlit_app.py` on a free port with app_server_settings; yields its base URL."""
+    with serve_app(app_free_port, tmp_path_factory.mktemp("streamlit") / "server.log", app_server_settings):
         yield f"http://127.0.0.1:{app_free_port}"
 
 
-@pytest.fixture(scope="module")
-def app_training_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A data folder for a module's server that trains: cap 2, no spares (they would outlive the test;
-    test_jobs covers them). Request it before app_server, which reads the environment when it starts."""
-    from resnet_core.runs import settings
-
-    home = tmp_path_factory.mktemp("training-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RESNET_EXPLORER_HOME", str(home))
-        patch.setenv(settings.CAP_VARIABLE, "2")
-        patch.setenv(settings.SPARES_VARIABLE, "0")
-        yield home
+@pytest.fixture
+def app_training_home(app_server_settings: dict[str, str], monkeypatch) -> Path:
+    """The data folder of the module's servers, with their settings made this test's own as well, so that what
+    the test reads in-process (Store()) is what the servers train in."""
+    for name, value in app_server_settings.items():
+        monkeypatch.setenv(name, value)
+    return Path(app_server_settings[settings.HOME_VARIABLE])
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +164,7 @@ def browser_page():
 
 
 @pytest.fixture
-def app_empty_homes(tmp_path, monkeypatch) -> Path:
+def app_empty_homes(isolated_home, tmp_path, monkeypatch) -> Path:
     """An empty run store and torch cache, and no dataset on the machine: what a fresh install sees.
 
     The demo checkpoints record the folder they were trained on; where that folder exists (the machine
@@ -134,10 +172,9 @@ def app_empty_homes(tmp_path, monkeypatch) -> Path:
     """
     from explorer import models
 
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(models, "local_dataset_source", lambda model, choice: None)
-    return tmp_path / "home"
+    return isolated_home
 
 
 def _plotly_values(value):

@@ -13,18 +13,16 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core import paper_recipe
 from resnet_core.nets.specs import get_spec
-from resnet_core.runs import queue, settings
+from resnet_core.runs import queue
 from resnet_core.runs.store import Store
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Runs.py")
 
 
 @pytest.fixture
-def app_runs(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Store:
+def app_runs(app_home) -> Store:
     """Two tiny finished runs trained by the queue, one failed run, and a full paper run recorded as the CLI does."""
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
-    store = Store(tmp_path)
+    store = Store(app_home)
     for model in ("resnet8", "plain8"):
         queue.submit(model, "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
     queue.dispatch(store, cap=2)
@@ -95,23 +93,20 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     assert not at.checkbox(key="runs_confirm_delete").value
 
 
-def test_an_empty_store_says_how_to_start(tmp_path, monkeypatch, app_clear_caches, app_torch_threads):
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+def test_an_empty_store_says_how_to_start(app_home):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert at.info[0].value.startswith("No runs yet: start one on the Train page")
 
 
-def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(tmp_path, monkeypatch):
+def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(app_home, monkeypatch):
     """The page reads the runs and their latest values; a run another process creates between two of its queries
     must not break it (it raised KeyError when the two were separate snapshots)."""
     from explorer import runs as page_runs
 
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
-    store = Store(tmp_path)
+    store = Store(app_home)
     queue.submit("resnet8", "synthetic", iterations=4, store=store)
-    other_process = Store(tmp_path)  # its own connection, as another training process or tab has
+    other_process = Store(app_home)  # its own connection, as another training process or tab has
     original_runs = Store.runs
     created = []
 

@@ -14,14 +14,6 @@ from resnet_core.runs.store import Store
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Train.py")
 
 
-@pytest.fixture
-def app_home(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Path:
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setenv(settings.CAP_VARIABLE, "2")
-    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
-    return tmp_path
-
-
 def start(at: AppTest, nets: list[str], iterations: int, eval_every: int) -> AppTest:
     at.multiselect(key="train_nets").set_value(nets)
     at.radio(key="train_data").set_value("synthetic")

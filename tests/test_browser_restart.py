@@ -16,12 +16,12 @@ from resnet_core.runs.store import Store
 pytestmark = pytest.mark.browser
 
 
-def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_home, app_free_port, tmp_path,
-                                                                 browser_page):
+def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_home, app_server_settings,
+                                                                 app_free_port, tmp_path, browser_page):
     home, port = app_training_home, app_free_port
     url, page = f"http://127.0.0.1:{port}", browser_page
     page.set_viewport_size({"width": 1400, "height": 2000})
-    with serve_app(port, tmp_path / "first.log") as server:
+    with serve_app(port, tmp_path / "first.log", app_server_settings) as server:
         start_pair(page, url, iterations=300, batch=16, test_every=20)
         before = wait_for_more_points(page, 0)
         server.kill()
@@ -33,7 +33,7 @@ def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_ho
     time.sleep(2)
     assert len(store.metrics(1)) > recorded  # still training with no server at all
 
-    with serve_app(port, tmp_path / "second.log"):
+    with serve_app(port, tmp_path / "second.log", app_server_settings):
         page.reload()
         page.wait_for_selector("h1", timeout=60_000)
         wait_for_more_points(page, before)  # the whole curve is back and still growing
