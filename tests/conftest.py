@@ -6,6 +6,7 @@ it a fresh data folder, and a server gets only the settings its fixtures chose (
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -14,10 +15,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from resnet_core.runs import settings
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS_PREFIX = "RESNET_EXPLORER_"
@@ -79,6 +84,15 @@ def app_one_torch_thread() -> Iterator[None]:
 def app_torch_threads() -> Iterator[None]:
     with app_one_torch_thread():
         yield
+
+
+def app_test(page: str, timeout: float = 60) -> AppTest:
+    """An AppTest of the script `page` after its first run, which raised nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(page, default_timeout=timeout).run()
+    assert not at.exception, at.exception
+    return at
 
 
 @pytest.fixture(scope="module")
@@ -177,25 +191,48 @@ def app_empty_homes(isolated_home, tmp_path, monkeypatch) -> Path:
     return isolated_home
 
 
-def _plotly_values(value):
-    """A Plotly array from its JSON: a list, or the binary form {dtype, bdata, shape} numpy arrays take."""
+def app_finished_run(home: Path, name: str, checkpoint: bytes, model: str = "resnet8") -> None:
+    """A finished run of `model` in the store at `home` whose checkpoint file holds `checkpoint`, as it is."""
+    import resnet_core as rc
+    from resnet_core.runs.store import Store
+
+    store = Store(home)
+    run_id = store.create_run(name=name, spec=rc.get_spec(model).to_dict(), recipe=rc.Recipe().to_dict(),
+                              data="synthetic", device="cpu", precision="fp32", seed=0)
+    store.claim(run_id, os.getpid())
+    path = store.run_dir(run_id) / "checkpoint.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(checkpoint)
+    store.add_checkpoint(run_id, 1, path)
+    store.finish(run_id, "finished")
+
+
+def app_plotly_array(value):
+    """A Plotly array from its JSON as numpy: a list, or the binary form {dtype, bdata, shape} numpy arrays take."""
     import base64
 
     import numpy as np
 
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
-    return value
+    if isinstance(value, dict):
+        values = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return values.reshape([int(n) for n in value["shape"].split(",")]) if "shape" in value else values
+    return np.asarray(value, dtype=float)
+
+
+def app_figures(at: AppTest) -> list[dict]:
+    """Every Plotly figure an AppTest drew, as its JSON."""
+    return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
 
 
 @pytest.fixture
 def app_chart_traces():
     """A function: every Plotly trace an AppTest drew, by name, with x and y as plain lists."""
-    import json
+
+    def plain(value):
+        return app_plotly_array(value).tolist() if isinstance(value, dict) else value
 
     def traces(at) -> dict[str, dict]:
-        figures = [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
-        return {trace["name"]: {**trace, "x": _plotly_values(trace.get("x")), "y": _plotly_values(trace.get("y"))}
-                for figure in figures for trace in figure["data"]}
+        return {trace["name"]: {**trace, "x": plain(trace.get("x")), "y": plain(trace.get("y"))}
+                for figure in app_figures(at) for trace in figure["data"]}
 
     return traces

@@ -1,15 +1,14 @@
 """AppTest of the Inside page: Fig. 7, gradient norms, a model's test report and its worst mistakes."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, app_finished_run, app_plotly_array, app_test
 from streamlit.testing.v1 import AppTest
 
 from explorer import models
-from test_app_classify import array
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "6_Inside.py")
+PAGE = str(REPO / "pages" / "6_Inside.py")
 pytestmark = pytest.mark.usefixtures("app_clear_caches", "app_torch_threads", "app_empty_homes")
 
 
@@ -24,19 +23,17 @@ def traces(figure: dict) -> dict[str, list]:
 
 @pytest.fixture
 def at() -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=120).run()
-    assert not app.exception, app.exception
-    return app
+    return app_test(PAGE, timeout=120)
 
 
 def test_fig7_trained_by_default_and_at_initialisation(at):
     trained = traces(chart(at, "inside_fig7"))
     assert set(trained) == {"plain-20", "ResNet-20"}
     # 19 3x3 layers in a 20-layer CIFAR net (stem + 18), in the original order and sorted.
-    assert all(len(array(trace["x"])) == 19 for trace in chart(at, "inside_fig7")["data"])
+    assert all(len(app_plotly_array(trace["x"])) == 19 for trace in chart(at, "inside_fig7")["data"])
     # Without CIFAR-10 here, the trained stds are the ones the demo export measured on its test set.
     recorded = models.demo_metadata("resnet20")["layer_response_stds"]["std"]
-    assert np.allclose(array(trained["ResNet-20"]["y"]), recorded)
+    assert np.allclose(app_plotly_array(trained["ResNet-20"]["y"]), recorded)
     assert any("recorded when the demo was exported" in caption.value for caption in at.caption)
     at.radio(key="inside_state").set_value("init").run()
     at.selectbox(key="inside_depth").select(56).run()
@@ -49,7 +46,8 @@ def test_gradient_norms_on_a_log_scale_init_and_trained(at):
     assert figure["layout"]["yaxis"]["type"] == "log"
     assert set(traces(figure)) == {"plain-20, at initialisation", "ResNet-20, at initialisation",
                                    "plain-20, trained", "ResNet-20, trained"}
-    assert all(len(array(trace["y"])) == 20 and (array(trace["y"]) > 0).all() for trace in figure["data"])
+    assert all(len(app_plotly_array(trace["y"])) == 20 and (app_plotly_array(trace["y"]) > 0).all()
+               for trace in figure["data"])
     at.radio(key="inside_state").set_value("init").run()
     at.selectbox(key="inside_depth").select(56).run()
     assert set(traces(chart(at, "inside_gradients"))) == {"plain-56, at initialisation", "ResNet-56, at initialisation"}
@@ -77,9 +75,7 @@ def test_mistakes_appear_when_the_dataset_is_here(monkeypatch):
 
 
 def test_a_broken_run_is_one_line_and_the_figures_stay(app_empty_homes):
-    from test_app_classify import _finished_run
-
-    _finished_run(app_empty_homes, "noise", b"\0" * 100)
+    app_finished_run(app_empty_homes, "noise", b"\0" * 100)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.selectbox(key="inside_model").select("run:1").run()
     (error,) = [error.value for error in at.error]

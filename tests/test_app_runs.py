@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
@@ -16,7 +16,7 @@ from resnet_core.nets.specs import get_spec
 from resnet_core.runs import queue
 from resnet_core.runs.store import Store
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Runs.py")
+PAGE = str(REPO / "pages" / "4_Runs.py")
 
 
 @pytest.fixture
