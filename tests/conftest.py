@@ -1,4 +1,4 @@
-"""Shared fixtures. Append yours; prefix app fixtures `app_` and browser fixtures `browser_`.
+"""Shared fixtures and helpers. Append yours; prefix app fixtures `app_` and browser fixtures `browser_`.
 
 No test sees a developer's own RESNET_EXPLORER_* settings: `isolated_home` removes them for every test and gives
 it a fresh data folder, and a server gets only the settings its fixtures chose (`server_environment`).
@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,10 +25,33 @@ if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"  # screenshots for a human to look at (git-ignored)
 SETTINGS_PREFIX = "RESNET_EXPLORER_"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+WAIT_S = 60  # generous: two cores, training processes and maybe someone else's tests
+WAIT_MS = WAIT_S * 1000
+FIRST_RUN_MS = 120_000  # a page's first run on a fresh server imports torch and builds its nets
+POLL_S = 0.3
+# True once the frontend has drawn what the script sent, which it does a little after the script has finished:
+# no lazily loaded element is still a placeholder, and every shown Plotly chart is plotted and every shown table
+# has its canvas (those in a tab not chosen are drawn only when it is).
+DRAWN = """() => {
+    const shown = testId => [...document.querySelectorAll(`[data-testid=${testId}]`)].filter(e => e.checkVisibility());
+    return !document.querySelector('[data-testid=stSkeleton]')
+        && shown('stPlotlyChart').every(chart => chart.querySelector('.js-plotly-plot')?._fullData
+                                                 && chart.querySelector('.main-svg'))
+        && shown('stDataFrame').every(table => table.querySelector('canvas'));
+}"""
+# The points in the page's first Plotly chart (the Train page's error chart), all traces together, once they are
+# more than `than`; false before. _fullData holds decoded arrays where data may hold Plotly's binary form.
+MORE_POINTS = """than => {
+    const chart = document.querySelector('.js-plotly-plot');
+    const total = chart ? (chart._fullData || []).reduce((sum, trace) => sum + (trace.x || []).length, 0) : 0;
+    return total > than && total;
+}"""
 
 
 @pytest.fixture(autouse=True)
@@ -164,19 +187,6 @@ def app_training_home(app_server_settings: dict[str, str], monkeypatch) -> Path:
     return Path(app_server_settings[settings.HOME_VARIABLE])
 
 
-@pytest.fixture(scope="module")
-def browser_page():
-    """A Playwright page on Debian's Chromium (never a downloaded browser); skips when it is missing."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        yield page
-        browser.close()
-
-
 @pytest.fixture
 def app_empty_homes(isolated_home, tmp_path, monkeypatch) -> Path:
     """An empty run store and torch cache, and no dataset on the machine: what a fresh install sees.
@@ -236,3 +246,119 @@ def app_chart_traces():
                 for figure in app_figures(at) for trace in figure["data"]}
 
     return traces
+
+
+def eventually(check: Callable[[], object], timeout: float = WAIT_S):
+    """`check()`'s result once it stops raising AssertionError, after `timeout` s its last AssertionError: for
+    runs that other processes train, and for what a browser draws a little after the script has finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_S)
+
+
+# ------------------------------------------------------------------------------------------- browsers
+@pytest.fixture(scope="module")
+def browser_page():
+    """A Playwright page on Debian's Chromium (never a downloaded browser); skips when it is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    sync_api.expect.set_options(timeout=WAIT_MS)  # Playwright's 5 s are too short beside two training processes
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def browser_ball_image(tmp_path) -> Path:
+    """A red square on blue sky to upload: a PNG file."""
+    from PIL import Image
+
+    path = tmp_path / "ball.png"
+    picture = Image.new("RGB", (120, 90), (90, 150, 235))
+    picture.paste((210, 30, 30), (40, 25, 80, 65))
+    picture.save(path)
+    return path
+
+
+def settle(page) -> None:
+    """Wait until the script (or a fragment) is not running. A widget change does not flip the state at once,
+    so callers first wait for something the rerun changes, then for this."""
+    page.wait_for_selector(IDLE, timeout=WAIT_MS)
+
+
+def load(page, url: str) -> None:
+    """Open `url` and wait for the page's first run to end. The app reports idle before that run starts, so
+    wait for its title first."""
+    page.goto(url)
+    page.wait_for_selector("h1", timeout=WAIT_MS)
+    page.wait_for_selector(IDLE, timeout=FIRST_RUN_MS)
+
+
+def no_errors(page) -> None:
+    """No traceback and no st.error on the page."""
+    for kind in ("stException", "stAlertContentError"):
+        found = page.get_by_test_id(kind)
+        assert found.count() == 0, found.all_inner_texts()
+
+
+def plots(page) -> list[list[dict]]:
+    """Every Plotly chart on the page: its traces' type, name, x, y and (heatmaps') z. _fullData holds decoded
+    arrays where data may hold Plotly's binary {dtype, bdata} form."""
+    return page.evaluate(
+        "[...document.querySelectorAll('.js-plotly-plot')].map(plot => (plot._fullData || []).map(trace => ({"
+        "type: trace.type, name: trace.name, x: trace.x ? Array.from(trace.x) : [],"
+        "y: trace.y ? Array.from(trace.y) : [],"
+        "z: trace.type === 'heatmap' ? Array.from(trace.z, row => Array.from(row)) : null})))")
+
+
+def wait_for_more_points(page, than: int, timeout_ms: int = WAIT_MS) -> int:
+    """The points in the Train page's error chart once they are more than `than`."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        grown = page.wait_for_function(MORE_POINTS, arg=than, timeout=timeout_ms, polling=POLL_S * 1000)
+    except PlaywrightTimeout:
+        pytest.fail(f"the error chart did not grow past {than} points in {timeout_ms / 1000:g} s")
+    return grown.json_value()
+
+
+def screenshot(page, name: str) -> None:
+    """A full-page shot of what the page has drawn, as ARTIFACTS/`name`. Streamlit scrolls inside its own
+    container, so for the shot the viewport grows as tall as that container's content."""
+    page.wait_for_function(DRAWN, timeout=WAIT_MS)
+    before = page.viewport_size
+    height = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('[data-testid=stMain]')].map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": before["width"], "height": max(height, before["height"])})
+    # Charts and tables redraw for the new size on the next animation frame; the shot follows the one after.
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    path = ARTIFACTS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=path, full_page=True)
+    page.set_viewport_size(before)
+
+
+def start_pair(page, url: str, iterations: int, batch: int, test_every: int) -> None:
+    """Start plain-8 against ResNet-8 on the synthetic set from the Train page."""
+    load(page, f"{url}/Train")
+    page.get_by_role("button", name="8 layers").click()
+    # Each click reruns the script; the next widget must not be touched before the rerun has applied it.
+    page.get_by_text("plain-8", exact=True).first.wait_for(timeout=WAIT_MS)
+    settle(page)
+    page.get_by_text("Synthetic (no download)").click()
+    settle(page)
+    for label, value in (("Number of iterations", iterations), ("Batch (images)", batch),
+                         ("Test every (iterations)", test_every)):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(str(value))
+        field.press("Enter")
+        settle(page)
+    page.get_by_role("button", name="Start").click()

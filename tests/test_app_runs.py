@@ -3,11 +3,10 @@ paper's Table 6 beside a full-recipe run, a failed run's reason, delete with con
 from __future__ import annotations
 
 import io
-import time
 
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, eventually
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
@@ -36,10 +35,11 @@ def app_runs(app_home) -> Store:
     store.add_metrics(full, [{"iteration": 64_000, "kind": "test", "epoch": 163, "error": 0.0861, "loss": 0.3}])
     store.cancel_queued(full)
     store.finish(full, "finished")
-    deadline = time.monotonic() + 90
-    while {store.run(1).status, store.run(2).status} != {"finished"}:
-        assert time.monotonic() < deadline, [run.error for run in store.runs()]
-        time.sleep(0.3)
+
+    def both_finished() -> None:
+        assert {store.run(1).status, store.run(2).status} == {"finished"}, [run.error for run in store.runs()]
+
+    eventually(both_finished, timeout=90)
     return store
 
 
