@@ -1,22 +1,78 @@
-"""Shared fixtures. Append yours; prefix app fixtures `app_` and browser fixtures `browser_`."""
+"""Shared fixtures and helpers. Append yours; prefix app fixtures `app_` and browser fixtures `browser_`.
+
+No test sees a developer's own RESNET_EXPLORER_* settings: `isolated_home` removes them for every test and gives
+it a fresh data folder, and a server gets only the settings its fixtures chose (`server_environment`).
+"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from resnet_core.runs import settings
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
+
 REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"  # screenshots for a human to look at (git-ignored)
+SETTINGS_PREFIX = "RESNET_EXPLORER_"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+WAIT_S = 60  # generous: two cores, training processes and maybe someone else's tests
+WAIT_MS = WAIT_S * 1000
+FIRST_RUN_MS = 120_000  # a page's first run on a fresh server imports torch and builds its nets
+POLL_S = 0.3
+# True once the frontend has drawn what the script sent, which it does a little after the script has finished:
+# no lazily loaded element is still a placeholder, and every shown Plotly chart is plotted and every shown table
+# has its canvas (those in a tab not chosen are drawn only when it is).
+DRAWN = """() => {
+    const shown = testId => [...document.querySelectorAll(`[data-testid=${testId}]`)].filter(e => e.checkVisibility());
+    return !document.querySelector('[data-testid=stSkeleton]')
+        && shown('stPlotlyChart').every(chart => chart.querySelector('.js-plotly-plot')?._fullData
+                                                 && chart.querySelector('.main-svg'))
+        && shown('stDataFrame').every(table => table.querySelector('canvas'));
+}"""
+# The points in the page's first Plotly chart (the Train page's error chart), all traces together, once they are
+# more than `than`; false before. _fullData holds decoded arrays where data may hold Plotly's binary form.
+MORE_POINTS = """than => {
+    const chart = document.querySelector('.js-plotly-plot');
+    const total = chart ? (chart._fullData || []).reduce((sum, trace) => sum + (trace.x || []).length, 0) : 0;
+    return total > than && total;
+}"""
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(monkeypatch, tmp_path_factory) -> Path:
+    """A fresh, empty data folder as $RESNET_EXPLORER_HOME and none of the developer's other RESNET_EXPLORER_*
+    settings, for every test: none reads or writes ~/.resnet-explorer or the developer's own folder. Autouse
+    fixtures start before a test's other function fixtures, so those set their own settings on top."""
+    for name in [name for name in os.environ if name.startswith(SETTINGS_PREFIX)]:
+        monkeypatch.delenv(name)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv(settings.HOME_VARIABLE, str(home))
+    return home
+
+
+@pytest.fixture
+def app_home(isolated_home, monkeypatch, app_clear_caches, app_torch_threads) -> Path:
+    """This test's data folder, for AppTests that train: a cap of 2 runs and no spares (they would outlive the
+    test; test_jobs covers them)."""
+    monkeypatch.setenv(settings.CAP_VARIABLE, "2")
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
+    return isolated_home
 
 
 @pytest.fixture
@@ -53,6 +109,15 @@ def app_torch_threads() -> Iterator[None]:
         yield
 
 
+def app_test(page: str, timeout: float = 60) -> AppTest:
+    """An AppTest of the script `page` after its first run, which raised nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(page, default_timeout=timeout).run()
+    assert not at.exception, at.exception
+    return at
+
+
 @pytest.fixture(scope="module")
 def app_free_port() -> int:
     with socket.socket() as probe:
@@ -60,16 +125,30 @@ def app_free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def app_server_settings(tmp_path_factory) -> dict[str, str]:
+    """The only RESNET_EXPLORER_* settings a module's servers get: a fresh data folder, a cap of 2 runs and no
+    spares (they would outlive the test; test_jobs covers them)."""
+    return {settings.HOME_VARIABLE: str(tmp_path_factory.mktemp("server-home")), settings.CAP_VARIABLE: "2",
+            settings.SPARES_VARIABLE: "0"}
+
+
+def server_environment(chosen: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any RESNET_EXPLORER_* variable, then the `chosen` settings: a module's
+    server starts before its tests' fixtures hide the developer's own, so it must never read them itself."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith(SETTINGS_PREFIX)}
+    return {**inherited, **chosen, "PYTHONPATH": str(REPO)}
+
+
 @contextlib.contextmanager
-def serve_app(port: int, log: Path) -> Iterator[subprocess.Popen]:
-    """`streamlit run streamlit_app.py` on 127.0.0.1:`port`, healthy when entered; stopped on exit."""
+def serve_app(port: int, log: Path, chosen: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`streamlit run streamlit_app.py` on 127.0.0.1:`port` with the `chosen` settings, healthy when entered;
+    stopped on exit."""
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
     with log.open("a") as output:
         server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-                                  env={"RESNET_EXPLORER_SPARES": "0",  # never warm processes in a user's data folder
-                                       "RESNET_EXPLORER_HOME": str(log.parent / "server-home"),
-                                       **os.environ, "PYTHONPATH": str(REPO)})
+                                  env=server_environment(chosen))
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -92,32 +171,104 @@ def serve_app(port: int, log: Path) -> Iterator[subprocess.Popen]:
 
 
 @pytest.fixture(scope="module")
-def app_server(app_free_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh `streamlit run streamlit_app.py` on a free port; yields its base URL."""
-    with serve_app(app_free_port, tmp_path_factory.mktemp("streamlit") / "server.log"):
+def app_server(app_free_port: int, app_server_settings: dict[str, str],
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh `streamlit run streamlit_app.py` on a free port with app_server_settings; yields its base URL."""
+    with serve_app(app_free_port, tmp_path_factory.mktemp("streamlit") / "server.log", app_server_settings):
         yield f"http://127.0.0.1:{app_free_port}"
 
 
-@pytest.fixture(scope="module")
-def app_training_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A data folder for a module's server that trains: cap 2, no spares (they would outlive the test;
-    test_jobs covers them). Request it before app_server, which reads the environment when it starts."""
-    from resnet_core.runs import settings
-
-    home = tmp_path_factory.mktemp("training-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RESNET_EXPLORER_HOME", str(home))
-        patch.setenv(settings.CAP_VARIABLE, "2")
-        patch.setenv(settings.SPARES_VARIABLE, "0")
-        yield home
+@pytest.fixture
+def app_training_home(app_server_settings: dict[str, str], monkeypatch) -> Path:
+    """The data folder of the module's servers, with their settings made this test's own as well, so that what
+    the test reads in-process (Store()) is what the servers train in."""
+    for name, value in app_server_settings.items():
+        monkeypatch.setenv(name, value)
+    return Path(app_server_settings[settings.HOME_VARIABLE])
 
 
+@pytest.fixture
+def app_empty_homes(isolated_home, tmp_path, monkeypatch) -> Path:
+    """An empty run store and torch cache, and no dataset on the machine: what a fresh install sees.
+
+    The demo checkpoints record the folder they were trained on; where that folder exists (the machine
+    that trained them) the pages would read it, so tests hide it. Yields the data folder.
+    """
+    from explorer import models
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(models, "local_dataset_source", lambda model, choice: None)
+    return isolated_home
+
+
+def app_finished_run(home: Path, name: str, checkpoint: bytes, model: str = "resnet8") -> None:
+    """A finished run of `model` in the store at `home` whose checkpoint file holds `checkpoint`, as it is."""
+    import resnet_core as rc
+    from resnet_core.runs.store import Store
+
+    store = Store(home)
+    run_id = store.create_run(name=name, spec=rc.get_spec(model).to_dict(), recipe=rc.Recipe().to_dict(),
+                              data="synthetic", device="cpu", precision="fp32", seed=0)
+    store.claim(run_id, os.getpid())
+    path = store.run_dir(run_id) / "checkpoint.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(checkpoint)
+    store.add_checkpoint(run_id, 1, path)
+    store.finish(run_id, "finished")
+
+
+def app_plotly_array(value):
+    """A Plotly array from its JSON as numpy: a list, or the binary form {dtype, bdata, shape} numpy arrays take."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        values = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return values.reshape([int(n) for n in value["shape"].split(",")]) if "shape" in value else values
+    return np.asarray(value, dtype=float)
+
+
+def app_figures(at: AppTest) -> list[dict]:
+    """Every Plotly figure an AppTest drew, as its JSON."""
+    return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+
+
+@pytest.fixture
+def app_chart_traces():
+    """A function: every Plotly trace an AppTest drew, by name, with x and y as plain lists."""
+
+    def plain(value):
+        return app_plotly_array(value).tolist() if isinstance(value, dict) else value
+
+    def traces(at) -> dict[str, dict]:
+        return {trace["name"]: {**trace, "x": plain(trace.get("x")), "y": plain(trace.get("y"))}
+                for figure in app_figures(at) for trace in figure["data"]}
+
+    return traces
+
+
+def eventually(check: Callable[[], object], timeout: float = WAIT_S):
+    """`check()`'s result once it stops raising AssertionError, after `timeout` s its last AssertionError: for
+    runs that other processes train, and for what a browser draws a little after the script has finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_S)
+
+
+# ------------------------------------------------------------------------------------------- browsers
 @pytest.fixture(scope="module")
 def browser_page():
     """A Playwright page on Debian's Chromium (never a downloaded browser); skips when it is missing."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run browser tests")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    sync_api.expect.set_options(timeout=WAIT_MS)  # Playwright's 5 s are too short beside two training processes
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -126,39 +277,88 @@ def browser_page():
 
 
 @pytest.fixture
-def app_empty_homes(tmp_path, monkeypatch) -> Path:
-    """An empty run store and torch cache, and no dataset on the machine: what a fresh install sees.
+def browser_ball_image(tmp_path) -> Path:
+    """A red square on blue sky to upload: a PNG file."""
+    from PIL import Image
 
-    The demo checkpoints record the folder they were trained on; where that folder exists (the machine
-    that trained them) the pages would read it, so tests hide it. Yields the data folder.
-    """
-    from explorer import models
-
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(models, "local_dataset_source", lambda model, choice: None)
-    return tmp_path / "home"
+    path = tmp_path / "ball.png"
+    picture = Image.new("RGB", (120, 90), (90, 150, 235))
+    picture.paste((210, 30, 30), (40, 25, 80, 65))
+    picture.save(path)
+    return path
 
 
-def _plotly_values(value):
-    """A Plotly array from its JSON: a list, or the binary form {dtype, bdata, shape} numpy arrays take."""
-    import base64
-
-    import numpy as np
-
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
-    return value
+def settle(page) -> None:
+    """Wait until the script (or a fragment) is not running. A widget change does not flip the state at once,
+    so callers first wait for something the rerun changes, then for this."""
+    page.wait_for_selector(IDLE, timeout=WAIT_MS)
 
 
-@pytest.fixture
-def app_chart_traces():
-    """A function: every Plotly trace an AppTest drew, by name, with x and y as plain lists."""
-    import json
+def load(page, url: str) -> None:
+    """Open `url` and wait for the page's first run to end. The app reports idle before that run starts, so
+    wait for its title first."""
+    page.goto(url)
+    page.wait_for_selector("h1", timeout=WAIT_MS)
+    page.wait_for_selector(IDLE, timeout=FIRST_RUN_MS)
 
-    def traces(at) -> dict[str, dict]:
-        figures = [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
-        return {trace["name"]: {**trace, "x": _plotly_values(trace.get("x")), "y": _plotly_values(trace.get("y"))}
-                for figure in figures for trace in figure["data"]}
 
-    return traces
+def no_errors(page) -> None:
+    """No traceback and no st.error on the page."""
+    for kind in ("stException", "stAlertContentError"):
+        found = page.get_by_test_id(kind)
+        assert found.count() == 0, found.all_inner_texts()
+
+
+def plots(page) -> list[list[dict]]:
+    """Every Plotly chart on the page: its traces' type, name, x, y and (heatmaps') z. _fullData holds decoded
+    arrays where data may hold Plotly's binary {dtype, bdata} form."""
+    return page.evaluate(
+        "[...document.querySelectorAll('.js-plotly-plot')].map(plot => (plot._fullData || []).map(trace => ({"
+        "type: trace.type, name: trace.name, x: trace.x ? Array.from(trace.x) : [],"
+        "y: trace.y ? Array.from(trace.y) : [],"
+        "z: trace.type === 'heatmap' ? Array.from(trace.z, row => Array.from(row)) : null})))")
+
+
+def wait_for_more_points(page, than: int, timeout_ms: int = WAIT_MS) -> int:
+    """The points in the Train page's error chart once they are more than `than`."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        grown = page.wait_for_function(MORE_POINTS, arg=than, timeout=timeout_ms, polling=POLL_S * 1000)
+    except PlaywrightTimeout:
+        pytest.fail(f"the error chart did not grow past {than} points in {timeout_ms / 1000:g} s")
+    return grown.json_value()
+
+
+def screenshot(page, name: str) -> None:
+    """A full-page shot of what the page has drawn, as ARTIFACTS/`name`. Streamlit scrolls inside its own
+    container, so for the shot the viewport grows as tall as that container's content."""
+    page.wait_for_function(DRAWN, timeout=WAIT_MS)
+    before = page.viewport_size
+    height = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('[data-testid=stMain]')].map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": before["width"], "height": max(height, before["height"])})
+    # Charts and tables redraw for the new size on the next animation frame; the shot follows the one after.
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    path = ARTIFACTS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=path, full_page=True)
+    page.set_viewport_size(before)
+
+
+def start_pair(page, url: str, iterations: int, batch: int, test_every: int) -> None:
+    """Start plain-8 against ResNet-8 on the synthetic set from the Train page."""
+    load(page, f"{url}/Train")
+    page.get_by_role("button", name="8 layers").click()
+    # Each click reruns the script; the next widget must not be touched before the rerun has applied it.
+    page.get_by_text("plain-8", exact=True).first.wait_for(timeout=WAIT_MS)
+    settle(page)
+    page.get_by_text("Synthetic (no download)").click()
+    settle(page)
+    for label, value in (("Number of iterations", iterations), ("Batch (images)", batch),
+                         ("Test every (iterations)", test_every)):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(str(value))
+        field.press("Enter")
+        settle(page)
+    page.get_by_role("button", name="Start").click()

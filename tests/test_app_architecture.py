@@ -1,12 +1,11 @@
 """AppTest of the Architecture page: totals follow every picker change and match resnet_core."""
-from pathlib import Path
-
 import pytest
+from conftest import REPO, app_test
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Architecture.py")
+PAGE = str(REPO / "pages" / "1_Architecture.py")
 pytestmark = pytest.mark.usefixtures("app_clear_caches", "app_torch_threads")
 
 
@@ -32,9 +31,7 @@ def shown_totals(at: AppTest) -> dict[str, str]:
 
 @pytest.fixture
 def at() -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=60).run()
-    assert not app.exception, app.exception
-    return app
+    return app_test(PAGE)
 
 
 def test_default_is_resnet56_with_the_papers_numbers(at):

@@ -1,5 +1,4 @@
 """AppTest of the Classify page: examples, uploads (issue 6's bad inputs among them), two models, attributions."""
-import base64
 import io
 import json
 import os
@@ -8,31 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, app_figures, app_finished_run, app_plotly_array, app_test
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
-from resnet_core.runs.store import Store
 from test_images import encode, png_header_only, two_colour
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "5_Classify.py")
+PAGE = str(REPO / "pages" / "5_Classify.py")
 pytestmark = pytest.mark.usefixtures("app_clear_caches", "app_torch_threads", "app_empty_homes")
 
 
-def charts(at: AppTest) -> list[dict]:
-    return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
-
-
-def array(value) -> np.ndarray:
-    """A Plotly array from its JSON: a list, or the binary form {dtype, bdata, shape} numpy arrays take."""
-    if isinstance(value, dict):
-        values = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        return values.reshape([int(n) for n in value["shape"].split(",")]) if "shape" in value else values
-    return np.asarray(value, dtype=float)
-
-
 def bar_charts(at: AppTest) -> list[dict]:
-    return [chart for chart in charts(at) if chart["data"][0]["type"] == "bar"]
+    return [chart for chart in app_figures(at) if chart["data"][0]["type"] == "bar"]
 
 
 def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
@@ -50,9 +37,7 @@ def assert_alive(at: AppTest) -> None:
 
 @pytest.fixture
 def at() -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=60).run()
-    assert not app.exception, app.exception
-    return app
+    return app_test(PAGE)
 
 
 def test_first_visit_asks_for_an_image_and_defaults_to_the_most_accurate_pair(at):
@@ -76,9 +61,9 @@ def test_an_example_gets_two_top5_charts_and_overlays_for_every_method(at):
     for method in ("grad_cam", "integrated_gradients", "saliency", "occlusion"):
         at.selectbox(key="classify_method").select(method).run()
         assert_alive(at)
-        heatmaps = [chart["data"][1] for chart in charts(at) if len(chart["data"]) == 2]
-        assert len(heatmaps) == 2 and all(np.isfinite(array(h["z"])).all() for h in heatmaps)
-        assert array(heatmaps[0]["z"]).shape == (32, 32)
+        heatmaps = [chart["data"][1] for chart in app_figures(at) if len(chart["data"]) == 2]
+        assert len(heatmaps) == 2 and all(np.isfinite(app_plotly_array(h["z"])).all() for h in heatmaps)
+        assert app_plotly_array(heatmaps[0]["z"]).shape == (32, 32)
     at.selectbox(key="classify_method").select("grad_cam").run()
     grad_cam = [c.value for c in at.caption if c.value.startswith("Grad-CAM")]
     assert len(grad_cam) == 2 and all("on layer3.2's 8×8 map" in caption for caption in grad_cam)
@@ -168,19 +153,6 @@ def test_odd_but_valid_images_are_all_classified(at):
         assert at.image[0].proto.imgs[0].caption == name
 
 
-def _finished_run(home: Path, name: str, checkpoint: bytes | None = None, model: str = "resnet8") -> None:
-    store = Store(home)
-    spec = rc.get_spec(model).to_dict()
-    run_id = store.create_run(name=name, spec=spec, recipe=rc.Recipe().to_dict(), data="synthetic", device="cpu",
-                              precision="fp32", seed=0)
-    store.claim(run_id, os.getpid())
-    path = store.run_dir(run_id) / "checkpoint.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(checkpoint)
-    store.add_checkpoint(run_id, 1, path)
-    store.finish(run_id, "finished")
-
-
 def _lying_checkpoint(tmp_path: Path) -> bytes:
     """ResNet-8's weights under metadata that says ResNet-20."""
     path = tmp_path / "liar.safetensors"
@@ -213,7 +185,7 @@ def test_bad_checkpoints_of_runs_are_one_line_errors(app_empty_homes, tmp_path):
     bad = {"pickle": pickle.dumps(_CreatesFile(witness)), "noise": os.urandom(2048),
            "truncated": real.read_bytes()[:1000], "other depth": _lying_checkpoint(tmp_path)}
     for name, content in bad.items():
-        _finished_run(app_empty_homes, name, content)
+        app_finished_run(app_empty_homes, name, content)
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.selectbox(key="classify_example").select("sailing boat (drawn)").run()
     for run_id, name in enumerate(bad, start=1):

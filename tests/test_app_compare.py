@@ -1,13 +1,11 @@
 """AppTest of the Compare page: two nets, their differences and the depth sweep."""
-import json
-from pathlib import Path
-
 import pytest
+from conftest import REPO, app_figures, app_test
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "2_Compare.py")
+PAGE = str(REPO / "pages" / "2_Compare.py")
 pytestmark = pytest.mark.usefixtures("app_clear_caches", "app_torch_threads")
 
 
@@ -28,9 +26,7 @@ def differences(at: AppTest):
 @pytest.fixture
 def at() -> AppTest:
     # The depth sweep summarises twelve CIFAR nets on the first run.
-    app = AppTest.from_file(PAGE, default_timeout=90).run()
-    assert not app.exception, app.exception
-    return app
+    return app_test(PAGE, timeout=90)
 
 
 def test_default_is_plain34_against_resnet34(at):
@@ -46,8 +42,7 @@ def test_default_is_plain34_against_resnet34(at):
 
 
 def test_the_depth_sweep_covers_the_cifar_family_plain_and_residual(at):
-    charts = [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
-    sweep = next(chart for chart in charts if chart["layout"]["xaxis"].get("type") == "log")
+    sweep = next(chart for chart in app_figures(at) if chart["layout"]["xaxis"].get("type") == "log")
     names = {trace["name"] for trace in sweep["data"]}
     assert names == {"plain", "residual"}
     assert sweep["layout"]["xaxis"]["tickvals"] == list(rc.specs.CIFAR_PAPER_DEPTHS)

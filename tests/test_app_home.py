@@ -1,13 +1,11 @@
 """AppTest of the home page: renders, links only to pages that exist, and never imports torch."""
-import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
+from conftest import REPO, app_figures
 from streamlit.testing.v1 import AppTest
 
-REPO = Path(__file__).resolve().parents[1]
 HOME = str(REPO / "streamlit_app.py")
 
 
@@ -16,7 +14,7 @@ def test_home_renders_the_story_the_block_and_links():
     assert not at.exception
     assert [header.value for header in at.subheader][:3] == [
         "The degradation problem", "Residual learning: F(x) + x", "What it achieved"]
-    block = json.loads(at.get("plotly_chart")[0].proto.spec)
+    block = app_figures(at)[0]
     assert "<b>F(x) + x</b>" in {annotation.get("text") for annotation in block["layout"]["annotations"]}
     # Links carry the page's URL name: its file name without the ordering number.
     links = {link.proto.page for link in at.get("page_link")}

@@ -1,15 +1,14 @@
 """AppTest of the Inside page: Fig. 7, gradient norms, a model's test report and its worst mistakes."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, app_finished_run, app_plotly_array, app_test
 from streamlit.testing.v1 import AppTest
 
 from explorer import models
-from test_app_classify import array
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "6_Inside.py")
+PAGE = str(REPO / "pages" / "6_Inside.py")
 pytestmark = pytest.mark.usefixtures("app_clear_caches", "app_torch_threads", "app_empty_homes")
 
 
@@ -24,9 +23,7 @@ def traces(figure: dict) -> dict[str, list]:
 
 @pytest.fixture
 def at() -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=120).run()
-    assert not app.exception, app.exception
-    return app
+    return app_test(PAGE, timeout=120)
 
 
 def test_fig7_trained_at_both_depths_by_default_and_at_initialisation(at):
@@ -34,12 +31,13 @@ def test_fig7_trained_at_both_depths_by_default_and_at_initialisation(at):
         trained = traces(chart(at, f"inside_fig7_{depth}"))
         assert set(trained) == {f"plain-{depth}", f"ResNet-{depth}"}
         # depth - 1 3x3 layers in a CIFAR net (stem + 6n), in the original order and sorted.
-        assert all(len(array(trace["x"])) == depth - 1 for trace in chart(at, f"inside_fig7_{depth}")["data"])
+        assert all(len(app_plotly_array(trace["x"])) == depth - 1 for trace in chart(at, f"inside_fig7_{depth}")["data"])
         # Without CIFAR-10 here, the trained stds are the ones the reference export measured on its test set.
         recorded = models.shipped_metadata(f"reference:resnet{depth}")["layer_response_stds"]["std"]
-        assert np.allclose(array(trained[f"ResNet-{depth}"]["y"]), recorded)
+        assert np.allclose(app_plotly_array(trained[f"ResNet-{depth}"]["y"]), recorded)
         # Fig. 7's point holds for these nets: residual responses are smaller than plain ones.
-        assert np.mean(array(trained[f"ResNet-{depth}"]["y"])) < np.mean(array(trained[f"plain-{depth}"]["y"]))
+        residual, plain = (app_plotly_array(trained[f"{net}-{depth}"]["y"]) for net in ("ResNet", "plain"))
+        assert np.mean(residual) < np.mean(plain)
     assert any("recorded when the reference nets were exported" in caption.value for caption in at.caption)
     # What the 12-epoch nets do not show yet is said, with their numbers, not implied.
     (caveat,) = [caption.value for caption in at.caption if "12 epochs" in caption.value]
@@ -57,7 +55,8 @@ def test_gradient_norms_on_a_log_scale_init_and_trained(at):
     assert figure["layout"]["yaxis"]["type"] == "log"
     assert set(traces(figure)) == {"plain-56, at initialisation", "ResNet-56, at initialisation",
                                    "plain-56, trained", "ResNet-56, trained"}
-    assert all(len(array(trace["y"])) == 56 and (array(trace["y"]) > 0).all() for trace in figure["data"])
+    assert all(len(app_plotly_array(trace["y"])) == 56 and (app_plotly_array(trace["y"]) > 0).all()
+               for trace in figure["data"])
     at.radio(key="inside_state").set_value("init").run()
     at.selectbox(key="inside_depth").select(110).run()  # no trained net of that depth
     assert set(traces(chart(at, "inside_gradients"))) == {"plain-110, at initialisation",
@@ -86,9 +85,7 @@ def test_mistakes_appear_when_the_dataset_is_here(monkeypatch):
 
 
 def test_a_broken_run_is_one_line_and_the_figures_stay(app_empty_homes):
-    from test_app_classify import _finished_run
-
-    _finished_run(app_empty_homes, "noise", b"\0" * 100)
+    app_finished_run(app_empty_homes, "noise", b"\0" * 100)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.selectbox(key="inside_model").select("run:1").run()
     (error,) = [error.value for error in at.error]

@@ -3,29 +3,26 @@ paper's Table 6 beside a full-recipe run, a failed run's reason, delete with con
 from __future__ import annotations
 
 import io
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO, eventually
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import paper_recipe
 from resnet_core.errors import StoreError
 from resnet_core.nets.specs import get_spec
-from resnet_core.runs import queue, settings
+from resnet_core.runs import queue
 from resnet_core.runs.store import Store
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Runs.py")
+PAGE = str(REPO / "pages" / "4_Runs.py")
 
 
 @pytest.fixture
-def app_runs(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Store:
+def app_runs(app_home) -> Store:
     """Two tiny finished runs trained by the queue, one failed run, and a full paper run recorded as the CLI does."""
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
-    store = Store(tmp_path)
+    store = Store(app_home)
     for model in ("resnet8", "plain8"):
         queue.submit(model, "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
     queue.dispatch(store, cap=2)
@@ -39,10 +36,11 @@ def app_runs(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Stor
     store.add_metrics(full, [{"iteration": 64_000, "kind": "test", "epoch": 163, "error": 0.0861, "loss": 0.3}])
     store.cancel_queued(full)
     store.finish(full, "finished")
-    deadline = time.monotonic() + 90
-    while {store.run(1).status, store.run(2).status} != {"finished"}:
-        assert time.monotonic() < deadline, [run.error for run in store.runs()]
-        time.sleep(0.3)
+
+    def both_finished() -> None:
+        assert {store.run(1).status, store.run(2).status} == {"finished"}, [run.error for run in store.runs()]
+
+    eventually(both_finished, timeout=90)
     return store
 
 
@@ -97,9 +95,7 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     assert not at.checkbox(key="runs_confirm_delete").value
 
 
-def test_an_empty_store_says_how_to_start_and_shows_the_references(tmp_path, monkeypatch, app_clear_caches,
-                                                                    app_torch_threads, app_chart_traces):
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+def test_an_empty_store_says_how_to_start_and_shows_the_references(app_home, app_chart_traces):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert at.info[0].value.startswith("No runs yet: start one on the Train page")
@@ -109,14 +105,13 @@ def test_an_empty_store_says_how_to_start_and_shows_the_references(tmp_path, mon
     assert set(app_chart_traces(at)) >= {"plain-20 reference test", "ResNet-20 reference test"}  # overlaid
 
 
-def test_reference_runs_are_read_only(tmp_path, monkeypatch, app_clear_caches, app_torch_threads, app_downloads):
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
+def test_reference_runs_are_read_only(app_home, app_downloads):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.selectbox(key="runs_selected").set_value(-4).run()
     assert at.button(key="runs_delete").disabled and at.checkbox(key="runs_confirm_delete").disabled
     assert app_downloads["runs_checkpoint"]() == (Path(queue.__file__).parents[1] / "reference" /
                                                   "resnet56.safetensors").read_bytes()
-    store = Store(tmp_path)
+    store = Store(app_home)
     before = store.run(-4), store.metrics(-4)
     for action, done in (("delete", "deleted"), ("resume", "resumed"), ("cancel", "cancelled")):
         with pytest.raises(StoreError, match=f"Run -4 is the shipped resnet56 reference; it is read-only and cannot "
@@ -125,17 +120,15 @@ def test_reference_runs_are_read_only(tmp_path, monkeypatch, app_clear_caches, a
     assert (store.run(-4), store.metrics(-4)) == before
 
 
-def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(tmp_path, monkeypatch):
+def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(app_home, monkeypatch):
     """The page reads the runs and their latest values; a run another process creates between two of its queries
     must not break it (it raised KeyError when the two were separate snapshots)."""
     from explorer import run_history
     from explorer import runs as page_runs
 
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
-    store = Store(tmp_path)
+    store = Store(app_home)
     queue.submit("resnet8", "synthetic", iterations=4, store=store)
-    other_process = Store(tmp_path)  # its own connection, as another training process or tab has
+    other_process = Store(app_home)  # its own connection, as another training process or tab has
     original_runs = Store.runs
     created = []
 

@@ -3,23 +3,15 @@ curves hold the store's values; cancel and resume; the URL names the runs."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 from streamlit.testing.v1 import AppTest
 
 from resnet_core.runs import queue, settings
 from resnet_core.runs.store import Store
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Train.py")
-
-
-@pytest.fixture
-def app_home(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Path:
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setenv(settings.CAP_VARIABLE, "2")
-    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")  # spares would outlive the test; test_jobs covers them
-    return tmp_path
+PAGE = str(REPO / "pages" / "3_Train.py")
 
 
 def start(at: AppTest, nets: list[str], iterations: int, eval_every: int) -> AppTest:

@@ -4,24 +4,23 @@ started go on in their own processes, and the new server's pages show them again
 Screenshots land in test-artifacts/ (git-ignored)."""
 from __future__ import annotations
 
-import time
-
 import pytest
-from conftest import serve_app
-from test_browser_training import IDLE, screenshot, start_pair, wait_for_more_points
+from conftest import WAIT_MS, eventually, load, screenshot, serve_app, start_pair, wait_for_more_points
 
 from resnet_core.runs import workers
 from resnet_core.runs.store import Store
 
+expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
+
 pytestmark = pytest.mark.browser
 
 
-def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_home, app_free_port, tmp_path,
-                                                                 browser_page):
+def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_home, app_server_settings,
+                                                                 app_free_port, tmp_path, browser_page):
     home, port = app_training_home, app_free_port
     url, page = f"http://127.0.0.1:{port}", browser_page
     page.set_viewport_size({"width": 1400, "height": 2000})
-    with serve_app(port, tmp_path / "first.log") as server:
+    with serve_app(port, tmp_path / "first.log", app_server_settings) as server:
         start_pair(page, url, iterations=300, batch=16, test_every=20)
         before = wait_for_more_points(page, 0)
         server.kill()
@@ -30,22 +29,25 @@ def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_ho
     pids = [run.pid for run in store.runs()]
     assert len(pids) == 2 and all(workers.process_running(pid) for pid in pids)
     recorded = len(store.metrics(1))
-    time.sleep(2)
-    assert len(store.metrics(1)) > recorded  # still training with no server at all
 
-    with serve_app(port, tmp_path / "second.log"):
+    def still_training() -> None:  # with no server at all
+        assert len(store.metrics(1)) > recorded
+
+    eventually(still_training)
+
+    with serve_app(port, tmp_path / "second.log", app_server_settings):
         page.reload()
-        page.wait_for_selector("h1", timeout=60_000)
+        page.wait_for_selector("h1", timeout=WAIT_MS)
         wait_for_more_points(page, before)  # the whole curve is back and still growing
         screenshot(page, "restart_train.png")
-        deadline = time.monotonic() + 120
-        while {run.status for run in store.runs()} != {"finished"}:
-            assert time.monotonic() < deadline, [(run.status, run.error) for run in store.runs()]
-            time.sleep(0.5)
-        page.goto(f"{url}/Runs")
-        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-        page.wait_for_selector(IDLE, timeout=60_000)
-        page.wait_for_timeout(1_500)  # the table's canvas draws after the script has finished
+
+        def both_finished() -> None:
+            runs = store.runs()
+            assert {run.status for run in runs} == {"finished"}, [(run.status, run.error) for run in runs]
+
+        eventually(both_finished, timeout=120)
+        load(page, f"{url}/Runs")
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         screenshot(page, "restart_runs.png")
-        assert page.get_by_text("finished").count() >= 2
+        expect(page.get_by_text("finished").nth(1)).to_be_attached()  # at least two
     assert [run.pid for run in store.runs()] == pids  # the same processes ran them to the end, no restart

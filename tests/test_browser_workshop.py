@@ -7,20 +7,12 @@ A screenshot of every step lands in test-artifacts/workshop/ (git-ignored) for a
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from PIL import Image
+from conftest import WAIT_MS, eventually, no_errors, plots, screenshot, settle, wait_for_more_points
 
 from resnet_core.runs.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts" / "workshop"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-WAIT_S = 60  # generous: two cores, two training processes and maybe someone else's tests
-WAIT_MS = WAIT_S * 1000
 # ~0.05-0.1 s per iteration of ResNet-8 at batch 16 on one thread: both runs end within a minute, even loaded.
 ITERATIONS, BATCH, TEST_EVERY = 200, 16, 20
 RESNET56_PARAMS = 853_018  # Table 6 rounds it to 0.85 M
@@ -29,25 +21,6 @@ pytestmark = pytest.mark.browser
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def settle(page) -> None:
-    """Wait until the script (or a fragment) is not running. A widget change does not flip the state at once,
-    so callers first wait for something the rerun changes, then for this."""
-    page.wait_for_selector(IDLE, timeout=WAIT_MS)
-
-
-def eventually(page, check: Callable[[], object], timeout: float = WAIT_S):
-    """`check()`'s result once it stops raising AssertionError: the frontend draws elements, Plotly charts and
-    tables a little after the script reports it has finished, and later still on a loaded machine."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            page.wait_for_timeout(300)
-
-
 def open_page(page, link_name: str, title: str) -> None:
     """Follow the sidebar's link to a page, as a participant would, and wait for its first run to end."""
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=link_name).click()
@@ -67,57 +40,14 @@ def grid_rows(grid) -> list[list[str]]:
                          ".map(cell => cell.innerText.trim())).filter(row => row.length)")
 
 
-def plots(page) -> list[list[dict]]:
-    """Every Plotly chart on the page: its traces' type, name, x, y and (heatmaps') z. _fullData holds decoded
-    arrays where data may hold Plotly's binary {dtype, bdata} form."""
-    return page.evaluate(
-        "[...document.querySelectorAll('.js-plotly-plot')].map(plot => (plot._fullData || []).map(trace => ({"
-        "type: trace.type, name: trace.name, x: trace.x ? Array.from(trace.x) : [],"
-        "y: trace.y ? Array.from(trace.y) : [],"
-        "z: trace.type === 'heatmap' ? Array.from(trace.z, row => Array.from(row)) : null})))")
-
-
-def error_chart_points(page) -> int:
-    """Points in the Train page's first chart (the error chart), all traces together."""
-    charts = plots(page)
-    return sum(len(trace["x"]) for trace in charts[0]) if charts else 0
-
-
-def wait_for_more_points(page, than: int) -> int:
-    def grown() -> int:
-        total = error_chart_points(page)
-        assert total > than, f"the error chart did not grow past {than} points in {WAIT_S} s"
-        return total
-
-    return eventually(page, grown)
-
-
 def run_card(page, card: str, status: str = ""):
     """The title line of a run's card on the Train page, e.g. `#2 ResNet-8 on synthetic · check_circle finished`."""
     return page.get_by_test_id("stMarkdownContainer").filter(
         has_text=re.compile(rf"^{card} on synthetic · .*{status}"))
 
 
-def no_errors(page) -> None:
-    for kind in ("stException", "stAlertContentError"):
-        found = page.get_by_test_id(kind)
-        assert found.count() == 0, found.all_inner_texts()
-
-
-def screenshot(page, name: str) -> None:
-    """A full-page shot. Streamlit scrolls inside its own container, so the viewport must be as tall as it."""
-    page.wait_for_timeout(1_000)  # Plotly and the tables' canvases draw after the script has finished
-    height = page.evaluate(
-        "Math.max(...[...document.querySelectorAll('[data-testid=stMain]')].map(e => e.scrollHeight), 900)")
-    page.set_viewport_size({"width": 1400, "height": height})
-    page.wait_for_timeout(300)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=ARTIFACTS / name, full_page=True)
-    page.set_viewport_size({"width": 1400, "height": 900})
-
-
 # ------------------------------------------------------------------------------------------- the path
-def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
+def test_workshop_path(app_training_home, app_server, browser_page, browser_ball_image):
     page = browser_page
     store = Store(app_training_home)
     main = page.get_by_test_id("stMain")
@@ -135,9 +65,9 @@ def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
                                                          "Inside"], links
         assert len(plots(page)) == 1  # the residual block figure
 
-    eventually(page, home_drawn)
+    eventually(home_drawn)
     no_errors(page)
-    screenshot(page, "1_home.png")
+    screenshot(page, "workshop/1_home.png")
 
     # 2. Architecture: build ResNet-56 with the sidebar's widgets, by way of the other family and another depth.
     main.get_by_test_id("stPageLink").filter(has_text="Architecture").get_by_role("link").click()
@@ -171,7 +101,7 @@ def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
             ("56", "853K", "64×8×8"), metrics
         return metrics
 
-    eventually(page, resnet56_drawn)
+    eventually(resnet56_drawn)
     page.get_by_role("button", name="Help for Parameters").hover()
     assert f"exactly {RESNET56_PARAMS:,}" in page.get_by_test_id("stTooltipContent").inner_text(timeout=WAIT_MS)
     page.mouse.move(700, 10)  # the tooltip must not cover the screenshot
@@ -185,9 +115,9 @@ def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
         assert sum(int(re.sub(r"\D", "", row[header.index("parameters")])) for row in body) == RESNET56_PARAMS, rows
         assert sum(int(row[header.index("weighted layers")]) for row in body) == 56, rows
 
-    eventually(page, stage_rows)
+    eventually(stage_rows)
     no_errors(page)
-    screenshot(page, "2_architecture_resnet56.png")
+    screenshot(page, "workshop/2_architecture_resnet56.png")
 
     # 3. Train: the 8-layer preset on synthetic data, short, and watch the curves grow.
     open_page(page, "Train", "Train")
@@ -226,7 +156,7 @@ def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
     cards = [f"#{plain_id} plain-8", f"#{resnet_id} ResNet-8"]
     for card in cards:
         run_card(page, card).wait_for(timeout=WAIT_MS)
-    screenshot(page, "3_train_live.png")
+    screenshot(page, "workshop/3_train_live.png")
 
     # 4. Reload: the same runs and the whole curves come back; then both finish.
     page.reload()
@@ -241,7 +171,7 @@ def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
         assert not {status for _, status, _ in statuses} & {"failed", "diverged", "cancelled"}, statuses
         assert {status for _, status, _ in statuses} == {"finished"}, statuses
 
-    eventually(page, both_finished, timeout=120)
+    eventually(both_finished, timeout=120)
     assert all(store.latest_checkpoint(run.id) for run in store.runs())
 
     def page_shows_finished() -> None:
@@ -256,9 +186,9 @@ def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
             assert error_chart[f"{card} test"]["x"] == list(range(TEST_EVERY, ITERATIONS + 1, TEST_EVERY)), \
                 (card, error_chart[f"{card} test"]["x"])
 
-    eventually(page, page_shows_finished)
+    eventually(page_shows_finished)
     no_errors(page)
-    screenshot(page, "4_train_finished_after_reload.png")
+    screenshot(page, "workshop/4_train_finished_after_reload.png")
 
     # 5. Runs: both listed as finished, all their iterations done, their curves overlaid.
     open_page(page, "Runs", "Runs")
@@ -277,18 +207,14 @@ def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
         charts = plots(page)
         assert charts and {f"{card} test" for card in cards} <= {trace["name"] for trace in charts[0]}, charts
 
-    eventually(page, runs_listed)
+    eventually(runs_listed)
     no_errors(page)
-    screenshot(page, "5_runs.png")
+    screenshot(page, "workshop/5_runs.png")
 
     # 6. Classify: the trained ResNet-8 (left) beside its plain twin on an uploaded image, with Grad-CAM.
     open_page(page, "Classify", "Classify")
     assert page.get_by_role("combobox", name="Method").input_value() == "Grad-CAM"  # the default
-    image = Path(tmp_path) / "ball.png"
-    picture = Image.new("RGB", (120, 90), (90, 150, 235))
-    picture.paste((210, 30, 30), (40, 25, 80, 65))
-    picture.save(image)
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(image))
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(browser_ball_image))
     page.get_by_text("Top-5 classes").first.wait_for(timeout=WAIT_MS)  # the demo networks answer first
     settle(page)
     resnet_label = f"run {resnet_id}: resnet8 on synthetic"
@@ -321,6 +247,6 @@ def test_workshop_path(app_training_home, app_server, browser_page, tmp_path):
             assert (len(heatmap["z"]), len(heatmap["z"][0])) == (32, 32)
             assert 0 <= min(values) and 0 < max(values) <= 1, (min(values), max(values))
 
-    eventually(page, answers_drawn)
+    eventually(answers_drawn)
     no_errors(page)
-    screenshot(page, "6_classify_gradcam.png")
+    screenshot(page, "workshop/6_classify_gradcam.png")

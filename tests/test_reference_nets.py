@@ -13,7 +13,6 @@ from streamlit.testing.v1 import AppTest
 from resnet_core.cli import main
 from resnet_core.explain import catalog
 from resnet_core.nets.specs import get_spec
-from resnet_core.runs import settings
 from resnet_core.runs.store import Store
 from resnet_core.training.checkpoint import load_model
 from resnet_core.training.recipe import Recipe, training_recipe
@@ -58,13 +57,6 @@ def test_models_json_lists_every_usable_model_with_the_promised_fields(tmp_path,
     assert by_name["run:1"]["source"] == "run" and Path(by_name["run:1"]["path"]).is_file()
     assert {by_name["demo:resnet20"]["source"], by_name["reference:plain20"]["source"]} == {"demo", "reference"}
     assert all(Path(entry["path"]).is_file() for entry in listed)
-
-
-@pytest.fixture
-def app_home(tmp_path, monkeypatch, app_clear_caches, app_torch_threads) -> Path:
-    monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
-    return tmp_path / "home"
 
 
 def tiny_cifar10_folder(root: Path) -> Path:
