@@ -109,7 +109,7 @@ def test_reference_runs_are_read_only(app_home, app_downloads):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.selectbox(key="runs_selected").set_value(-4).run()
     assert at.button(key="runs_delete").disabled and at.checkbox(key="runs_confirm_delete").disabled
-    assert app_downloads["runs_checkpoint"]() == (Path(queue.__file__).parents[1] / "reference" /
+    assert app_downloads["runs_checkpoint"]() == (REPO / "resnet_core" / "reference" /
                                                   "resnet56.safetensors").read_bytes()
     store = Store(app_home)
     before = store.run(-4), store.metrics(-4)
