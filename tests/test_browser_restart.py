@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import WAIT_MS, eventually, load, screenshot, serve_app, start_pair, wait_for_more_points
 
-from resnet_core.runs import workers
+from resnet_core.runs import processes
 from resnet_core.runs.store import Store
 
 expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
@@ -27,7 +27,7 @@ def test_runs_outlive_a_killed_server_and_show_again_on_the_next(app_training_ho
         server.wait(timeout=10)
     store = Store(home)
     pids = [run.pid for run in store.runs()]
-    assert len(pids) == 2 and all(workers.process_running(pid) for pid in pids)
+    assert len(pids) == 2 and all(processes.running(pid) for pid in pids)
     recorded = len(store.metrics(1))
 
     def still_training() -> None:  # with no server at all
