@@ -195,6 +195,6 @@ def add_references_to(store) -> list[str]:
             continue
         rows = history.astype(object).where(history.notna(), None).to_dict("records")  # NaN -> NULL
         store.add_reference(reference_run_id(ref.model), ref.model, name=f"{ref.label}, {REFERENCE_DATA}", spec=ref.metadata["spec"],
-                            recipe=ref.recipe, data="cifar10", precision=ref.metadata["run"].get("precision", "fp32"),
+                            recipe=ref.recipe, data="cifar10-jpeg", precision=ref.metadata["run"].get("precision", "fp32"),
                             metrics=rows, trained_at=time.time(), wall_s=float(history["elapsed_s"].max()))
     return problems
