@@ -77,7 +77,8 @@ def loss_lr_figure(curves: Sequence[RunCurves]) -> go.Figure:
     for curve in (curve for curve in curves if not curve.reference):
         train, test, color = thinned(curve.train), curve.test, color_of(curve)
         figure.add_scatter(x=train["iteration"], y=train["smoothed_loss"], mode="lines",
-                           name=f"{curve.label} train loss", legendgroup=curve.label, line=dict(color=color, width=TRAIN_WIDTH))
+                           name=f"{curve.label} train loss", legendgroup=curve.label,
+                           line=dict(color=color, width=TRAIN_WIDTH))
         figure.add_scatter(x=test["iteration"], y=test["loss"], mode="lines+markers", name=f"{curve.label} test loss",
                            legendgroup=curve.label, line=dict(color=color, width=TEST_WIDTH), marker=dict(size=6))
         figure.add_scatter(x=train["iteration"], y=train["lr"], mode="lines", name=f"{curve.label} lr",

@@ -194,7 +194,8 @@ def add_references_to(store) -> list[str]:
             problems.append(str(error))
             continue
         rows = history.astype(object).where(history.notna(), None).to_dict("records")  # NaN -> NULL
-        store.add_reference(reference_run_id(ref.model), ref.model, name=f"{ref.label}, {REFERENCE_DATA}", spec=ref.metadata["spec"],
-                            recipe=ref.recipe, data="cifar10-jpeg", precision=ref.metadata["run"].get("precision", "fp32"),
-                            metrics=rows, trained_at=time.time(), wall_s=float(history["elapsed_s"].max()))
+        store.add_reference(reference_run_id(ref.model), ref.model, name=f"{ref.label}, {REFERENCE_DATA}",
+                            spec=ref.metadata["spec"], recipe=ref.recipe, data="cifar10-jpeg",
+                            precision=ref.metadata["run"].get("precision", "fp32"), metrics=rows,
+                            trained_at=time.time(), wall_s=float(history["elapsed_s"].max()))
     return problems
