@@ -1,4 +1,4 @@
-"""`python -m resnet_core train|reproduce|runs|models|evaluate|summary`.
+"""`python -m resnet_core train|reproduce|runs|models|evaluate|summary|lesion|landscape|shattering`.
 
 Exit status 0 on success, 2 on a user error (one line on stderr), 1 on a bug (with its traceback).
 Under `torchrun` every process runs `train`; rank 0 alone writes the store and prints.
@@ -35,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .explain.commands import add_commands
     from .runs.reproduce import TABLES
     from .training.data import SOURCE_HELP
     from .training.recipe import RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
@@ -115,10 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ten-crop", action="store_true", help="average 10 crops per image (§3.4, ImageNet nets)")
     evaluate.add_argument("--device", choices=("cpu", "cuda"))
 
+    add_commands(commands, with_home)  # lesion, landscape, shattering, with their handlers
+
     summary = commands.add_parser("summary", help="print a network's layer or stage table (Table 1)")
     summary.add_argument("model", metavar="NAME")
     summary.add_argument("--layers", action="store_true", help="one row per layer instead of per stage")
     summary.add_argument("--num-classes", type=int)
+    for name, handler in {"train": _train, "reproduce": _reproduce, "runs": _runs, "models": _models,
+                          "evaluate": _evaluate, "summary": _summary}.items():
+        commands.choices[name].set_defaults(handler=handler)
     return parser
 
 
@@ -134,8 +140,7 @@ def exit_now(code: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": _train, "reproduce": _reproduce, "runs": _runs, "models": _models, "evaluate": _evaluate,
-                "summary": _summary}[args.command](args)
+        return args.handler(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,140 @@
+"""The experiments' subcommands of `python -m resnet_core`: lesion, landscape, shattering.
+
+    python -m resnet_core lesion reference:resnet56 --data cifar10 --images 1000 --random-k 10 --json
+    python -m resnet_core landscape 3 --data synthetic --dims 2 --points 21 --json
+    python -m resnet_core shattering --depths 8,20,56,110 --json
+
+MODEL is a run id, `reference:NET` (a shipped reference net) or a checkpoint path (`explain.trained`). The
+parsers are built without importing torch (the `runs` command must stay quick); each handler imports its
+experiment. Progress goes to stderr, so `--json` stays parseable. Nothing here writes to the store.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import UserError
+
+MODEL_HELP = "a run id, reference:NET (plain20, resnet20, plain56, resnet56) or a checkpoint path"
+
+
+def add_commands(commands, with_home) -> None:
+    """Add the three subcommands, each with its handler as the `handler` default, to `commands` (subparsers)."""
+    lesion = with_home(commands.add_parser(
+        "lesion", help="delete blocks of a trained net at test time and measure its error (Veit et al. 2016)"))
+    lesion.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    lesion.add_argument("--data", required=True, metavar="SOURCE", help="the dataset the net was trained on")
+    lesion.add_argument("--images", type=int, default=1000, metavar="N", help="test images (default 1000)")
+    lesion.add_argument("--random-k", type=int, default=0, metavar="K",
+                        help="also delete k = 1…K random blocks at once (default 0: single blocks only)")
+    lesion.add_argument("--draws", type=int, default=10, metavar="D", help="random draws per k (default 10)")
+    lesion.add_argument("--seed", type=int, default=0)
+    lesion.add_argument("--json", action="store_true", help="print the result as JSON (errors as fractions)")
+
+    landscape = with_home(commands.add_parser(
+        "landscape", help="training loss around a trained net's weights along filter-normalised random directions "
+                          "(Li et al. 2018)"))
+    landscape.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    landscape.add_argument("--data", required=True, metavar="SOURCE", help="the dataset the net was trained on")
+    landscape.add_argument("--dims", type=int, choices=(1, 2), default=1, help="a 1-D slice or a 2-D surface")
+    landscape.add_argument("--points", type=int, default=41, metavar="P", help="points per axis (default 41)")
+    landscape.add_argument("--span", type=float, default=1.0, metavar="S",
+                           help="step sizes from -S to S along each direction (default 1)")
+    landscape.add_argument("--images", type=int, default=1000, metavar="N",
+                           help="training images, a fixed subset (default 1000)")
+    landscape.add_argument("--seed", type=int, default=0, help="seed of the directions and the subset")
+    landscape.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    shattering = commands.add_parser(
+        "shattering", help="gradient autocorrelation of plain and residual nets at initialisation "
+                           "(Balduzzi et al. 2017)")
+    shattering.add_argument("--depths", default="8,20,56,110", metavar="D,D,…",
+                            help="CIFAR depths 6n+2 (default 8,20,56,110)")
+    shattering.add_argument("--points", type=int, default=256, metavar="P", help="inputs along the line (256)")
+    shattering.add_argument("--seed", type=int, default=0)
+    shattering.add_argument("--json", action="store_true", help="print the result as JSON")
+    for parser, handler in ((lesion, _lesion), (landscape, _landscape), (shattering, _shattering)):
+        parser.set_defaults(handler=handler)
+
+
+def _progress(what: str):
+    """A callback(done, total) drawing a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=what, unit="step", file=sys.stderr, disable=None)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _lesion(args: argparse.Namespace) -> int:
+    from ..training.device import set_cpu_threads
+    from .lesion import lesion_study
+    from .trained import trained_with_data
+
+    set_cpu_threads()
+    model, data = trained_with_data(args.model, args.data, args.home)
+    result = lesion_study(model, data, images=args.images, random_k=args.random_k, draws=args.draws, seed=args.seed,
+                          progress=_progress("lesion"))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"{model.spec.name} on {result.images} test images of {data.name}: intact {100 * result.baseline_error:.2f}% "
+          "error")
+    print(f"{'deleted block':<14} {'error':>8}")
+    for block in result.blocks:
+        print(f"{block.block:<14} {100 * block.error:>7.2f}%{'  (downsampling)' if block.downsampling else ''}")
+    for draw in result.random:
+        errors = sorted(draw.errors)
+        print(f"{draw.k} random blocks deleted: median {100 * errors[len(errors) // 2]:.2f}% over {len(errors)} draws")
+    return 0
+
+
+def _landscape(args: argparse.Namespace) -> int:
+    from ..training.device import set_cpu_threads
+    from .landscape import loss_landscape
+    from .trained import trained_with_data
+
+    set_cpu_threads()
+    model, data = trained_with_data(args.model, args.data, args.home)
+    result = loss_landscape(model, data, dims=args.dims, points=args.points, span=args.span, images=args.images,
+                            seed=args.seed, progress=_progress("landscape"))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    if args.dims == 1:
+        print(f"{'alpha':>7} {'loss':>8} {'error':>7}")
+        for alpha, loss, error in zip(result.alphas, result.loss, result.error):
+            print(f"{alpha:>7.3f} {loss:>8.4f} {100 * error:>6.2f}%")
+    else:
+        print(f"{len(result.betas)}×{len(result.alphas)} surface; loss from {min(map(min, result.loss)):.4f} to "
+              f"{max(map(max, result.loss)):.4f}; --json prints it")
+    return 0
+
+
+def _shattering(args: argparse.Namespace) -> int:
+    from ..training.device import set_cpu_threads
+    from .shattering import shattering
+
+    try:
+        depths = [int(depth) for depth in args.depths.split(",") if depth.strip()]
+    except ValueError:
+        raise UserError(f"--depths takes CIFAR depths like 8,20,56; got {args.depths!r}.") from None
+    set_cpu_threads()
+    points = shattering(depths, points=args.points, seed=args.seed, progress=_progress("shattering"))
+    if args.json:
+        print(json.dumps([point.to_dict() for point in points], indent=2))
+        return 0
+    print(f"{'model':<10} {'depth':>5} {'lag-1 autocorrelation':>22}")
+    for point in points:
+        print(f"{point.model:<10} {point.depth:>5} {point.lag1_autocorrelation:>22.3f}")
+    return 0

@@ -1,0 +1,63 @@
+"""A trained net and the data to probe it with, for the experiments (lesion study, loss landscape): named as the CLI
+and the Experiments page name them, checked to be a CIFAR net of this project whose classes the data matches.
+
+    model, data = trained_with_data("3", "cifar10")                       # run 3 of the store, on CIFAR-10
+    model, data = trained_with_data("resnet_core/reference/resnet56.safetensors", "/data/cifar10-jpeg")
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import UserError
+from ..nets.model import ResNet
+from ..training.augment import Pipeline
+from ..training.checkpoint import load_model
+from ..training.data import ImageData, load_data, stored_size
+from ..training.recipe import Recipe
+
+
+def trained_model(name: str, home: str | os.PathLike | None = None) -> ResNet:
+    """The net of `name`: a run id of the store in `home` (its latest checkpoint), `reference:NET` (a shipped
+    reference net), or a checkpoint file's path; in eval mode. One-line UserError for anything else, and for a net
+    that is not one of this project's CIFAR nets."""
+    if name.startswith("reference:"):
+        from .catalog import reference
+
+        path = reference(name.partition(":")[2]).path
+    elif name.lstrip("-").isdigit():
+        from ..runs.store import Store
+
+        store = Store(home)
+        latest = store.latest_checkpoint(int(name))
+        if latest is None:
+            store.run(int(name))  # no such run: its own message
+            raise UserError(f"Run {name} has no checkpoint yet; it writes one at every evaluation.")
+        path = latest[1]
+    else:
+        path = Path(name)
+    model, _ = load_model(path)  # InvalidCheckpointError (a UserError) for a file that is not ours
+    if model.spec.family != "cifar":
+        raise UserError(f"{name} holds {model.spec.name}, an ImageNet net; the experiments take the CIFAR nets of "
+                        "§4.2 (resnet20, plain56, …).")
+    return model.eval()
+
+
+def probe_data(model: ResNet, source: str, home: str | os.PathLike | None = None) -> ImageData:
+    """`source` loaded as `model` sees it, refused in one line when its classes are not the model's."""
+    data = load_data(source, image_size=stored_size(model.spec.family, model.spec.input_size), home=home)
+    if len(data.classes) != model.spec.num_classes:
+        raise UserError(f"{data.name} has {len(data.classes)} classes but {model.spec.name} was trained on "
+                        f"{model.spec.num_classes}; pass the dataset it was trained on.")
+    return data
+
+
+def trained_with_data(name: str, source: str, home: str | os.PathLike | None = None) -> tuple[ResNet, ImageData]:
+    model = trained_model(name, home)
+    return model, probe_data(model, source, home)
+
+
+def test_pipeline(model: ResNet, data: ImageData) -> Pipeline:
+    """How test images become `model`'s input: §4.2's per-channel normalisation with `data`'s statistics, as the
+    training run tested it."""
+    return Pipeline.for_recipe(Recipe(), data, model.spec.input_size)
