@@ -43,7 +43,7 @@ METRIC_COLUMNS = ("iteration", "kind", "epoch", "loss", "error", "smoothed_loss"
                   "images_per_s", "elapsed_s", "eta_s")
 
 RUN_COLUMNS = ("id", "name", "model", "spec", "recipe", "data", "device", "precision", "seed", "status", "created",
-               "started", "ended", "error", "pid", "owner", "process_started", "claimed", "reference")
+               "started", "ended", "error", "pid", "owner", "process_started", "claimed", "reference", "experiment")
 RUNS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS {{table}} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS {{table}} (
     owner TEXT,                -- who started it from the app (a browser's hashed id), NULL from the CLI
     process_started REAL,      -- the start time of process `pid`: a reused pid has another
     claimed REAL,              -- when a dispatcher made it `starting`
-    reference TEXT             -- the shipped reference net it is (read-only), NULL for a run trained here
+    reference TEXT,            -- the shipped reference net it is (read-only), NULL for a run trained here
+    experiment TEXT            -- an experiment's kind and settings as JSON (explain.jobs), NULL for a training run
 )"""
 SCHEMA = RUNS_TABLE.format(table="runs") + """;
 CREATE UNIQUE INDEX IF NOT EXISTS runs_reference ON runs(reference) WHERE reference IS NOT NULL;
@@ -77,6 +78,12 @@ CREATE TABLE IF NOT EXISTS metrics (
     images_per_s REAL, elapsed_s REAL, eta_s REAL,
     PRIMARY KEY (run_id, kind, iteration)
 );
+CREATE TABLE IF NOT EXISTS results (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,       -- an experiment's steps in the order it measures them
+    payload TEXT NOT NULL,       -- JSON
+    PRIMARY KEY (run_id, step)
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     iteration INTEGER NOT NULL,
@@ -85,8 +92,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (run_id, iteration)
 );
 """
-SCHEMA_VERSION = 4  # PRAGMA user_version of a store with SCHEMA; 0 before it, 2 before the Status enum, 3 before
-# reference runs
+SCHEMA_VERSION = 5  # PRAGMA user_version of a store with SCHEMA; 0 before it, 2 before the Status enum, 3 before
+# reference runs, 4 before experiments
 
 
 def create_or_migrate(db: sqlite3.Connection, path) -> None:
@@ -155,6 +162,7 @@ class Run:
     process_started: float | None = None
     claimed: float | None = None
     reference: str | None = None
+    experiment: dict | None = None  # {"kind": "lesion", …} for an experiment run
 
     def summary(self, train: sqlite3.Row | None, test: sqlite3.Row | None) -> dict:
         """The run with its latest training and `test` metric rows, as `python -m resnet_core runs --json` lists it."""
@@ -172,6 +180,7 @@ class Run:
         values = dict(row)
         try:
             values["status"] = Status(values["status"])
+            values["experiment"] = values["experiment"] and json.loads(values["experiment"])
             # Through the dataclasses and back, so a reader can rely on every field being there.
             values["spec"] = NetSpec.from_dict(json.loads(values["spec"])).to_dict()
             values["recipe"] = Recipe.from_dict(json.loads(values["recipe"])).to_dict()

@@ -17,13 +17,13 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from ..errors import RunLimitError, ServerFullError, StoreError
 from . import processes
 from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, SCHEMA_VERSION, DamagedRunError, Run, Status,
                      create_or_migrate, sql_list)
+from .recorded import RecordedData
 from .settings import resolve_home
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Verdict(NamedTuple):
     error: str | None = None
 
 
-class Store:
+class Store(RecordedData):
     """The run store of one data folder. Not shared between threads: each thread opens its own."""
 
     def __init__(self, home: str | os.PathLike | None = None) -> None:
@@ -100,11 +100,13 @@ class Store:
             self._check_room(db, len(runs), owner, per_owner, max_waiting, cap)
             ids = []
             for run in runs:
+                experiment = run.get("experiment")
                 cursor = db.execute(
                     "INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created, "
-                    f"owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{Status.QUEUED}', ?, ?)",
+                    f"owner, experiment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{Status.QUEUED}', ?, ?, ?)",
                     (run["name"], run["spec"]["name"], json.dumps(run["spec"]), json.dumps(run["recipe"]),
-                     run["data"], run["device"], run["precision"], run["seed"], time.time(), owner))
+                     run["data"], run["device"], run["precision"], run["seed"], time.time(), owner,
+                     experiment and json.dumps(experiment)))
                 ids.append(cursor.lastrowid)
             return ids
 
@@ -214,17 +216,21 @@ class Store:
         return Run.from_row(row)
 
     def runs(self, *, references: bool = False) -> list[Run]:
-        """Every readable run trained here (with `references`, the shipped reference runs first), oldest first;
+        """Every readable training run (with `references`, the shipped reference runs first), oldest first;
         `damaged_runs` reports the others."""
-        return [run for run in self._read_all(references) if isinstance(run, Run)]
+        where = "experiment IS NULL" + ("" if references else " AND reference IS NULL")
+        return [run for run in self._read_all(where) if isinstance(run, Run)]
+
+    def experiments(self) -> list[Run]:
+        """Every readable experiment run (explain.jobs), oldest first."""
+        return [run for run in self._read_all("experiment IS NOT NULL") if isinstance(run, Run)]
 
     def damaged_runs(self) -> dict[int, str]:
         """Run id -> why its row cannot be read."""
-        return {error.id: str(error) for error in self._read_all(True) if isinstance(error, DamagedRunError)}
+        return {error.id: str(error) for error in self._read_all("1") if isinstance(error, DamagedRunError)}
 
-    def _read_all(self, references: bool) -> list[Run | DamagedRunError]:
-        where = "" if references else "WHERE reference IS NULL "
-        return [self._read(row) for row in self._db.execute(f"SELECT * FROM runs {where}ORDER BY id").fetchall()]
+    def _read_all(self, where: str) -> list[Run | DamagedRunError]:
+        return [self._read(row) for row in self._db.execute(f"SELECT * FROM runs WHERE {where} ORDER BY id")]
 
     @staticmethod
     def _read(row: sqlite3.Row) -> Run | DamagedRunError:
@@ -258,53 +264,6 @@ class Store:
             self._db.execute("COMMIT")
         return [(run, run.summary(latest.get((run.id, "train")),
                                   latest.get((run.id, "test")) or latest.get((run.id, "validation")))) for run in runs]
-
-    # ------------------------------------------------------------------------------------ metrics
-    def add_metrics(self, run_id: int, rows: Iterable[dict]) -> None:
-        """Append metric rows (dicts with METRIC_COLUMNS) in one transaction."""
-        values = [(run_id, *(row.get(column) for column in METRIC_COLUMNS)) for row in rows]
-        if not values:
-            return
-        placeholders = ", ".join("?" * (len(METRIC_COLUMNS) + 1))
-        with self._transaction() as db:
-            db.executemany(f"INSERT OR REPLACE INTO metrics (run_id, {', '.join(METRIC_COLUMNS)}) "
-                           f"VALUES ({placeholders})", values)
-
-    def metrics(self, run_id: int, kind: str | None = None, after_iteration: int = -1) -> list[dict]:
-        """Metric rows in iteration order; `after_iteration` lets a poller fetch only what is new."""
-        query = f"SELECT {', '.join(METRIC_COLUMNS)} FROM metrics WHERE run_id=? AND iteration>?"
-        params: tuple = (run_id, after_iteration)
-        if kind is not None:
-            query += " AND kind=?"
-            params += (kind,)
-        return [dict(row) for row in self._db.execute(query + " ORDER BY iteration, kind", params)]
-
-    def truncate_metrics(self, run_id: int, after_iteration: int) -> None:
-        """Forget what a killed run recorded after its last checkpoint; the resumed run records it again."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM metrics WHERE run_id=? AND iteration>?", (run_id, after_iteration))
-
-    # ------------------------------------------------------------------------------------ checkpoints
-    def run_dir(self, run_id: int) -> Path:
-        return self.home / "runs" / str(run_id)
-
-    def add_checkpoint(self, run_id: int, iteration: int, path: Path, keep: int = 1) -> None:
-        """Record a checkpoint already on disk, and delete all but the newest `keep`."""
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
-                       (run_id, iteration, str(path), time.time()))
-            stale = db.execute("SELECT iteration, path FROM checkpoints WHERE run_id=? ORDER BY iteration DESC "
-                               "LIMIT -1 OFFSET ?", (run_id, keep)).fetchall()
-            db.executemany("DELETE FROM checkpoints WHERE run_id=? AND iteration=?",
-                           [(run_id, row["iteration"]) for row in stale])
-        for row in stale:  # after the commit: a crash in between leaves a stray file, never a dangling row
-            if row["path"] != str(path):
-                Path(row["path"]).unlink(missing_ok=True)
-
-    def latest_checkpoint(self, run_id: int) -> tuple[int, Path] | None:
-        row = self._db.execute("SELECT iteration, path FROM checkpoints WHERE run_id=? ORDER BY iteration DESC "
-                               "LIMIT 1", (run_id,)).fetchone()
-        return (row["iteration"], Path(row["path"])) if row else None
 
     # ------------------------------------------------------------------------------------ job queue
     def active_runs(self) -> list[Run | DamagedRunError]:
