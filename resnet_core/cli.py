@@ -11,6 +11,8 @@ import logging
 import os
 import signal
 import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from .errors import UserError
 
@@ -36,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .explain.commands import add_commands
-    from .runs.reproduce import TABLES
+    from .runs.commands import add_reproduce_command
     from .training.data import SOURCE_HELP
     from .training.recipe import RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
 
@@ -84,22 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: the cores shared "
                        "evenly among the processes of a torchrun)")
 
-    reproduce = with_home(commands.add_parser(
-        "reproduce", help="queue a table's runs with the paper's recipe, or report them beside the paper's numbers",
-        description="Queue one run per net of TABLE through the job queue (the app's Runs page shows them), with the "
-                    "paper's recipe exactly (§4.2 for table6: lr 0.1, ÷10 at 32k and 48k of 64k iterations), its "
-                    "milestones scaled to --iterations. --report prints the table so far instead."))
-    reproduce.add_argument("table", metavar="TABLE", help=f"the paper's table: {', '.join(TABLES)}")
-    reproduce.add_argument("--nets", nargs="+", metavar="NET", help="only these nets of the table (default: all; "
-                           + "; ".join(f"{name}: {' '.join(table.nets)}" for name, table in TABLES.items()) + ")")
-    reproduce.add_argument("--iterations", type=int, metavar="N", help="train for N batches (default: the paper's "
-                           "64000; a CPU refuses a table it would take over 2 hours for and suggests an N)")
-    reproduce.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    reproduce.add_argument("--data", metavar="SOURCE", help=f"{SOURCE_HELP} (default: cifar10, the paper's)")
-    reproduce.add_argument("--seed", type=int, help="seed of every run (default 0)")
-    reproduce.add_argument("--report", action="store_true", help="print net, parameters, paper error, our error, "
-                           "iterations and wall time of each net's latest run, and queue nothing")
-    reproduce.add_argument("--json", action="store_true", help="with --report: print a JSON list instead")
+    add_reproduce_command(commands, with_home)
 
     runs = with_home(commands.add_parser("runs", help="list the recorded runs"))
     runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -122,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("model", metavar="NAME")
     summary.add_argument("--layers", action="store_true", help="one row per layer instead of per stage")
     summary.add_argument("--num-classes", type=int)
-    for name, handler in {"train": _train, "reproduce": _reproduce, "runs": _runs, "models": _models,
+    for name, handler in {"train": _train, "runs": _runs, "models": _models,
                           "evaluate": _evaluate, "summary": _summary}.items():
         commands.choices[name].set_defaults(handler=handler)
     return parser
@@ -156,6 +143,24 @@ def _spec(name: str, num_classes: int | None):
 
 
 # ------------------------------------------------------------------------------------------- train
+@contextmanager
+def _stop_requests() -> Iterator[Callable[[], bool]]:
+    """SIGTERM or SIGINT asks the run to stop after its next checkpoint or step; a second signal stops it at once.
+    Yields whether a stop was asked; the handlers before are put back (main() may be called in-process again)."""
+    requested = []
+
+    def request_stop(signum, frame):
+        requested.append(signum)
+        signal.signal(signum, signal.SIG_DFL)
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: bool(requested)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _train(args: argparse.Namespace) -> int:
     # A run's process has its stderr in the run's log file (runs.workers), so its warnings are kept with the run.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
@@ -224,6 +229,14 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(f"Run {run_id} is no longer waiting for this process: it was cancelled, has ended, or "
                             "another process took it.")
         run = store.run(run_id)
+        if run.experiment:  # a queued experiment (explain.jobs) rather than a training run
+            from .explain.jobs import run_experiment
+            from .runs.queue import dispatch
+
+            with _stop_requests() as should_stop:
+                print(f"run {run_id} {run_experiment(store, run, should_stop)}")
+            dispatch(store)  # its slot is free
+            return 0
         setup = [(run.id, run.spec, run.recipe, run.data, run.seed, run.precision)]
     if world > 1:  # rank 0 read the run; the others follow its settings
         torch.distributed.broadcast_object_list(setup, src=0)
@@ -242,21 +255,13 @@ def _train(args: argparse.Namespace) -> int:
         print(f"run {run_id}: {spec.name} on {data.name} ({len(data.train_labels)} training images), "
               f"{recipe.iterations} iterations of {recipe.batch_size}, {device.type}; store {store.path}", flush=True)
 
-    stop_requested = []
-
-    def request_stop(signum, frame):
-        stop_requested.append(signum)
-        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
-
-    previous_handlers = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
-
     from tqdm import tqdm
 
     end = None
-    with tqdm(total=recipe.iterations, disable=None if rank == 0 else True, unit="it", dynamic_ncols=True,
-              file=sys.stderr) as progress:
+    with _stop_requests() as should_stop, tqdm(total=recipe.iterations, disable=None if rank == 0 else True,
+                                                unit="it", dynamic_ncols=True, file=sys.stderr) as progress:
         for record in train(spec, data, recipe, seed=seed, device=device.type, precision=precision,
-                            compile=args.compile, store=store, run_id=run_id, should_stop=lambda: bool(stop_requested)):
+                            compile=args.compile, store=store, run_id=run_id, should_stop=should_stop):
             if isinstance(record, RunEnd):
                 end = record
             elif record.kind == "train":
@@ -267,8 +272,6 @@ def _train(args: argparse.Namespace) -> int:
             else:
                 progress.write(f"iteration {record.iteration}: {record.kind} error {record.error:.4f}, "
                                f"loss {record.loss:.4f}")
-    for signum, handler in previous_handlers.items():  # main() may be called in-process again
-        signal.signal(signum, handler)
     if world > 1:
         torch.distributed.destroy_process_group()
     if rank != 0:
@@ -281,31 +284,6 @@ def _train(args: argparse.Namespace) -> int:
     if end.status == "diverged":
         print(f"error: {end.message}", file=sys.stderr)
         return 2
-    return 0
-
-
-# ------------------------------------------------------------------------------------------- reproduce
-def _reproduce(args: argparse.Namespace) -> int:
-    from .runs.reproduce import DEFAULT_DATA, format_report, queue_table, report, table_nets
-    from .runs.store import Store
-
-    nets = table_nets(args.table, args.nets)  # checked before the data folder is opened
-    if args.report:
-        queuing = [flag for flag, value in (("--iterations", args.iterations), ("--device", args.device),
-                                            ("--data", args.data), ("--seed", args.seed)) if value is not None]
-        if queuing:
-            raise UserError(f"--report only prints what the runs recorded; drop {', '.join(queuing)}.")
-        rows = report(args.table, nets, Store(args.home))
-        print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json else format_report(args.table, rows))
-        return 0
-    if args.json:
-        raise UserError("--json goes with --report; queuing prints the run ids.")
-    run_ids = queue_table(args.table, nets, iterations=args.iterations, device=args.device,
-                          data=args.data or DEFAULT_DATA, seed=args.seed or 0, store=Store(args.home))
-    queued = ", ".join(f"{run_id} ({net})" for run_id, net in zip(run_ids, nets))
-    home = f" --home {args.home}" if args.home else ""
-    print(f"Queued runs {queued}. Watch them with `python -m resnet_core runs{home}` or on "
-          f"the app's Runs page; print the table with `python -m resnet_core reproduce {args.table} --report{home}`.")
     return 0
 
 

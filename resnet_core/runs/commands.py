@@ -1,0 +1,61 @@
+"""The `reproduce` subcommand of `python -m resnet_core`: queue a paper table's runs, or report them.
+
+    python -m resnet_core reproduce table6 --nets plain56 resnet56 --iterations 2000
+    python -m resnet_core reproduce table6 --report
+
+The parser is built without importing torch (every command builds it); the handler imports `runs.reproduce`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import UserError
+
+
+def add_reproduce_command(commands, with_home) -> None:
+    """Add `reproduce`, with its handler as the `handler` default, to `commands` (argparse subparsers)."""
+    from ..training.data import SOURCE_HELP
+    from .reproduce import TABLES
+
+    reproduce = with_home(commands.add_parser(
+        "reproduce", help="queue a table's runs with the paper's recipe, or report them beside the paper's numbers",
+        description="Queue one run per net of TABLE through the job queue (the app's Runs page shows them), with the "
+                    "paper's recipe exactly (§4.2 for table6: lr 0.1, ÷10 at 32k and 48k of 64k iterations), its "
+                    "milestones scaled to --iterations. --report prints the table so far instead."))
+    reproduce.add_argument("table", metavar="TABLE", help=f"the paper's table: {', '.join(TABLES)}")
+    reproduce.add_argument("--nets", nargs="+", metavar="NET", help="only these nets of the table (default: all; "
+                           + "; ".join(f"{name}: {' '.join(table.nets)}" for name, table in TABLES.items()) + ")")
+    reproduce.add_argument("--iterations", type=int, metavar="N", help="train for N batches (default: the paper's "
+                           "64000; a CPU refuses a table it would take over 2 hours for and suggests an N)")
+    reproduce.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    reproduce.add_argument("--data", metavar="SOURCE", help=f"{SOURCE_HELP} (default: cifar10, the paper's)")
+    reproduce.add_argument("--seed", type=int, help="seed of every run (default 0)")
+    reproduce.add_argument("--report", action="store_true", help="print net, parameters, paper error, our error, "
+                           "iterations and wall time of each net's latest run, and queue nothing")
+    reproduce.add_argument("--json", action="store_true", help="with --report: print a JSON list instead")
+    reproduce.set_defaults(handler=_reproduce)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import DEFAULT_DATA, format_report, queue_table, report, table_nets
+    from .store import Store
+
+    nets = table_nets(args.table, args.nets)  # checked before the data folder is opened
+    if args.report:
+        queuing = [flag for flag, value in (("--iterations", args.iterations), ("--device", args.device),
+                                            ("--data", args.data), ("--seed", args.seed)) if value is not None]
+        if queuing:
+            raise UserError(f"--report only prints what the runs recorded; drop {', '.join(queuing)}.")
+        rows = report(args.table, nets, Store(args.home))
+        print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json else format_report(args.table, rows))
+        return 0
+    if args.json:
+        raise UserError("--json goes with --report; queuing prints the run ids.")
+    run_ids = queue_table(args.table, nets, iterations=args.iterations, device=args.device,
+                          data=args.data or DEFAULT_DATA, seed=args.seed or 0, store=Store(args.home))
+    queued = ", ".join(f"{run_id} ({net})" for run_id, net in zip(run_ids, nets))
+    home = f" --home {args.home}" if args.home else ""
+    print(f"Queued runs {queued}. Watch them with `python -m resnet_core runs{home}` or on "
+          f"the app's Runs page; print the table with `python -m resnet_core reproduce {args.table} --report{home}`.")
+    return 0
