@@ -13,7 +13,7 @@ from torch import nn
 from resnet_core.cli import main
 from resnet_core.errors import UserError
 from resnet_core.explain.landscape import (MAX_POINTS, axis, iter_landscape_rows, loss_landscape,
-                                           random_directions)
+                                           random_directions, slice_shape, surface_shape)
 from resnet_core.explain import trained  # its test_pipeline, imported bare, would be collected as a test
 from resnet_core.nets.model import build_model
 from resnet_core.training.checkpoint import save_model
@@ -136,6 +136,32 @@ def test_rows_arrive_one_at_a_time_with_progress_per_point(data):
     first = next(rows)
     assert first.index == 0 and len(first.loss) == len(first.error) == 3 and done[-1] == (3, 9)
     assert [row.index for row in rows] == [1, 2] and done == [(count, 9) for count in range(1, 10)]
+
+
+def test_a_parabola_is_one_smooth_convex_basin_and_a_wiggle_is_not():
+    alphas = axis(41, 1.0)
+    bowl = slice_shape(alphas, [1 + 3 * alpha ** 2 for alpha in alphas])
+    assert bowl.centre_loss == 1 and bowl.halfway_ratio == (1.75, 1.75) and bowl.end_ratio == (4, 4)
+    assert bowl.basin_width == pytest.approx(1.1)  # 3α² < 1 up to |α| = 0.577, the grid's 0.55
+    assert (bowl.local_minima, bowl.concave_points, bowl.curvature_sign_changes) == (1, 0, 0)
+    wiggle = slice_shape(alphas, [1 + alpha ** 2 + 0.3 * math.sin(20 * alpha) ** 2 for alpha in alphas])
+    assert wiggle.local_minima > 1 and wiggle.concave_points > 0 and wiggle.curvature_sign_changes > 1
+    assert slice_shape(alphas, [1.0] * 41).basin_width == 2.0  # never leaves: the whole slice
+
+
+def test_a_bowl_surface_is_convex_and_a_saddle_is_not():
+    alphas = axis(21, 1.0)
+    bowl = surface_shape(alphas, [[1 + alpha ** 2 + 2 * beta ** 2 for alpha in alphas] for beta in alphas])
+    inside = sum(alpha ** 2 + 2 * beta ** 2 < 1 for alpha in alphas for beta in alphas) / 21 ** 2
+    assert bowl.centre_loss == 1 and bowl.basin_fraction == pytest.approx(inside)
+    assert bowl.local_minima == 1 and bowl.nonconvex_fraction == 0
+    saddle = surface_shape(alphas, [[3 + alpha ** 2 - beta ** 2 for alpha in alphas] for beta in alphas])
+    assert saddle.local_minima == 0 and saddle.nonconvex_fraction == 1
+    twisted = surface_shape(alphas, [[3 + alpha ** 2 + beta ** 2 + 4 * alpha * beta for alpha in alphas]
+                                     for beta in alphas])  # convex along both axes, a saddle along the diagonals
+    assert twisted.nonconvex_fraction == 1
+    with pytest.raises(UserError, match="use an odd number"):
+        slice_shape(axis(4, 1.0), [1.0] * 4)
 
 
 @pytest.mark.parametrize("option, value, message", [

@@ -63,6 +63,38 @@ class Landscape:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SliceShape:
+    """Numbers for "smooth and nearly convex" against "sharp and chaotic" along a 1-D slice. Ratios are to the loss
+    at the trained weights; "halfway" and "end" are the grid points nearest ±span/2 and at ±span."""
+
+    centre_loss: float  # nats, at α = 0
+    halfway_ratio: tuple[float, float]  # L(-span/2) / L(0), L(span/2) / L(0)
+    end_ratio: tuple[float, float]  # L(-span) / L(0), L(span) / L(0)
+    basin_width: float  # in α: the grid interval around 0 where L < 2·L(0); 2·span when the slice never leaves it
+    local_minima: int  # interior points lower than both neighbours
+    concave_points: int  # interior points whose second difference is negative
+    curvature_sign_changes: int  # sign changes of the second difference along the slice
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SurfaceShape:
+    """The same question over a 2-D surface, on its interior grid points."""
+
+    centre_loss: float  # nats, at (0, 0)
+    basin_fraction: float  # of all grid points, those with L < 2·L(0, 0)
+    local_minima: int  # interior points lower than all 8 neighbours
+    # Interior points where the finite-difference Hessian in the plane has a negative eigenvalue: the plane's cut of
+    # Li et al.'s §6 map of |λmin/λmax|, at no extra cost.
+    nonconvex_fraction: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def axis(points: int, span: float) -> list[float]:
     """`points` steps evenly from -span to span, symmetric; for an odd count the middle one is exactly 0, the trained
     weights themselves."""
@@ -202,3 +234,57 @@ def _loss_and_error(net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) 
         loss_sum += F.cross_entropy(logits.float(), batch_labels, reduction="sum").item()
         wrong += int((logits.argmax(-1) != batch_labels).sum())
     return loss_sum / len(labels), wrong / len(labels)
+
+
+def slice_shape(alphas: list[float], loss: list[float]) -> SliceShape:
+    """How a 1-D slice (`Landscape.alphas`, `.loss`, an odd number of points) bends around its centre."""
+    values = torch.tensor(loss, dtype=torch.float64)
+    centre = _centre_index(alphas)
+    last = len(alphas) - 1
+    halfway = round(last / 4)
+    inside = (values < 2 * values[centre]).tolist()
+    left, right = centre, centre
+    while left > 0 and inside[left - 1]:
+        left -= 1
+    while right < last and inside[right + 1]:
+        right += 1
+    curvature = values[2:] - 2 * values[1:-1] + values[:-2]  # second differences at the interior points
+    signs = curvature.sign()[curvature != 0]
+    return SliceShape(
+        centre_loss=loss[centre],
+        halfway_ratio=(loss[halfway] / loss[centre], loss[last - halfway] / loss[centre]),
+        end_ratio=(loss[0] / loss[centre], loss[last] / loss[centre]),
+        basin_width=alphas[right] - alphas[left],
+        local_minima=int(((values[1:-1] < values[:-2]) & (values[1:-1] < values[2:])).sum()),
+        concave_points=int((curvature < 0).sum()),
+        curvature_sign_changes=int((signs[1:] != signs[:-1]).sum()),
+    )
+
+
+def surface_shape(alphas: list[float], loss: list[list[float]]) -> SurfaceShape:
+    """How a 2-D surface (`Landscape.alphas`, `.loss`; betas = alphas, an odd number of points) bends around its
+    centre."""
+    values = torch.tensor(loss, dtype=torch.float64)  # (betas, alphas)
+    centre = _centre_index(alphas)
+    interior = values[1:-1, 1:-1]
+    neighbours = torch.stack([values[1 + dj:values.shape[0] - 1 + dj, 1 + di:values.shape[1] - 1 + di]
+                              for dj in (-1, 0, 1) for di in (-1, 0, 1) if (dj, di) != (0, 0)])
+    step = alphas[1] - alphas[0]
+    along_alpha = (values[1:-1, 2:] - 2 * interior + values[1:-1, :-2]) / step ** 2
+    along_beta = (values[2:, 1:-1] - 2 * interior + values[:-2, 1:-1]) / step ** 2
+    mixed = (values[2:, 2:] - values[2:, :-2] - values[:-2, 2:] + values[:-2, :-2]) / (4 * step ** 2)
+    # The smaller eigenvalue of [[a, m], [m, b]] is negative exactly when a + b < 0 or a·b < m².
+    nonconvex = (along_alpha + along_beta < 0) | (along_alpha * along_beta < mixed ** 2)
+    return SurfaceShape(
+        centre_loss=loss[centre][centre],
+        basin_fraction=float((values < 2 * values[centre, centre]).double().mean()),
+        local_minima=int((interior < neighbours).all(dim=0).sum()),
+        nonconvex_fraction=float(nonconvex.double().mean()),
+    )
+
+
+def _centre_index(alphas: list[float]) -> int:
+    if 0.0 not in alphas:
+        raise UserError(f"The shape of a landscape is measured around its centre; {len(alphas)} points per axis have "
+                        "none: use an odd number.")
+    return alphas.index(0.0)
