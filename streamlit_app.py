@@ -20,6 +20,9 @@ PAGES = [
      "Ask two networks about your image and see which pixels their answers rest on."),
     ("pages/6_Inside.py", "Inside", ":material/biotech:",
      "Layer responses (Fig. 7), gradients through depth, and where a model goes wrong."),
+    ("pages/7_Experiments.py", "Experiments", ":material/science:",
+     "Why residual nets work: delete blocks, walk the loss landscape, watch gradients shatter — plain against "
+     "residual."),
 ]
 
 setup_page(APP_NAME)

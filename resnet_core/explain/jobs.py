@@ -12,6 +12,7 @@ Cancelling it stops it between two steps; resuming it measures again from the fi
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Callable, Iterator
 
 from ..errors import UserError
@@ -50,22 +51,47 @@ def submit_experiments(kind: str, models: list[str], data: str, *, owner: str | 
     return run_ids
 
 
-def _check_settings(kind: str, model, **settings) -> None:
-    """Refuse settings the experiment would refuse, before anything is queued."""
-    _steps(kind)[1](model, **settings)
-
-
-def _steps(kind: str) -> tuple[Callable[..., Iterator[dict]], Callable[..., None]]:
-    """The experiment's steps as JSON-ready dicts, and its settings check."""
+def _check_settings(kind: str, model, *, seed: int, **settings) -> None:
+    """Refuse, before anything is queued, settings the experiment would refuse whatever the data; what depends on
+    the data (e.g. more images than it has) is checked again by the job, which fails with the library's message."""
+    whole = {name: value for name, value in settings.items() if name != "span"}
+    wrong = [f"{name}={value!r}" for name, value in whole.items() if not isinstance(value, int) or value < 0]
+    if wrong:
+        raise UserError(f"The {kind} settings must be whole numbers of at least 0; got {', '.join(wrong)}.")
     if kind == "lesion":
-        from .lesion import check_lesion_settings, iter_lesions
+        from .lesion import lesion_sites
 
-        return (lambda model, data, **settings: (piece.to_dict() for piece in iter_lesions(model, data, **settings)),
-                check_lesion_settings)
-    from .landscape import check_landscape_settings, iter_landscape_rows
+        blocks = len(lesion_sites(model))  # a plain net whose blocks cannot be deleted: its one-line UserError
+        if settings.get("images", 1) < 1 or settings.get("draws", 1) < 1 or settings.get("random_k", 0) > blocks:
+            raise UserError(f"A lesion study takes at least 1 test image and 1 draw, and deletes at most the "
+                            f"{blocks} blocks of {model.spec.name} at once; got {settings}.")
+    else:
+        from .landscape import MAX_POINTS
 
-    return (lambda model, data, **settings: (row.to_dict() for row in iter_landscape_rows(model, data, **settings)),
-            check_landscape_settings)
+        if settings.get("dims", 1) not in (1, 2) or not 2 <= settings.get("points", 41) <= MAX_POINTS \
+                or settings.get("images", 1) < 1 or not settings.get("span", 1.0) > 0:
+            raise UserError(f"A loss landscape takes dims 1 or 2, 2 to {MAX_POINTS} points per axis, at least 1 "
+                            f"image and a positive span; got {settings}.")
+
+
+def _steps(kind: str, model, data, **settings) -> Iterator[dict]:
+    """The experiment's measurements as JSON-ready steps, in the order they come (explorer.experiments reads them):
+    lesion: baseline, each block, each random draw; landscape: its axes, then each row."""
+    if kind == "lesion":
+        from .lesion import BlockLesion, IntactNet, iter_lesions
+
+        for record in iter_lesions(model, data, **settings):
+            kind_of = "baseline" if isinstance(record, IntactNet) else "block" if isinstance(record, BlockLesion) \
+                else "random"
+            yield {"type": kind_of, **asdict(record)}
+        return
+    from .landscape import axis, iter_landscape_rows
+
+    alphas = axis(settings.get("points", 41), settings.get("span", 1.0))
+    rows = iter_landscape_rows(model, data, **settings)  # bad settings raise here, before the axes are written
+    yield {"type": "axes", "alphas": alphas, "betas": alphas if settings.get("dims", 1) == 2 else None}
+    for row in rows:
+        yield {"type": "row", "row": row.index, "loss": row.loss, "error": row.error}
 
 
 def run_experiment(store: Store, run, should_stop: Callable[[], bool]) -> str:
@@ -77,8 +103,7 @@ def run_experiment(store: Store, run, should_stop: Callable[[], bool]) -> str:
     try:
         model = trained_model(name, store.home)
         data = probe_data(model, run.data, store.home)
-        steps, _ = _steps(kind)
-        for step, payload in enumerate(steps(model, data, **settings)):
+        for step, payload in enumerate(_steps(kind, model, data, **settings)):
             store.add_result(run.id, step, payload)
             if should_stop():
                 store.finish(run.id, Status.CANCELLED, f"Cancelled after {step + 1} steps; resume it to measure "
