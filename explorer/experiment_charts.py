@@ -72,7 +72,8 @@ def landscape_1d_figure(series: Mapping[str, Mapping]) -> go.Figure:
         figure.add_scatter(x=surface["alphas"], y=surface["loss"], mode="lines+markers", name=label,
                            line=dict(color=_color(label)), marker=dict(size=4))
     _layout(figure, "Training loss along a random filter-normalised direction", "step α (0 = trained weights)",
-            "training loss")
+            "training loss (log scale)")
+    figure.update_yaxes(type="log")  # the walls rise 10-40× above the basin; a linear axis would flatten it
     return figure
 
 
@@ -108,7 +109,7 @@ def shattering_depth_figure(points: Sequence[Mapping]) -> go.Figure:
                            mode="lines+markers", name=f"{net} nets", line=dict(color=NET_COLORS[net]))
     _layout(figure, "Gradient autocorrelation at lag 1, at initialisation", "depth (weighted layers)",
             "lag-1 autocorrelation")
-    figure.update_xaxes(type="log")
+    figure.update_xaxes(type="log", tickvals=sorted({point["depth"] for point in points}))
     figure.update_yaxes(range=[-0.2, 1.05])
     return figure
 

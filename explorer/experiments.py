@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -74,11 +75,19 @@ def states(run_ids: list[int]) -> list[ExperimentState]:
     db = runs.store()
     existing = {run.id: run for run in db.experiments()}
     positions = {run_id: place for place, run_id in enumerate(db.queued_ids(), start=1)}
-    labels = model_choices()
-    return [ExperimentState(existing[run_id], labels.get(existing[run_id].experiment["model"],
-                                                         existing[run_id].experiment["model"]),
+    return [ExperimentState(existing[run_id], short_label(existing[run_id].experiment["model"]),
                             runs.status_text(db, existing[run_id], positions), db.results(run_id))
             for run_id in run_ids if run_id in existing]
+
+
+def short_label(model: str) -> str:
+    """A legend's name for an experiment's model: `ResNet-56 reference`, `ResNet-20 demo`, `run 3`, a file name."""
+    kind, _, name = model.partition(":")
+    if kind == "reference":
+        return f"{runs.net_label(name)} reference"
+    if kind == "demo":
+        return f"{runs.net_label(name)} demo"
+    return f"run {model}" if model.isdigit() else Path(model).name
 
 
 def lesion_series(states_: list[ExperimentState]) -> tuple[dict, dict]:
