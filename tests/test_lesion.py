@@ -18,8 +18,11 @@ BLOCKS = ["layer1.0", "layer2.0", "layer3.0"]  # resnet8 and plain8: one block a
 
 
 def trained_looking(name: str, **options):
-    """A net whose BN statistics and affine parameters are not the identity they start as, in eval mode."""
-    model = build_model(name, **options)
+    """A net whose BN statistics and affine parameters are not the identity they start as, in eval mode; its
+    weights seeded too, so no test depends on what ran before it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(name, **options)
     generator = torch.Generator().manual_seed(0)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
