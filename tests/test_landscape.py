@@ -142,8 +142,10 @@ def test_a_parabola_is_one_smooth_convex_basin_and_a_wiggle_is_not():
     alphas = axis(41, 1.0)
     bowl = slice_shape(alphas, [1 + 3 * alpha ** 2 for alpha in alphas])
     assert bowl.centre_loss == 1 and bowl.halfway_ratio == (1.75, 1.75) and bowl.end_ratio == (4, 4)
-    assert bowl.basin_width == pytest.approx(1.1)  # 3α² < 1 up to |α| = 0.577, the grid's 0.55
+    assert bowl.basin_width == bowl.basin_width_1nat == pytest.approx(1.1)  # 3α² < 1 to |α| = 0.577: grid's 0.55
     assert (bowl.local_minima, bowl.concave_points, bowl.curvature_sign_changes) == (1, 0, 0)
+    high = slice_shape(alphas, [3 + 3 * alpha ** 2 for alpha in alphas])  # the same bowl, 2 nats higher
+    assert high.basin_width == pytest.approx(1.9) and high.basin_width_1nat == pytest.approx(1.1)
     wiggle = slice_shape(alphas, [1 + alpha ** 2 + 0.3 * math.sin(20 * alpha) ** 2 for alpha in alphas])
     assert wiggle.local_minima > 1 and wiggle.concave_points > 0 and wiggle.curvature_sign_changes > 1
     assert slice_shape(alphas, [1.0] * 41).basin_width == 2.0  # never leaves: the whole slice

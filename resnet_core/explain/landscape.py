@@ -72,6 +72,9 @@ class SliceShape:
     halfway_ratio: tuple[float, float]  # L(-span/2) / L(0), L(span/2) / L(0)
     end_ratio: tuple[float, float]  # L(-span) / L(0), L(span) / L(0)
     basin_width: float  # in α: the grid interval around 0 where L < 2·L(0); 2·span when the slice never leaves it
+    # The same where L < L(0) + 1 nat: a threshold that does not grow with the centre's loss, for nets whose minima
+    # lie at different heights (a badly trained plain net's "2×" allows it more).
+    basin_width_1nat: float
     local_minima: int  # interior points lower than both neighbours
     concave_points: int  # interior points whose second difference is negative
     curvature_sign_changes: int  # sign changes of the second difference along the slice
@@ -242,19 +245,14 @@ def slice_shape(alphas: list[float], loss: list[float]) -> SliceShape:
     centre = _centre_index(alphas)
     last = len(alphas) - 1
     halfway = round(last / 4)
-    inside = (values < 2 * values[centre]).tolist()
-    left, right = centre, centre
-    while left > 0 and inside[left - 1]:
-        left -= 1
-    while right < last and inside[right + 1]:
-        right += 1
     curvature = values[2:] - 2 * values[1:-1] + values[:-2]  # second differences at the interior points
     signs = curvature.sign()[curvature != 0]
     return SliceShape(
         centre_loss=loss[centre],
         halfway_ratio=(loss[halfway] / loss[centre], loss[last - halfway] / loss[centre]),
         end_ratio=(loss[0] / loss[centre], loss[last] / loss[centre]),
-        basin_width=alphas[right] - alphas[left],
+        basin_width=_basin_width(alphas, values, centre, 2 * values[centre]),
+        basin_width_1nat=_basin_width(alphas, values, centre, values[centre] + 1),
         local_minima=int(((values[1:-1] < values[:-2]) & (values[1:-1] < values[2:])).sum()),
         concave_points=int((curvature < 0).sum()),
         curvature_sign_changes=int((signs[1:] != signs[:-1]).sum()),
@@ -281,6 +279,17 @@ def surface_shape(alphas: list[float], loss: list[list[float]]) -> SurfaceShape:
         local_minima=int((interior < neighbours).all(dim=0).sum()),
         nonconvex_fraction=float(nonconvex.double().mean()),
     )
+
+
+def _basin_width(alphas: list[float], values: torch.Tensor, centre: int, limit: torch.Tensor) -> float:
+    """The length in α of the run of grid points around the centre whose loss stays below `limit`."""
+    inside = (values < limit).tolist()
+    left, right = centre, centre
+    while left > 0 and inside[left - 1]:
+        left -= 1
+    while right < len(inside) - 1 and inside[right + 1]:
+        right += 1
+    return alphas[right] - alphas[left]
 
 
 def _centre_index(alphas: list[float]) -> int:
