@@ -15,8 +15,9 @@ shape-changing block, so such a net cannot be lesioned (UserError).
 
 Speed. Nothing is copied per deletion and nothing is recomputed that a deletion cannot change: deleting block i
 leaves blocks 0…i-1 as they were, so the single-block pass walks the intact activations of all the images forward
-one block at a time and runs only blocks i+1… for deletion i (about half the naive work for ResNet-56). Memory: two
-activations of every image at one block's input (~130 KB an image for CIFAR nets, 0.13 GB for 1,000 images).
+one block at a time and runs only blocks i+1… for deletion i (ResNet-56: 404 block passes, against 756 for a full
+pass per deletion). Memory: the normalised images and two activations of every image at one block's input (~140 KB
+an image for CIFAR nets, 0.14 GB for 1,000 images).
 """
 from __future__ import annotations
 
