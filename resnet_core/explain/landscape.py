@@ -93,6 +93,8 @@ class SurfaceShape:
     # Interior points where the finite-difference Hessian in the plane has a negative eigenvalue: the plane's cut of
     # Li et al.'s §6 map of |λmin/λmax|, at no extra cost.
     nonconvex_fraction: float
+    # The same in the central square |α|, |β| ≤ span/2, around the minimum, away from the high plateaus at the edges.
+    nonconvex_fraction_centre: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -273,11 +275,14 @@ def surface_shape(alphas: list[float], loss: list[list[float]]) -> SurfaceShape:
     mixed = (values[2:, 2:] - values[2:, :-2] - values[:-2, 2:] + values[:-2, :-2]) / (4 * step ** 2)
     # The smaller eigenvalue of [[a, m], [m, b]] is negative exactly when a + b < 0 or a·b < m².
     nonconvex = (along_alpha + along_beta < 0) | (along_alpha * along_beta < mixed ** 2)
+    near = torch.tensor(alphas[1:-1]).abs() <= alphas[-1] / 2
+    central = near[:, None] & near[None, :]
     return SurfaceShape(
         centre_loss=loss[centre][centre],
         basin_fraction=float((values < 2 * values[centre, centre]).double().mean()),
         local_minima=int((interior < neighbours).all(dim=0).sum()),
         nonconvex_fraction=float(nonconvex.double().mean()),
+        nonconvex_fraction_centre=float(nonconvex[central].double().mean()),
     )
 
 
