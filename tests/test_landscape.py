@@ -156,9 +156,11 @@ def test_a_bowl_surface_is_convex_and_a_saddle_is_not():
     bowl = surface_shape(alphas, [[1 + alpha ** 2 + 2 * beta ** 2 for alpha in alphas] for beta in alphas])
     inside = sum(alpha ** 2 + 2 * beta ** 2 < 1 for alpha in alphas for beta in alphas) / 21 ** 2
     assert bowl.centre_loss == 1 and bowl.basin_fraction == pytest.approx(inside)
-    assert bowl.local_minima == 1 and bowl.nonconvex_fraction == 0
+    assert bowl.local_minima == 1 and bowl.nonconvex_fraction == bowl.nonconvex_fraction_centre == 0
     saddle = surface_shape(alphas, [[3 + alpha ** 2 - beta ** 2 for alpha in alphas] for beta in alphas])
-    assert saddle.local_minima == 0 and saddle.nonconvex_fraction == 1
+    assert saddle.local_minima == 0 and saddle.nonconvex_fraction == saddle.nonconvex_fraction_centre == 1
+    plateau = surface_shape(alphas, [[min(1 + alpha ** 2 + beta ** 2, 2.0) for alpha in alphas] for beta in alphas])
+    assert plateau.nonconvex_fraction_centre == 0 < plateau.nonconvex_fraction  # bent only where it levels off
     twisted = surface_shape(alphas, [[3 + alpha ** 2 + beta ** 2 + 4 * alpha * beta for alpha in alphas]
                                      for beta in alphas])  # convex along both axes, a saddle along the diagonals
     assert twisted.nonconvex_fraction == 1

@@ -17,7 +17,7 @@ The caller's model is never touched: a cached model may be in use elsewhere whil
 landscape, not per point, and each point's weights are written into it in place. In that copy every BN is folded
 into the conv before it: in eval mode BN is a fixed per-channel affine map and the directions leave its parameters
 at 0, so conv + BN is one conv whose weight moves along the direction scaled per filter by γ/√(σ²+ε). Same function
-up to float rounding, ~12 % faster on a CPU, where the convs alone already run near the cores' fp32 peak.
+up to float rounding, ~10 % faster on a CPU, where the convs alone already run near the cores' fp32 peak.
 """
 from __future__ import annotations
 
@@ -93,6 +93,8 @@ class SurfaceShape:
     # Interior points where the finite-difference Hessian in the plane has a negative eigenvalue: the plane's cut of
     # Li et al.'s §6 map of |λmin/λmax|, at no extra cost.
     nonconvex_fraction: float
+    # The same in the central square |α|, |β| ≤ span/2, around the minimum, away from the high plateaus at the edges.
+    nonconvex_fraction_centre: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,8 +201,9 @@ def _rows(model: ResNet, data: ImageData, dims: int, points: int, span: float, i
 
 
 def _folded_copy(model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """A copy of `model` in eval mode with each BN folded into the conv before it, channels-last (twice as fast on a
-    CPU), and each folded conv weight's per-filter factor γ/√(σ²+ε), shaped (filters, 1, 1, 1), by parameter name."""
+    """A copy of `model` for evaluation only: eval mode, each BN folded into the conv before it, ReLUs in place,
+    channels-last (faster on a CPU); and each folded conv weight's per-filter factor γ/√(σ²+ε), shaped
+    (filters, 1, 1, 1), by parameter name."""
     net = copy.deepcopy(model).eval().requires_grad_(False)
     filter_scales = {}
     for name, conv in list(net.named_modules()):
@@ -217,6 +220,9 @@ def _folded_copy(model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale.flatten(), requires_grad=False)
         setattr(parent, bn_leaf, nn.Identity())
         filter_scales[f"{name}.weight"] = scale
+    for relu in (module for module in net.modules() if isinstance(module, nn.ReLU)):
+        # Each ReLU's input is a fresh conv or addition output nobody reads again: in place saves ~7 % a point.
+        relu.inplace = True
     return net.to(memory_format=torch.channels_last), filter_scales
 
 
@@ -273,11 +279,14 @@ def surface_shape(alphas: list[float], loss: list[list[float]]) -> SurfaceShape:
     mixed = (values[2:, 2:] - values[2:, :-2] - values[:-2, 2:] + values[:-2, :-2]) / (4 * step ** 2)
     # The smaller eigenvalue of [[a, m], [m, b]] is negative exactly when a + b < 0 or a·b < m².
     nonconvex = (along_alpha + along_beta < 0) | (along_alpha * along_beta < mixed ** 2)
+    near = torch.tensor(alphas[1:-1]).abs() <= alphas[-1] / 2
+    central = near[:, None] & near[None, :]
     return SurfaceShape(
         centre_loss=loss[centre][centre],
         basin_fraction=float((values < 2 * values[centre, centre]).double().mean()),
         local_minima=int((interior < neighbours).all(dim=0).sum()),
         nonconvex_fraction=float(nonconvex.double().mean()),
+        nonconvex_fraction_centre=float(nonconvex[central].double().mean()),
     )
 
 
