@@ -136,8 +136,8 @@ def line_statistics(model: nn.Module, inputs: torch.Tensor) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _frozen(model: nn.Module) -> Iterator[None]:
-    """Parameters without gradients: the backward pass then skips every weight gradient and the forward pass
-    saves less (at ResNet-110 it is 3.5x faster)."""
+    """Parameters without gradients: the backward pass neither computes weight gradients nor leaves them in the
+    caller's `.grad` (and 8 nets take ~10% less time)."""
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     for parameter in trainable:
         parameter.requires_grad_(False)
