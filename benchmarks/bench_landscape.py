@@ -1,4 +1,4 @@
-"""Loss-landscape timings for docs/experiments-landscape.md (issue 14): a 1-D slice of 41 points on 1,000 training
+"""Loss-landscape timings for docs/BENCHMARKS.md (issue 14): a 1-D slice of 41 points on 1,000 training
 images of ResNet-56 (target ≤ 45 s on 2 CPU cores) against the naive loop a user would write, and where the time goes.
 
     flock /tmp/cpu-bench.lock .venv/bin/python benchmarks/bench_landscape.py \\

@@ -12,7 +12,7 @@ Every way builds the same seeded nets and line and normalises with the same line
 
 Each baseline's largest difference from our gradients is printed per net, with both lag-1 autocorrelations. The
 residual nets' gradients agree to rounding; a deep plain net's do not: its gradient changes completely within
-float32 rounding of the input (docs/experiments-shattering.md), so rounding that differs between a batch and a
+float32 rounding of the input (docs/EXPERIMENTS.md, "Shattered gradients"), so rounding that differs between a batch and a
 single image draws another sample of the same white noise. Also times the CLI end to end (`python -m
 resnet_core shattering --json`, a fresh process: imports included). Times are medians of --repeats runs after a
 warm-up; the per-point baseline runs once (it is the slow one).

@@ -11,7 +11,7 @@ Definitions are the paper's and its authors' code's (github.com/tomgoldstein/los
 `--xignore biasbn --xnorm filter`, `evaluation.py`): Gaussian directions, each filter rescaled to the norm of the
 weights' filter, biases and BN parameters left at 0, running BN statistics kept, mean cross-entropy and the fraction
 misclassified, training images without augmentation. Where we differ (a seeded subset instead of all 50,000
-images, the 2-D rows) docs/experiments-landscape.md says why.
+images, the 2-D rows) docs/EXPERIMENTS.md says why.
 
 The caller's model is never touched: a cached model may be in use elsewhere while this runs. One copy is made per
 landscape, not per point, and each point's weights are written into it in place. In that copy every BN is folded

@@ -21,7 +21,7 @@ identity and a residual net's signal would double with every block: their "resne
 Precision: float32. Measured in float64, a deep plain net's gradient is already a different one when t moves
 by 1e-6 (plain-56) or 1e-8 (plain-110), far below the spacing of the points (2/255): the sequence is white
 noise at any precision, and float32's rounding only draws another sample of it. float64 costs 4x here and
-gives the same autocorrelations (docs/experiments-shattering.md); a residual net's gradient moves by 0.4%.
+gives the same autocorrelations (docs/EXPERIMENTS.md, "Shattered gradients"); a residual net's gradient moves by 0.4%.
 """
 from __future__ import annotations
 
