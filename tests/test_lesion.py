@@ -2,6 +2,7 @@
 random draws, and `python -m resnet_core lesion`'s contract. Tiny nets (8 layers, 3 blocks) on synthetic data."""
 import copy
 import json
+import statistics
 
 import pytest
 import torch
@@ -157,10 +158,15 @@ def test_cli_json_is_the_promised_contract(checkpoint, capsys):
 
 
 def test_cli_table_names_every_block(checkpoint, capsys):
-    assert main(["lesion", str(checkpoint), "--data", "synthetic", "--images", "32", "--random-k", "1"]) == 0
+    argv = ["lesion", str(checkpoint), "--data", "synthetic", "--images", "32", "--random-k", "2", "--draws", "4"]
+    assert main([*argv, "--json"]) == 0
+    random = json.loads(capsys.readouterr().out)["random"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "32 test images of synthetic" in out and "layer2.0" in out and "(downsampling)" in out
-    assert "1 random blocks deleted" in out
+    for draws, noun in zip(random, ["block", "blocks"]):  # an even number of draws: the mean of the middle two
+        assert f"{draws['k']} random {noun} deleted: median {100 * statistics.median(draws['errors']):.2f}% over 4 " \
+               "draws" in out
 
 
 @pytest.mark.parametrize("argv, message", [

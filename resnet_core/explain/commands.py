@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 
 from ..errors import UserError
@@ -94,8 +95,9 @@ def _lesion(args: argparse.Namespace) -> int:
     for block in result.blocks:
         print(f"{block.block:<14} {100 * block.error:>7.2f}%{'  (downsampling)' if block.downsampling else ''}")
     for draw in result.random:
-        errors = sorted(draw.errors)
-        print(f"{draw.k} random blocks deleted: median {100 * errors[len(errors) // 2]:.2f}% over {len(errors)} draws")
+        blocks = "block" if draw.k == 1 else "blocks"
+        print(f"{draw.k} random {blocks} deleted: median {100 * statistics.median(draw.errors):.2f}% over "
+              f"{len(draw.errors)} draws")
     return 0
 
 
