@@ -32,8 +32,8 @@ def overview() -> None:
             format="%.2f", help="Smoothed over about 50 iterations, as the thin curves."),
         "test error (%)": st.column_config.NumberColumn(format="%.2f"),
         "paper, Table 6 (%)": st.column_config.NumberColumn(
-            format="%.2f", help="CIFAR-10 test error of the paper's net (one run; ResNet-110: best of 5), for runs of the full "
-                                "recipe: 64k iterations of 128, lr 0.1."),
+            format="%.2f", help="CIFAR-10 test error of the paper's net (one run; ResNet-110: best of 5), for runs "
+                                "of the full recipe: 64k iterations of 128, lr 0.1."),
         # After the errors: a whole recipe line is wide, and the numbers are what a person compares first.
         "recipe": st.column_config.TextColumn(width="medium", help="The recipe the run trained with; select a "
                                                                    "cell to read all of it."),
