@@ -11,6 +11,7 @@ from resnet_core.runs.classroom import CELL_DEPTHS
 
 YOURS_BACKGROUND = "background-color: #fff3c4"
 LENGTH_KEY = "class_lesson_iterations"
+ERROR_COLUMNS = ("final test error, median (%)", "lowest (%)", "highest (%)", "paper, Table 6 (%)")
 
 
 def _yours(row: pd.Series) -> list[str]:
@@ -28,23 +29,31 @@ def room(hours: float, dataset: str | None, length: int | None, shown: tuple[lis
                 "Train page, and their curves grow while they train.", icon=":material/hourglass_empty:")
         return
     view = classroom.class_view(recent, dataset, length)
-    st.dataframe(classroom.summary_table(view.nets).style.apply(_yours, axis=1), hide_index=True, width="stretch",
-                 key="class_table", column_config={
+    table = classroom.summary_table(view.nets)
+    # Display values: blank where there is no number (a plain net has no Table 6 error), not "None".
+    styled = table.style.apply(_yours, axis=1).format(precision=2, na_rep="", subset=list(ERROR_COLUMNS))
+    st.dataframe(styled, hide_index=True, width="stretch", key="class_table", column_config={
                      "people": st.column_config.NumberColumn(help="People with a run of this net."),
                      "running": st.column_config.NumberColumn(help="Training now, or starting."),
                      "stopped": st.column_config.NumberColumn(help="Cancelled, failed, diverged or interrupted."),
-                     "final test error, median (%)": st.column_config.NumberColumn(
-                         format="%.2f", help="Each person's latest finished run, then the median across people."),
-                     "lowest (%)": st.column_config.NumberColumn(format="%.2f"),
-                     "highest (%)": st.column_config.NumberColumn(format="%.2f"),
-                     "paper, Table 6 (%)": st.column_config.NumberColumn(
-                         format="%.2f", help="CIFAR-10 test error of the paper's ResNet after 64k iterations (best "
-                                             "of 5); Fig. 6 gives the plain nets' curves only."),
+                     "final test error, median (%)": st.column_config.Column(
+                         help="Each person's latest finished run, then the median across people."),
+                     "paper, Table 6 (%)": st.column_config.Column(
+                         help="CIFAR-10 test error of the paper's ResNet after 64k iterations (best of 5); Fig. 6 "
+                              "gives the plain nets' curves only."),
                      "you": st.column_config.TextColumn(help="Nets you have a run of, highlighted.")})
     st.plotly_chart(class_charts.fig6_figure(view.nets, view.yours, runs.net_label), key="class_fig6")
     st.caption(":material/timeline: Each person counts once per net, with their latest finished or training run. "
                "Curves of runs still training end where they have got to; the median at each point is over the "
                "people who reached it (hover to see how many). Your own runs are black.")
+
+
+def keep_valid(key: str, options) -> None:
+    """Forget a select box's choice that is no longer among its `options` (a run ended, a filter's window moved),
+    so it shows the first one: a keyed box keeps its value when its options change, even None from when it had
+    none."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
 
 
 def _do(action: Callable[..., tuple[bool, str]], *args) -> None:
@@ -70,16 +79,16 @@ def teacher_panel() -> None:
             st.caption(f"Handing out cells of {iterations or presets.DEFAULT.iterations:,} iterations, in turn as "
                        f"people open Train. People per cell: {given}." if handing_out else
                        f"Not handing out cells: people pick their own nets. People per cell so far: {given}.")
-            hand, stop, reset = st.columns(3)
-            hand.button("Change the length" if handing_out else "Hand out cells", key="class_hand_out",
-                        on_click=_hand_out, type="primary", width="stretch")
-            stop.button("Stop handing out", key="class_stop", disabled=not handing_out, width="stretch",
-                        on_click=_do, args=(classroom.stop_handing_out,))
-            reset.button("Reset assignments", key="class_reset", width="stretch",
-                         on_click=_do, args=(classroom.reset_assignments,),
-                         help=f"Forget every cell handed out: the next person gets {CELL_DEPTHS[0]} layers again.")
+            with st.container(horizontal=True):
+                st.button("Change the length" if handing_out else "Hand out cells", key="class_hand_out",
+                          on_click=_hand_out, type="primary")
+                st.button("Stop handing out", key="class_stop", disabled=not handing_out,
+                          on_click=_do, args=(classroom.stop_handing_out,))
+                st.button("Reset assignments", key="class_reset", on_click=_do, args=(classroom.reset_assignments,),
+                          help=f"Forget every cell handed out: the next person gets {CELL_DEPTHS[0]} layers again.")
         with cancel:
             choices = classroom.active_choices()
+            keep_valid("class_cancel_run", choices)
             run_id = st.selectbox("Anyone's queued or running run", list(choices), format_func=choices.get,
                                   key="class_cancel_run", placeholder="No run is queued or running")
             st.button("Cancel run", key="class_cancel", disabled=run_id is None, icon=":material/stop:",

@@ -90,8 +90,8 @@ def _percent(value: float | None) -> float:
 
 # ------------------------------------------------------------------------------------------- assignments
 def your_cell() -> Assignment | None:
-    """This person's Fig. 6 cell, if the teacher handed one out to them: a read."""
-    return runs.store().assignment(runs.user_id())
+    """This person's Fig. 6 cell, if the teacher handed one out to them (the teacher has none): a read."""
+    return None if teacher.is_teacher() else runs.store().assignment(runs.user_id())
 
 
 def cell_line(depth: int, iterations: int | None) -> str:

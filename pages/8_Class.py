@@ -22,6 +22,8 @@ recent = classroom.recent_runs(hours)
 datasets, lengths = classroom.filter_choices(recent)
 dataset = length = None  # no runs yet: the filters appear with the first (the live part below reruns the page)
 if recent:
+    class_views.keep_valid("class_dataset", datasets)
+    class_views.keep_valid("class_length", lengths)
     dataset = dataset_column.selectbox("Dataset", datasets, key="class_dataset", format_func=classroom.dataset_label)
     length = length_column.selectbox("Length", lengths, key="class_length", format_func="{:,} iterations".format,
                                      help="Runs of other lengths follow other schedules: they are pooled apart.")

@@ -205,6 +205,8 @@ def test_cells_go_round_robin_preselected_on_train_and_a_reset_starts_again(app_
 
 def test_only_the_teacher_cancels_other_peoples_runs(app_class_home):
     store = app_class_home
+    head = page(CLASS, "teacher", key=KEY)  # open before anything is queued: the list is empty
+    assert head.selectbox(key="class_cancel_run").value is None and head.button(key="class_cancel").disabled
     anns = add_run(store, "ann", "plain44", "queued")
     ben = page(TRAIN, "ben", runs=str(anns))  # a shared link shows ann's run with its buttons
     ben.button(key=f"train_cancel_{anns}").click().run()
@@ -212,7 +214,8 @@ def test_only_the_teacher_cancels_other_peoples_runs(app_class_home):
     assert store.run(anns).status == "queued"
     assert not page(CLASS, "ben").get("button")  # no teacher panel for ben
 
-    head = page(CLASS, "teacher", key=KEY)
+    head.run()
+    assert head.selectbox(key="class_cancel_run").value == anns
     assert head.selectbox(key="class_cancel_run").options == [f"#{anns} plain-44 on synthetic (queued)"]
     head.button(key="class_cancel").click().run()
     assert store.run(anns).status == "cancelled"
