@@ -112,7 +112,9 @@ def apply_assignment() -> str | None:
     state = st.session_state
     if state.get(ASSIGNED_STATE) != [assignment.depth, iterations]:
         state[ASSIGNED_STATE] = [assignment.depth, iterations]
-        state.update(train_nets=list(assignment.nets), train_unit="iterations", train_length_iterations=iterations)
+        state.update(train_nets=list(assignment.nets), train_length_iterations=iterations)
+        if state.get("train_unit", "iterations") != "iterations":  # unset, the widget starts there by itself
+            state["train_unit"] = "iterations"
     return cell_line(assignment.depth, iterations)
 
 
