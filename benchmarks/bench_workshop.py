@@ -630,7 +630,8 @@ def build_report(args, limits: dict, people: list[Person], runs: list, metrics: 
                 for key, value in block.items()}
 
     report = {
-        "users": args.users, "class_mode": args.class_mode, "click_wait_s": args.click_wait, "iterations": args.iterations, "batch": args.batch,
+        "users": args.users, "class_mode": args.class_mode, "click_wait_s": args.click_wait,
+        "iterations": args.iterations, "batch": args.batch,
         "test_every": args.test_every,
         "cap": limits["cap"], "threads_per_run": limits["threads_per_run"], "runs_per_user": limits["runs_per_user"],
         "max_waiting": limits["max_waiting"], "spares": args.spares, "session_ttl_s": args.ttl,

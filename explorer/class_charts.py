@@ -44,7 +44,8 @@ def fig6_figure(nets: Sequence[NetPool], yours: Sequence[tuple[bool, RunCurves]]
         if len(test):
             # The range first, as a band between its highest and lowest lines, so the medians are drawn over it.
             figure.add_scatter(x=test["iteration"], y=100 * test["high"], mode="lines", line=dict(width=0),
-                               name=f"{name} test highest", legendgroup=name, showlegend=False, hoverinfo="skip", row=1, col=column)
+                               name=f"{name} test highest", legendgroup=name, showlegend=False, hoverinfo="skip",
+                               row=1, col=column)
             figure.add_scatter(x=test["iteration"], y=100 * test["low"], mode="lines", line=dict(width=0),
                                fill="tonexty", fillcolor=_rgba(color, RANGE_OPACITY), name=f"{name} test lowest",
                                legendgroup=name, showlegend=False, hoverinfo="skip", row=1, col=column)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from explorer import class_charts, classroom, presets, runs
+from explorer import class_charts, classroom, runs
 from resnet_core.runs.classroom import CELL_DEPTHS
 
 YOURS_BACKGROUND = "background-color: #fff3c4"
@@ -73,7 +73,7 @@ def _hand_out() -> None:
 def teacher_panel() -> None:
     """Hand out the cells (with their length), stop, reset them; cancel anyone's queued or running run."""
     handing_out, iterations, counts = classroom.lesson()
-    length = iterations or presets.DEFAULT.iterations
+    length = classroom.cell_length(iterations)
     # The field shows the cells' length when it changes (here, or in another tab); its first value is put in the
     # session, not given as `value`: a widget given both warns in the server log.
     if LENGTH_KEY not in st.session_state or (handing_out and st.session_state.get(SHOWN_LENGTH_KEY) != iterations):

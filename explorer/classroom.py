@@ -94,9 +94,13 @@ def your_cell() -> Assignment | None:
     return None if teacher.is_teacher() else runs.store().assignment(runs.user_id())
 
 
+def cell_length(iterations: int | None) -> int:
+    """A cell's length: the teacher's, else the Train page's default."""
+    return iterations or presets.DEFAULT.iterations
+
+
 def cell_line(depth: int, iterations: int | None) -> str:
-    return (f"Your part of Fig. 6: plain-{depth} and ResNet-{depth}, "
-            f"{iterations or presets.DEFAULT.iterations:,} iterations")
+    return f"Your part of Fig. 6: plain-{depth} and ResNet-{depth}, {cell_length(iterations):,} iterations"
 
 
 def apply_assignment() -> str | None:
@@ -108,7 +112,7 @@ def apply_assignment() -> str | None:
     assignment = runs.store().assign(runs.user_id())
     if assignment is None:
         return None
-    iterations = assignment.iterations or presets.DEFAULT.iterations
+    iterations = cell_length(assignment.iterations)
     state = st.session_state
     if state.get(ASSIGNED_STATE) != [assignment.depth, iterations]:
         state[ASSIGNED_STATE] = [assignment.depth, iterations]
@@ -135,8 +139,8 @@ def hand_out(iterations: int | None) -> tuple[bool, str]:
     if refused := _teacher_only("hand out cells"):
         return refused
     runs.store().hand_out(iterations)
-    return True, (f"Handing out cells of {iterations or presets.DEFAULT.iterations:,} iterations, in turn over "
-                  f"depths {', '.join(map(str, CELL_DEPTHS))}.")
+    return True, (f"Handing out cells of {cell_length(iterations):,} iterations, in turn over depths "
+                  f"{', '.join(map(str, CELL_DEPTHS))}.")
 
 
 def stop_handing_out() -> tuple[bool, str]:
