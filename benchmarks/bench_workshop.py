@@ -420,7 +420,8 @@ async def person_session(index: int, browser, url: str, args, deadline: float, p
                 pass
 
 
-async def progress(store_home: Path, people: list[Person], stop: asyncio.Event, every: float = 10) -> None:
+async def progress(store_home: Path, people: list[Person], stop: asyncio.Event, leave: bool,
+                   every: float = 10) -> None:
     store, began = Store(store_home), time.time()
     while not stop.is_set():
         try:
@@ -431,7 +432,7 @@ async def progress(store_home: Path, people: list[Person], stop: asyncio.Event, 
         for run in store.runs():
             counts[run.status] = counts.get(run.status, 0) + 1
         ended = sum(person.done is not None or person.refusal is not None or person.error is not None
-                    for person in people)
+                    or (leave and person.accepted is not None) for person in people)
         print(f"  [{time.time() - began:5.0f} s] people done {ended}/{len(people)}; runs {counts}", file=sys.stderr,
               flush=True)
 
@@ -467,9 +468,13 @@ async def workshop(url: str, home: Path, args, marks: dict) -> list[Person]:
             marks["load_start"] = time.time()
             deadline = marks["load_start"] + args.timeout
             stop = asyncio.Event()
-            reporter = asyncio.create_task(progress(home, people, stop))
+            reporter = asyncio.create_task(progress(home, people, stop, args.leave_after_start))
             await asyncio.gather(*(person_session(person.index, browser, url, args, deadline, person, contexts)
                                    for person in people))
+            if args.leave_after_start:  # the load lasts until the last run has ended, the Class page open
+                store = Store(home)
+                while time.time() < deadline and any(run.status not in ENDED for run in store.runs()):
+                    await asyncio.sleep(1)
             stop.set()
             await reporter
             marks["load_end"] = time.time()
