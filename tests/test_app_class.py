@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import REPO, app_plotly_array
+from conftest import REPO, ManualClock, app_plotly_array
 from streamlit.testing.v1 import AppTest
 
 from explorer import teacher
@@ -27,23 +27,13 @@ KEY = "chalk-and-talk"
 ITERATIONS = 40
 
 
-class Clock:
-    """A clock the test moves by hand, for the key gate's throttle."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def app_class_home(app_home, monkeypatch) -> Store:
     """An empty store with a teacher key set, no dispatcher (queued runs stay queued) and a fresh key gate on a
     hand-moved clock."""
     monkeypatch.setenv(TEACHER_KEY_VARIABLE, KEY)
     monkeypatch.setattr(queue.Dispatcher, "keep_alive", lambda self: None)
-    monkeypatch.setattr(teacher, "_gate", KeyGate(clock=Clock()))
+    monkeypatch.setattr(teacher, "_gate", KeyGate(clock=ManualClock()))
     return Store(app_home)
 
 

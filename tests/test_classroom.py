@@ -7,6 +7,7 @@ import sqlite3
 import threading
 
 import pytest
+from conftest import ManualClock
 
 from resnet_core.errors import UserError
 from resnet_core.nets.specs import get_spec
@@ -80,16 +81,8 @@ def test_a_store_of_the_previous_version_gains_the_cells_and_keeps_its_runs(tmp_
     assert migrated.assign("someone") == Assignment(20, 300)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_wrong_key_locks_out_every_try_for_a_second(tmp_path):
-    clock = Clock()
+    clock = ManualClock()
     gate = KeyGate(clock=clock)
     gate.check("right", "right")
     with pytest.raises(UserError, match="^That is not this server's teacher key"):
