@@ -23,6 +23,8 @@ PAGES = [
     ("pages/7_Experiments.py", "Experiments", ":material/science:",
      "Why residual nets work: delete blocks, walk the loss landscape, watch gradients shatter — plain against "
      "residual."),
+    ("pages/8_Class.py", "Class", ":material/groups:",
+     "The whole room's runs pooled into Fig. 6, live; the teacher hands out the cells."),
 ]
 
 setup_page(APP_NAME)

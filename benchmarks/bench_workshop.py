@@ -20,7 +20,17 @@ exception (the person reloads it), a click whose rerun shows nothing within --cl
 again), runs created by a Start that their page never showed. Screenshots of people who got stuck and the server
 log land in --artifacts (git-ignored test-artifacts/bench_workshop/).
 
+With --class (issue 15) the server has a teacher key and no bound on waiting runs, and a teacher's browser opens
+the Class page with the key before anyone comes, hands out Fig. 6's cells (length --iterations) and keeps the page
+open throughout. Each person then trains the pair their Train page preselected (checked against the line it
+shows) instead of the "8 layers" preset. Also reported: the Class page's refresh time, i.e. each live rerun of its
+room (script start to end, as the teacher's browser sees it), p50/p95 over the whole load and once every run
+exists; and the health latency while the page is open (the whole load). With --leave-after-start each person
+closes their browser once Start is accepted (the runs train on; the Class page shows them).
+
     .venv/bin/python -m benchmarks.bench_workshop [--users 8] [--iterations 60] [--batch 16] [--test-every 20]
+    .venv/bin/python -m benchmarks.bench_workshop --class --users 30 --iterations 20 --batch 8 --test-every 10 \
+        --stagger 3 --leave-after-start
 """
 from __future__ import annotations
 
@@ -59,6 +69,22 @@ ENDED = ("finished", "failed", "cancelled", "diverged", "interrupted")
 CARD = re.compile(r"#(\d+) (?:plain|ResNet)-\d+ on synthetic · (?:[a-z_]+ )?"
                   r"(queued #\d+|running|stopping|finished|failed|cancelled|diverged|interrupted)")
 REFUSALS = {"server full": "The server is full", "per-person limit": "Each person may have"}
+TEACHER_KEY = "bench-teacher"
+CELL = re.compile(r"Your part of Fig\. 6: plain-(\d+) and ResNet-\d+, ([\d,]+) iterations")
+# Every rerun of the page (the room's live fragment included), script start to end as the frontend sees them.
+REFRESH_OBSERVER = """() => {
+    window.__refreshes = [];
+    const app = document.querySelector("[data-testid='stApp']");
+    let began = null;
+    new MutationObserver(() => {
+        const state = app.getAttribute('data-test-script-state');
+        if (state === 'running' && began === null) began = performance.now();
+        if (state === 'notRunning' && began !== null) {
+            window.__refreshes.push([Date.now() / 1000, (performance.now() - began) / 1000]);
+            began = null;
+        }
+    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
 
 
 def free_port() -> int:
@@ -227,6 +253,7 @@ class Person:
     late_effects: list[str] = field(default_factory=list)  # ... and whether a retry then worked
     reloads: list[str] = field(default_factory=list)  # pages reloaded because they showed an exception
     step: str = "arriving"  # what it was doing, for the error
+    cell: tuple[int, int] | None = None  # --class: (depth, iterations) their Train page said was theirs
 
 
 async def settle(page, timeout_ms: int) -> None:
@@ -309,10 +336,17 @@ async def person_session(index: int, browser, url: str, args, deadline: float, p
         person.train_ready = time.time()
 
         # Each change reruns the script; the next widget must not be touched before the rerun has applied it.
-        person.step = "preset 8 layers"
-        preset = page.get_by_role("button", name="8 layers")
-        await change_and_wait(page, person, "preset 8 layers", [preset.click],
-                              page.get_by_test_id("stMultiSelect").get_by_text("plain-8", exact=True), "visible", args)
+        if args.class_mode:  # their cell is preselected, with the line that says which
+            person.step = "assigned cell"
+            line = await page.get_by_text("Your part of Fig. 6").inner_text()
+            depth, iterations = CELL.search(line).groups()
+            person.cell = (int(depth), int(iterations.replace(",", "")))
+        else:
+            person.step = "preset 8 layers"
+            preset = page.get_by_role("button", name="8 layers")
+            await change_and_wait(page, person, "preset 8 layers", [preset.click],
+                                  page.get_by_test_id("stMultiSelect").get_by_text("plain-8", exact=True), "visible",
+                                  args)
         await settle(page, timeout_ms)
         person.step = "synthetic data"
         cifar_note = page.get_by_text("CIFAR-10 is not here yet")  # there while CIFAR-10 is picked, in a fresh folder
@@ -327,6 +361,8 @@ async def person_session(index: int, browser, url: str, args, deadline: float, p
         await settle(page, timeout_ms)
         for label, value in (("Number of iterations", args.iterations), ("Batch (images)", args.batch),
                              ("Test every (iterations)", args.test_every)):
+            if args.class_mode and label == "Number of iterations":
+                continue  # the teacher's length, preselected with the cell
             person.step = label
             box = page.get_by_role("spinbutton", name=label)
             await box.fill(str(value))
@@ -352,6 +388,10 @@ async def person_session(index: int, browser, url: str, args, deadline: float, p
                 raise TimeoutError("neither runs nor a refusal appeared after Start")
             await page.wait_for_timeout(300)
 
+        if args.leave_after_start:  # the Class page watches their runs; their browser no longer loads the box
+            contexts.remove(context)
+            await context.close()
+            return
         # Watch the cards until both runs have ended, as a participant would.
         person.step = "watching the runs"
         while time.time() < deadline:
@@ -380,7 +420,8 @@ async def person_session(index: int, browser, url: str, args, deadline: float, p
                 pass
 
 
-async def progress(store_home: Path, people: list[Person], stop: asyncio.Event, every: float = 10) -> None:
+async def progress(store_home: Path, people: list[Person], stop: asyncio.Event, leave: bool,
+                   every: float = 10) -> None:
     store, began = Store(store_home), time.time()
     while not stop.is_set():
         try:
@@ -391,9 +432,30 @@ async def progress(store_home: Path, people: list[Person], stop: asyncio.Event, 
         for run in store.runs():
             counts[run.status] = counts.get(run.status, 0) + 1
         ended = sum(person.done is not None or person.refusal is not None or person.error is not None
-                    for person in people)
+                    or (leave and person.accepted is not None) for person in people)
         print(f"  [{time.time() - began:5.0f} s] people done {ended}/{len(people)}; runs {counts}", file=sys.stderr,
               flush=True)
+
+
+async def open_class_page(browser, url: str, args):
+    """--class: the teacher opens the Class page with the key, hands out cells of --iterations and keeps it open;
+    its page, with every rerun from then on recorded (REFRESH_OBSERVER)."""
+    timeout_ms = int(args.step_timeout * 1000)
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(timeout_ms)
+    page = await context.new_page()
+    await page.goto(f"{url}/Class?key={TEACHER_KEY}", timeout=timeout_ms)
+    await page.get_by_role("button", name="Hand out cells").wait_for()
+    await settle(page, timeout_ms)
+    length = page.get_by_role("spinbutton", name="Each cell's length (iterations)")
+    await length.fill(str(args.iterations))
+    await length.press("Enter")
+    await settle(page, timeout_ms)
+    await page.get_by_role("button", name="Hand out cells").click()
+    await page.get_by_role("button", name="Change the length").wait_for()
+    await settle(page, timeout_ms)
+    await page.evaluate(REFRESH_OBSERVER)
+    return page
 
 
 async def workshop(url: str, home: Path, args, marks: dict) -> list[Person]:
@@ -402,15 +464,25 @@ async def workshop(url: str, home: Path, args, marks: dict) -> list[Person]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
+            class_page = await open_class_page(browser, url, args) if args.class_mode else None
             marks["load_start"] = time.time()
             deadline = marks["load_start"] + args.timeout
             stop = asyncio.Event()
-            reporter = asyncio.create_task(progress(home, people, stop))
+            reporter = asyncio.create_task(progress(home, people, stop, args.leave_after_start))
             await asyncio.gather(*(person_session(person.index, browser, url, args, deadline, person, contexts)
                                    for person in people))
+            if args.leave_after_start:  # the load lasts until the last run has ended, the Class page open
+                store = Store(home)
+                while time.time() < deadline and any(run.status not in ENDED for run in store.runs()):
+                    await asyncio.sleep(1)
             stop.set()
             await reporter
             marks["load_end"] = time.time()
+            marks["loadavg_load_end"] = [round(value, 2) for value in os.getloadavg()]
+            if class_page is not None:
+                marks["class_refreshes"] = await class_page.evaluate("window.__refreshes")
+                marks["class_page_table"] = await class_page.get_by_test_id("stDataFrame").count()
+                await class_page.context.close()
             for context in contexts:
                 await context.close()
             marks["closed"] = time.time()
@@ -424,6 +496,8 @@ def start_server(home: Path, args, log_path: Path) -> tuple[subprocess.Popen, st
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "RESNET_EXPLORER_HOME": str(home),
            "RESNET_EXPLORER_SPARES": str(args.spares), "RESNET_EXPLORER_MAX_RUNS": str(args.max_runs)}
+    if args.class_mode:  # every person's pair waits its turn: the room's runs are the point
+        env.update(RESNET_EXPLORER_TEACHER_KEY=TEACHER_KEY, RESNET_EXPLORER_MAX_WAITING=str(2 * args.users))
     # The limits exactly as the server computes them: same code, same environment.
     probe = subprocess.run(
         [sys.executable, "-c", "import json; from resnet_core.runs import settings; print(json.dumps(["
@@ -567,7 +641,9 @@ def build_report(args, limits: dict, people: list[Person], runs: list, metrics: 
                 for key, value in block.items()}
 
     report = {
-        "users": args.users, "click_wait_s": args.click_wait, "iterations": args.iterations, "batch": args.batch,
+        "users": args.users, "class_mode": args.class_mode, "left_after_start": args.leave_after_start,
+        "click_wait_s": args.click_wait,
+        "iterations": args.iterations, "batch": args.batch,
         "test_every": args.test_every,
         "cap": limits["cap"], "threads_per_run": limits["threads_per_run"], "runs_per_user": limits["runs_per_user"],
         "max_waiting": limits["max_waiting"], "spares": args.spares, "session_ttl_s": args.ttl,
@@ -621,6 +697,19 @@ def build_report(args, limits: dict, people: list[Person], runs: list, metrics: 
     if health_idle["p50"] and health_load["p50"]:
         report["health_ratio_p50"] = round(health_load["p50"] / health_idle["p50"], 1)
         report["health_ratio_p95"] = round(health_load["p95"] / health_idle["p95"], 1)
+    if args.class_mode:
+        refreshes = [(t, seconds) for t, seconds in marks.get("class_refreshes", [])
+                     if marks["load_start"] <= t <= marks["load_end"]]
+        cells = [person.cell for person in people if person.cell]
+        report.update({
+            "class_refresh_ms": in_ms(percentiles([seconds for _, seconds in refreshes])),
+            "class_refresh_all_runs_ms": in_ms(percentiles([seconds for t, seconds in refreshes if t > last_start])),
+            "cells": {depth: sum(cell[0] == depth for cell in cells) for depth in sorted({c[0] for c in cells})},
+            "cells_as_set": all(cell[1] == args.iterations for cell in cells) and len(cells) == len(people),
+            "runs_of_their_cell": all({run_by_id[run_id].model for run_id in person.run_ids if run_id in run_by_id}
+                                      == {f"plain{person.cell[0]}", f"resnet{person.cell[0]}"}
+                                      for person in accepted if person.cell),
+            "load_average_end_of_load": marks.get("loadavg_load_end")})
     report["pass"] = {
         "cap held": max(report["max_running_sampled"], report["max_running_from_store"]) <= limits["cap"],
         # Every run the store accepted finished with all its metrics, none failed: a refusal is not a loss.
@@ -635,6 +724,10 @@ def build_report(args, limits: dict, people: list[Person], runs: list, metrics: 
         # every run in the store is one a person's page showed.
         "every person got through (extra)": not report["people_errors"] and not orphans,
     }
+    if args.class_mode:
+        spread = list(report["cells"].values())
+        report["pass"]["cells handed out in turn, each person's pair trained (extra)"] = (
+            report["cells_as_set"] and report["runs_of_their_cell"] and max(spread) - min(spread) <= 1)
     return report
 
 
@@ -655,10 +748,17 @@ def print_report(report: dict) -> None:
                 f"(server {100 * block['server']['share']:.0f}%, machine busy {100 * block['machine']['share']:.0f}%)")
 
     refusals = ", ".join(f"{kind} {count}" for kind, count in report["refusals"].items())
+    classroom = [
+        ("Class page refresh p50 / p95 / max: whole load", ms(report["class_refresh_ms"])),
+        ("  once every run existed", ms(report["class_refresh_all_runs_ms"])),
+        ("cells handed out (depth: people)", report["cells"]),
+        ("machine load average (1/5/15 min) at the end of the load", report["load_average_end_of_load"]),
+    ] if "class_refresh_ms" in report else []
     rows = [
         ("users (browser contexts)", report["users"]),
         ("extra streamlit options", " ".join(report["streamlit_options"]) or "none"),
-        ("run per person", f"plain-8 + ResNet-8, synthetic, {report['iterations']} it × {report['batch']}, "
+        ("run per person", f"{'their cell' if report['class_mode'] else 'plain-8 + ResNet-8'}, synthetic, "
+                           f"{report['iterations']} it × {report['batch']}, "
                            f"test every {report['test_every']}"),
         ("cap / threads per run / per person / max waiting",
          f"{report['cap']} / {report['threads_per_run']} / {report['runs_per_user']} / {report['max_waiting']}"),
@@ -704,6 +804,7 @@ def print_report(report: dict) -> None:
         ("load wall / total wall", f"{report['load_wall_s']} s / {report['total_wall_s']} s"),
         ("machine load average (1/5/15 min) before / after",
          f"{report['load_average_before']} / {report['load_average_after']}"),
+        *classroom,
     ]
     width = max(len(label) for label, _ in rows)
     print()
@@ -731,9 +832,14 @@ def print_report(report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--class", dest="class_mode", action="store_true",
+                        help="a teacher hands out Fig. 6's cells and keeps the Class page open (issue 15)")
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--test-every", type=int, default=20)
+    parser.add_argument("--leave-after-start", action="store_true",
+                        help="each person closes their browser once Start is accepted: on a 2-core box 30 open "
+                             "pages measure the load generator more than the server")
     parser.add_argument("--max-runs", type=int, default=2, help="RESNET_EXPLORER_MAX_RUNS given to the server")
     parser.add_argument("--spares", type=int, default=0, help="RESNET_EXPLORER_SPARES given to the server")
     parser.add_argument("--stagger", type=float, default=0.3, help="seconds between two people arriving")

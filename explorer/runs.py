@@ -17,13 +17,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from explorer import teacher
 from explorer.training_charts import RunCurves
 
 from resnet_core.training.recipe import TEST_POINTS
 from resnet_core.errors import UserError
 from resnet_core.explain import catalog
 from resnet_core.runs import queue, workers
-from resnet_core.runs.schema import ACTIVE, METRIC_COLUMNS, RESUMABLE, Run, Status
+from resnet_core.runs.schema import ACTIVE, METRIC_COLUMNS, RESUMABLE, DamagedRunError, Run, Status
 from resnet_core.runs.settings import max_concurrent_runs, resolve_home, runs_per_user, threads_per_run
 from resnet_core.runs.store import Store
 from resnet_core.training.data import cifar_folder
@@ -157,8 +158,15 @@ def warm_up() -> None:
 
 
 def act(action: str, run_id: int) -> tuple[bool, str]:
-    """Run `cancel`, `resume` or `delete` on a run; (done, one-line message for the user)."""
+    """Run `cancel`, `resume` or `delete` on a run; (done, one-line message for the user). A person controls their
+    own runs and the CLI's; only the teacher controls other people's (a shared link shows them their buttons)."""
     try:
+        try:
+            owner = store().run(run_id).owner
+        except DamagedRunError:  # unreadable, owner included: whoever is shown its warning may delete it, as before
+            owner = None
+        if owner not in (None, user_id()) and not teacher.is_teacher():
+            return False, f"Run {run_id} is someone else's; only they or the teacher can {action} it."
         return True, getattr(queue, action)(run_id, store())
     except UserError as error:
         return False, str(error)

@@ -1,7 +1,7 @@
 """Train: a plain net and its residual twin side by side, live, until the degradation problem shows (Fig. 1, 6)."""
 import streamlit as st
 
-from explorer import presets, runs, training_views
+from explorer import classroom, presets, runs, training_views
 from explorer.setup import setup_page
 
 NETS = [f"{kind}{depth}" for depth in (8, 14, 20, 32, 44, 56, 110) for kind in ("plain", "resnet")]
@@ -15,6 +15,8 @@ st.caption("Train a plain net and its residual twin at once and watch the plain 
 
 shown_runs = runs.shown_run_ids("train_runs")
 training_views.restore_train_settings(shown_runs, NETS, list(DATASETS))
+if assignment := classroom.apply_assignment():  # the teacher's cell for this person, preselected below
+    st.info(assignment, icon=":material/school:")
 with st.expander("Settings", expanded=True):
     st.write("Presets: the paper's comparisons, each long enough to show its effect in at most about 5 minutes")
     for row in (presets.PRESETS[:3], presets.PRESETS[3:]):

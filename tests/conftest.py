@@ -362,3 +362,13 @@ def start_pair(page, url: str, iterations: int, batch: int, test_every: int) -> 
         field.press("Enter")
         settle(page)
     page.get_by_role("button", name="Start").click()
+
+
+class ManualClock:
+    """A clock a test moves by hand (`clock.now += 1`), for code that takes a `clock` callable."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

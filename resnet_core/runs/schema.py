@@ -91,9 +91,19 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     created REAL NOT NULL,
     PRIMARY KEY (run_id, iteration)
 );
+CREATE TABLE IF NOT EXISTS lesson (   -- one row while the teacher hands out Fig. 6's cells (runs.classroom)
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    iterations INTEGER,          -- each cell's length, NULL for the Train page's default
+    started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    owner TEXT PRIMARY KEY,      -- a browser's hashed id, as runs.owner
+    depth INTEGER NOT NULL,      -- the cell: plain and residual nets of this depth
+    assigned REAL NOT NULL
+);
 """
-SCHEMA_VERSION = 5  # PRAGMA user_version of a store with SCHEMA; 0 before it, 2 before the Status enum, 3 before
-# reference runs, 4 before experiments
+SCHEMA_VERSION = 6  # PRAGMA user_version of a store with SCHEMA; 0 before it, 2 before the Status enum, 3 before
+# reference runs, 4 before experiments, 5 before the classroom's lesson and assignments
 
 
 def create_or_migrate(db: sqlite3.Connection, path) -> None:

@@ -29,6 +29,10 @@ DEFAULT_MAX_WAITING = 20
 SPARES_VARIABLE = "RESNET_EXPLORER_SPARES"
 DEFAULT_SPARES = 2
 
+# Whoever opens the Class page with ?key= equal to this may hand out Fig. 6's cells and cancel anyone's run;
+# unset, nobody can (runs.classroom).
+TEACHER_KEY_VARIABLE = "RESNET_EXPLORER_TEACHER_KEY"
+
 _writable_homes: set[Path] = set()
 
 
@@ -107,3 +111,8 @@ def spares_wanted(cap: int | None = None) -> int:
     """How many warm spare processes to keep: $RESNET_EXPLORER_SPARES (0 for none), else 2 within the cap."""
     spares = _variable(SPARES_VARIABLE, "spare", minimum=0)
     return min(max_concurrent_runs(cap), DEFAULT_SPARES) if spares is None else spares
+
+
+def teacher_key() -> str | None:
+    """The teacher's key: $RESNET_EXPLORER_TEACHER_KEY, or None (no teacher) when it is unset or empty."""
+    return os.environ.get(TEACHER_KEY_VARIABLE) or None

@@ -7,7 +7,8 @@ the same transaction, a person's runs past their limit and any past the queue's 
 oldest to `starting` while fewer than the cap are busy, `launched` records the process a dispatcher started for
 one, and that process `confirm`s it as `running`. Nothing here starts a process or waits on one, so the write lock
 is never held for longer than a few statements. A damaged row is reported by `damaged_runs` and skipped, never
-fatal to a reader. The tables, the statuses and the `Run` row are in `runs.schema`. No UI code here.
+fatal to a reader. The tables, the statuses and the `Run` row are in `runs.schema`; what runs record is in
+`runs.recorded` and a workshop's cells in `runs.classroom`. No UI code here.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ..errors import RunLimitError, ServerFullError, StoreError
 from . import processes
 from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, SCHEMA_VERSION, DamagedRunError, Run, Status,
                      create_or_migrate, sql_list)
+from .classroom import ClassroomData
 from .recorded import RecordedData
 from .settings import resolve_home
 
@@ -41,7 +43,7 @@ class Verdict(NamedTuple):
     error: str | None = None
 
 
-class Store(RecordedData):
+class Store(RecordedData, ClassroomData):
     """The run store of one data folder. Not shared between threads: each thread opens its own."""
 
     def __init__(self, home: str | os.PathLike | None = None) -> None:
