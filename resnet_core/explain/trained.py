@@ -58,6 +58,7 @@ def trained_with_data(name: str, source: str, home: str | os.PathLike | None = N
 
 
 def test_pipeline(model: ResNet, data: ImageData) -> Pipeline:
-    """How test images become `model`'s input: §4.2's per-channel normalisation with `data`'s statistics, as the
-    training run tested it."""
-    return Pipeline.for_recipe(Recipe(), data, model.spec.input_size)
+    """How test images become `model`'s input: the normalisation its checkpoint records or, for a checkpoint that
+    records none (written before it was recorded), per channel with `data`'s statistics, as its run tested it."""
+    return Pipeline.for_recipe(Recipe(per_pixel_mean=False), data, model.spec.input_size,
+                               normalization=model.normalization)

@@ -66,9 +66,12 @@ class ImageData:
             raise DatasetError(f"The validation split must hold between 1 and {count - 1} images; got {size}.")
         order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).to(self.train_labels.device)
         held, kept = order[:size], order[size:]
+        # §4.2's mean image is of the images trained on: the held-out ones leave the statistics too.
+        pixel_mean, channel_std = statistics(self.train_images[kept])
         return replace(self, train_images=self.train_images[kept], train_labels=self.train_labels[kept],
                        test_images=self.train_images[held], test_labels=self.train_labels[held],
-                       test_split="validation")
+                       pixel_mean=pixel_mean.to(self.pixel_mean.device),
+                       channel_std=channel_std.to(self.channel_std.device), test_split="validation")
 
 
 def stored_size(family: str, input_size: int) -> int:
@@ -129,19 +132,24 @@ def _cached(home: Path, key: str, watched: list[Path], decode, name: str) -> Ima
     return data
 
 
-def _with_statistics(name: str, classes, train_images, train_labels, test_images, test_labels) -> ImageData:
+def statistics(train_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean image (3, S, S) and the per-channel standard deviation (3,) of uint8 images, [0, 1] units."""
     pixel_mean = torch.zeros(train_images.shape[1:], dtype=torch.float64)
     square_mean = torch.zeros(3, dtype=torch.float64)
     for chunk in train_images.split(4096):  # float copies of 50k images would cost 600 MB at once
-        scaled = chunk.double() / 255
+        scaled = chunk.double().cpu() / 255
         pixel_mean += scaled.sum(0)
         square_mean += scaled.pow(2).sum(dim=(0, 2, 3))
     count = len(train_images)
     pixel_mean /= count
     square_mean /= count * train_images.shape[2] * train_images.shape[3]
     channel_std = (square_mean - pixel_mean.mean(dim=(1, 2)).pow(2)).sqrt()
+    return pixel_mean.float(), channel_std.float()
+
+
+def _with_statistics(name: str, classes, train_images, train_labels, test_images, test_labels) -> ImageData:
     return ImageData(name, tuple(classes), train_images, train_labels.long(), test_images, test_labels.long(),
-                     pixel_mean.float(), channel_std.float())
+                     *statistics(train_images))
 
 
 # ---------------------------------------------------------------------------------------- sources

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
@@ -133,7 +133,7 @@ class _Loop:
             raise UserError(f"The batch size ({recipe.batch_size}) must divide evenly among {self.world} processes.")
         self.iterations_per_epoch = recipe.iterations_per_epoch(len(data.train_labels))
         self.eval_interval = recipe.eval_interval or self.iterations_per_epoch
-        self.pipeline = Pipeline.for_recipe(recipe, self.data, spec.input_size)
+        self.pipeline = Pipeline.for_recipe(recipe, self.data, spec.input_size, training=True)
 
         torch.manual_seed(seed)  # the initial weights; every rank draws the same ones
         self.model = ResNet(spec).to(device).to(memory_format=torch.channels_last)
@@ -179,6 +179,8 @@ class _Loop:
             raise CheckpointError(f"Checkpoint {path} holds a {checkpoint.spec.get('name')}, not this run's "
                                   f"{self.spec.name}.")
         self.model.load_state_dict(checkpoint.model_state)
+        if checkpoint.normalization is not None:  # the statistics it trained with, even if its data has changed since
+            self.pipeline = replace(self.pipeline, normalization=checkpoint.normalization.to(self.device))
         self.optimizer.load_state_dict(checkpoint.optimizer_state)
         torch.set_rng_state(checkpoint.rng_state)
         state = checkpoint.trainer_state
@@ -203,7 +205,8 @@ class _Loop:
             rng_state=torch.get_rng_state(),
             trainer_state={"warming_up": self.warming_up, "smoothed": self.smoothed, "elapsed_s": self._elapsed(),
                            "plateau": self.plateau.state_dict() if self.plateau else None,
-                           "replica_fingerprints": fingerprints}))
+                           "replica_fingerprints": fingerprints},
+            normalization=self.pipeline.normalization))
         self.store.add_checkpoint(self.run_id, self.iteration, path)
 
     def _fingerprint(self) -> str:
