@@ -240,3 +240,13 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     model.load_state_dict(old.model_state)
     assert evaluate_run(store, ids["per-channel"]).test_error == evaluation_report(
         model, data, Recipe(per_pixel_mean=False)).test_error
+
+
+def test_the_paper_table_shows_top5_beside_top1_where_the_paper_has_it():
+    from explorer.cache import paper_context
+
+    imagenet = paper_context(SimpleNamespace(spec=get_spec("resnet50"), params=0, mult_adds=0))
+    top1 = imagenet[imagenet["quantity"].str.startswith("ImageNet top-1")].set_index("source")
+    assert top1.loc["Table 3", "paper top-5"] == "6.71 %" and top1.loc["Table 4", "paper top-5"] == "5.25 %"
+    assert not imagenet["quantity"].str.contains("top-5").any()  # beside, not below
+    assert "paper top-5" not in paper_context(SimpleNamespace(spec=get_spec("resnet56"), params=0, mult_adds=0))
