@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from resnet_core.nets.model import ResNet  # noqa: E402
 from resnet_core.nets.specs import get_spec  # noqa: E402
 from resnet_core.training.augment import Pipeline, iteration_generator  # noqa: E402
-from resnet_core.training.data import load_data, stored_size  # noqa: E402
+from resnet_core.training.data import load_data, storage  # noqa: E402
 from resnet_core.training.device import set_cpu_threads  # noqa: E402
 from resnet_core.training.recipe import IMAGENET_RECIPE  # noqa: E402
 
@@ -64,7 +64,7 @@ def main() -> None:
     spec = get_spec("resnet18", num_classes=CLASSES)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        data = load_data(str(write_folder(Path(tmp) / "folder")), image_size=stored_size(spec.family, spec.input_size),
+        data = load_data(str(write_folder(Path(tmp) / "folder")), **storage(spec.family, spec.input_size),
                          home=Path(tmp) / "home").to(device)
         print(f"{TRAIN_IMAGES} images written and decoded in {time.perf_counter() - started:.1f} s, stored as "
               f"{tuple(data.train_images.shape)} uint8 on {device}")

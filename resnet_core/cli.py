@@ -177,7 +177,7 @@ def _train(args: argparse.Namespace) -> int:
     from .nets.specs import NetSpec
     from .runs.queue import submit
     from .runs.store import Store
-    from .training.data import load_data, stored_size
+    from .training.data import load_data, storage
     from .training.device import pick_device, set_cpu_threads
     from .training.recipe import Recipe
     from .training.train import RunEnd, train
@@ -217,7 +217,7 @@ def _train(args: argparse.Namespace) -> int:
     data = None
     if stored_run is None:  # a new run: its data is read first, so a bad dataset is refused before it is recorded
         probe = _spec(args.model, None)
-        data = load_data(args.data, image_size=stored_size(probe.family, probe.input_size), home=args.home)
+        data = load_data(args.data, **storage(probe.family, probe.input_size), home=args.home)
     store = Store(args.home) if rank == 0 else None
     setup = [None]
     if store is not None:
@@ -252,7 +252,7 @@ def _train(args: argparse.Namespace) -> int:
     spec, recipe = NetSpec.from_dict(spec_dict), Recipe.from_dict(recipe_dict)
     if data is None:
         try:
-            data = load_data(source, image_size=stored_size(spec.family, spec.input_size), home=args.home)
+            data = load_data(source, **storage(spec.family, spec.input_size), home=args.home)
         except UserError as error:  # e.g. a folder deleted, or CIFAR offline: the run says why in the store
             if store is not None:
                 store.finish(run_id, "failed", str(error))

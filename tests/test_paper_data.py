@@ -133,7 +133,7 @@ class MeanColour(nn.Module):
         with torch.no_grad():
             self.fc.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 2, 0], [0, 0, -1], [1, 1, 1]]))
             self.fc.bias.copy_(torch.tensor([0.0, -0.5, 0.2, -1.0]))
-        self.spec = SimpleNamespace(input_size=8, family="imagenet")
+        self.spec = SimpleNamespace(input_size=8, family="imagenet", num_classes=4)
         self.normalization = Normalization("per-channel", torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.2, 0.25]))
         self.seen = []
 

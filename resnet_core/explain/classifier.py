@@ -111,7 +111,7 @@ def export_classifier(path: str | os.PathLike, classifier: Classifier, **metadat
 def run_classifier(store, run_id: int) -> Classifier:
     """A run's latest checkpoint, normalised as it records (an old checkpoint that records nothing: per channel with
     its dataset's statistics). The dataset must be readable here: it names the classes."""
-    from ..training.data import load_data, stored_size
+    from ..training.data import load_data, storage
 
     run = store.run(run_id)
     latest = store.latest_checkpoint(run_id)
@@ -119,7 +119,7 @@ def run_classifier(store, run_id: int) -> Classifier:
         raise InvalidCheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
     model, _ = load_model(latest[1])
     spec = model.spec
-    data = load_data(run.data, image_size=stored_size(spec.family, spec.input_size), home=store.home)
+    data = load_data(run.data, **storage(spec.family, spec.input_size), home=store.home)
     normalization = model.normalization or Normalization.of("per-channel", data)
     return Classifier(f"run {run_id}: {run.name}", model, tuple(data.classes), normalization)
 

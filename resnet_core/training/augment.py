@@ -49,27 +49,28 @@ def pad_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int
 
 
 def scale_crop_flip(images: torch.Tensor, generator: torch.Generator, crop: int,
-                    scale_range: tuple[int, int] = (256, 480)) -> torch.Tensor:
+                    scale_range: tuple[int, int] = (256, 480), sizes: torch.Tensor | None = None) -> torch.Tensor:
     """§3.4, per image: "resized with its shorter side randomly sampled in [256, 480]", a random `crop`-square of
-    it, flipped half the time: (B, 3, H, W) uint8 or float -> float (B, 3, crop, crop).
+    it, flipped half the time: (B, 3, H, W) uint8 or float -> float (B, 3, crop, crop) on 0-255. `sizes` (B, 2):
+    each image's (height, width) at the top left of its tensor (None: every image fills it).
 
     Each output pixel is sampled straight from the stored image, bilinearly, exactly where resizing the whole image
     (`F.interpolate(..., mode="bilinear", align_corners=False)`) and then cropping would have read it: every image
     gets its own scale and crop and the batch stays a few gathers, without resizing whole images.
     """
-    batch, _, height, width = images.shape
+    batch = images.shape[0]
+    heights, widths = (image_sizes(images, sizes).cpu()).unbind(1)  # (B,) each
     scales = torch.randint(scale_range[0], scale_range[1] + 1, (batch,), generator=generator)
-    if height <= width:
-        new_height, new_width = scales, (scales * width / height).round().long()
-    else:
-        new_height, new_width = (scales * height / width).round().long(), scales
-    tops = (torch.rand(batch, generator=generator) * (new_height - crop + 1)).long()
-    lefts = (torch.rand(batch, generator=generator) * (new_width - crop + 1)).long()
+    shorter = torch.minimum(heights, widths)
+    new_heights = torch.where(heights == shorter, scales, (scales * heights / shorter).round().long())
+    new_widths = torch.where(widths == shorter, scales, (scales * widths / shorter).round().long())
+    tops = (torch.rand(batch, generator=generator) * (new_heights - crop + 1)).long()
+    lefts = (torch.rand(batch, generator=generator) * (new_widths - crop + 1)).long()
     flips = torch.rand(batch, generator=generator) < 0.5
     steps = torch.arange(crop)
-    rows = _bilinear_taps(tops[:, None] + steps, height, new_height[:, None])  # 3 x (B, crop)
-    cols = _bilinear_taps(lefts[:, None] + torch.where(flips[:, None], steps.flip(0), steps), width,
-                          new_width[:, None])  # a flip is reversed columns
+    rows = _bilinear_taps(tops[:, None] + steps, heights[:, None], new_heights[:, None])  # 3 x (B, crop)
+    cols = _bilinear_taps(lefts[:, None] + torch.where(flips[:, None], steps.flip(0), steps), widths[:, None],
+                          new_widths[:, None])  # a flip is reversed columns
     row0, row1, row_weight = (tap.to(images.device) for tap in rows)
     col0, col1, col_weight = (tap.to(images.device) for tap in cols)
     index = torch.arange(batch, device=images.device)[:, None]
@@ -85,23 +86,51 @@ def scale_crop_flip(images: torch.Tensor, generator: torch.Generator, crop: int,
     return take_cols(col0).lerp(take_cols(col1), col_weight[:, None, None, :])
 
 
-def _bilinear_taps(positions: torch.Tensor, size: int, resized: torch.Tensor):
+def _bilinear_taps(positions: torch.Tensor, size: torch.Tensor, resized: torch.Tensor):
     """Where pixel `positions` of an axis of `size` pixels resized to `resized` reads its two neighbours, and the
     second one's weight, as PyTorch's bilinear `align_corners=False` resize computes them."""
     source = ((positions + 0.5) * (size / resized) - 0.5).clamp(min=0)
-    first = source.floor().long().clamp(max=size - 1)
-    return first, (first + 1).clamp(max=size - 1), source - first
+    first = torch.minimum(source.floor().long(), size - 1)
+    return first, torch.minimum(first + 1, size - 1), source - first
+
+
+def image_sizes(images: torch.Tensor, sizes: torch.Tensor | None) -> torch.Tensor:
+    """(B, 2) heights and widths: `sizes`, or the tensor's own for images that fill it."""
+    if sizes is not None:
+        return sizes
+    return torch.tensor(images.shape[-2:], device=images.device).expand(images.shape[0], 2)
+
+
+def same_size_groups(images: torch.Tensor, sizes: torch.Tensor | None):
+    """(indices, images (n, 3, h, w) cut to their size) for each size among `images` (one group when `sizes` is
+    None): whole-image views of images that differ in size are made a size at a time."""
+    if sizes is None:
+        yield torch.arange(images.shape[0], device=images.device), images
+        return
+    for size in sizes.unique(dim=0):
+        indices = (sizes == size).all(1).nonzero().flatten()
+        height, width = size.tolist()
+        yield indices, images[indices, :, :height, :width]
+
+
+def square_views(images: torch.Tensor, sizes: torch.Tensor | None, size: int) -> torch.Tensor:
+    """uint8 (B, 3, size, size): each image's shorter side resized to `size`, centre square (AlexNet's 256 x 256
+    images, whose mean is its mean image)."""
+    views = torch.empty(images.shape[0], 3, size, size, dtype=torch.uint8, device=images.device)
+    for indices, group in same_size_groups(images, sizes):
+        views[indices] = resize_square(group, size)
+    return views
 
 
 def center_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
-    offset = (images.shape[-1] - crop) // 2
-    return images[..., offset:offset + crop, offset:offset + crop]
+    top, left = (images.shape[-2] - crop) // 2, (images.shape[-1] - crop) // 2
+    return images[..., top:top + crop, left:left + crop]
 
 
 def ten_crops(images: torch.Tensor, crop: int) -> torch.Tensor:
     """The standard 10-crop test (§3.4, [21]): four corners and the centre, and their mirrors: (10, B, 3, crop, crop)."""
-    size = images.shape[-1]
-    corners = [(0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop)]
+    height, width = images.shape[-2:]
+    corners = [(0, 0), (0, width - crop), (height - crop, 0), (height - crop, width - crop)]
     crops = [images[..., top:top + crop, left:left + crop] for top, left in corners] + [center_crop(images, crop)]
     return torch.stack(crops + [view.flip(-1) for view in crops])
 
@@ -147,15 +176,16 @@ class Normalization:
         return (images.float() / 255 - mean) / self.std[:, None, None]
 
 
-def rgb_components(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rgb_components(images: torch.Tensor, sizes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues (3,) and eigenvectors (3, 3; one per column) of the covariance of the RGB values of `images`'
-    pixels, [0, 1] units: the axes of AlexNet's colour augmentation [21]."""
+    pixels (within their `sizes`), [0, 1] units: the axes of AlexNet's colour augmentation [21]."""
     moment, total, count = torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
-    for chunk in images.split(1024):  # float64 copies of every pixel at once would not fit
-        pixels = chunk.transpose(0, 1).reshape(3, -1).double().cpu() / 255  # (3, pixels)
-        moment += pixels @ pixels.T
-        total += pixels.sum(1)
-        count += pixels.shape[1]
+    for _, group in same_size_groups(images, sizes):
+        for chunk in group.split(64):  # float64 copies of every pixel at once would not fit
+            pixels = chunk.transpose(0, 1).reshape(3, -1).double().cpu() / 255  # (3, pixels)
+            moment += pixels @ pixels.T
+            total += pixels.sum(1)
+            count += pixels.shape[1]
     mean = total / count
     values, vectors = torch.linalg.eigh(moment / count - torch.outer(mean, mean))
     return values.clamp(min=0).float(), vectors.float()
@@ -179,7 +209,11 @@ TEST_SCALES = (224, 256, 384, 480, 640)
 
 @dataclass(frozen=True)
 class Pipeline:
-    """How a recipe turns uint8 images into a network's float input, on the images' device."""
+    """How a recipe turns uint8 images into a network's float input, on the images' device.
+
+    Every method takes the images' `sizes` (B, 2), for images of different sizes stored at the top left of one
+    tensor (image folders for ImageNet nets); None: every image fills the tensor.
+    """
 
     augmentation: str  # "pad-crop" (§4.2) or "scale-crop" (§3.4)
     crop: int  # network input side, pixels
@@ -188,6 +222,7 @@ class Pipeline:
     # AlexNet's colour augmentation (§3.4): eigenvalues (3,) and eigenvectors (3, 3) of the training pixels' RGB
     # covariance; None: no colour augmentation (§4.2 has none).
     rgb_components: tuple[torch.Tensor, torch.Tensor] | None = None
+    test_scales: tuple[int, ...] = TEST_SCALES  # shorter sides of the multi-scale test, pixels
 
     @classmethod
     def for_recipe(cls, recipe, data: ImageData, input_size: int, *, normalization: Normalization | None = None,
@@ -197,12 +232,19 @@ class Pipeline:
         colour augmentation's components, one pass over the training images)."""
         normalization = (normalization.to(data.pixel_mean.device) if normalization is not None
                          else Normalization.of(recipe.normalization, data))
-        components = rgb_components(data.train_images) if training and recipe.augmentation == "scale-crop" else None
+        components = (rgb_components(data.train_images, data.train_sizes)
+                      if training and recipe.augmentation == "scale-crop" else None)
         return cls(recipe.augmentation, input_size, normalization, tuple(recipe.scale_range), components)
 
-    def train_batch(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    @property
+    def test_size(self) -> int:
+        """The shorter side test images are resized to before their crops: 256 for 224 crops (§3.4, [21])."""
+        return self.crop if self.augmentation == "pad-crop" else test_side(self.crop)
+
+    def train_batch(self, images: torch.Tensor, generator: torch.Generator,
+                    sizes: torch.Tensor | None = None) -> torch.Tensor:
         if self.augmentation == "scale-crop":
-            crops = scale_crop_flip(images, generator, self.crop, self.scale_range)
+            crops = scale_crop_flip(images, generator, self.crop, self.scale_range, sizes)
             if self.rgb_components is not None:
                 crops = lighting(crops, generator, *self.rgb_components)
             return self.normalization(crops)
@@ -213,18 +255,39 @@ class Pipeline:
             return pad_crop_flip(self.normalization(images), generator)
         return self.normalization(pad_crop_flip(images, generator))  # black padding, as it always was
 
-    def test_batch(self, images: torch.Tensor) -> torch.Tensor:
-        return self.normalization(center_crop(images, self.crop))
+    def test_batch(self, images: torch.Tensor, sizes: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, crop, crop): the central crop of each image resized to `test_size`."""
+        return self.normalization(self._views(images, sizes, center_crop))
 
-    def ten_crop_batch(self, images: torch.Tensor) -> torch.Tensor:
+    def ten_crop_batch(self, images: torch.Tensor, sizes: torch.Tensor | None = None) -> torch.Tensor:
         """(10, B, 3, crop, crop): the views whose softmax scores 10-crop testing averages."""
-        return self.normalization(ten_crops(images, self.crop))
+        return self.normalization(self._views(images, sizes, ten_crops)).transpose(0, 1)
 
-    def multi_scale_views(self, images: torch.Tensor, scales: tuple[int, ...] = TEST_SCALES):
-        """(scale, views (2, B, 3, H, W)) per shorter side in `scales`: the whole image resized, and its mirror."""
-        for scale in scales:
-            resized = resize_shorter(images, scale)
-            yield scale, torch.stack([self.normalization(resized), self.normalization(resized.flip(-1))])
+    def _views(self, images: torch.Tensor, sizes: torch.Tensor | None, cut) -> torch.Tensor:
+        """`cut(resized, crop)` of every image resized to `test_size`, a size of image at a time, in image order."""
+        views = None
+        for indices, group in same_size_groups(images, sizes):
+            if min(group.shape[-2:]) != self.test_size:
+                group = resize_shorter(group, self.test_size)
+            cuts = cut(group, self.crop)
+            cuts = cuts.transpose(0, 1) if cuts.dim() == 5 else cuts  # image first: (B, 10, …) for ten crops
+            if views is None:
+                views = cuts.new_empty((images.shape[0], *cuts.shape[1:]))
+            views[indices] = cuts
+        return views
+
+    def multi_scale_views(self, images: torch.Tensor, sizes: torch.Tensor | None = None):
+        """(indices, views (2, n, 3, H, W)) per size of image and shorter side in `test_scales`: the whole images
+        resized, and their mirrors."""
+        for indices, group in same_size_groups(images, sizes):
+            for scale in self.test_scales:
+                resized = resize_shorter(group, scale)
+                yield indices, torch.stack([self.normalization(resized), self.normalization(resized.flip(-1))])
+
+
+def test_side(crop: int) -> int:
+    """The shorter side an ImageNet net's test images are resized to: 256 for 224 crops (§3.4, [21])."""
+    return crop * 256 // 224
 
 
 def resize_shorter(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -10,9 +10,9 @@ from torch import nn
 from ..errors import CheckpointError, UserError
 from ..nets.model import ResNet
 from ..nets.specs import NetSpec
-from .augment import TEST_SCALES, Pipeline
+from .augment import Pipeline
 from .checkpoint import load_training_checkpoint
-from .data import ImageData, load_data, stored_size
+from .data import ImageData, load_data, storage
 from .device import autocast, pick_device, pick_precision
 from .recipe import Recipe
 
@@ -48,10 +48,11 @@ MULTI_SCALE_BATCH = 16  # images per forward pass at up to 640 px a side: ~40x a
 
 @torch.no_grad()
 def predict_log_probs(model: nn.Module, images: torch.Tensor, pipeline: Pipeline, *, ten_crop: bool = False,
-                      multi_scale: bool = False, precision: str = "fp32", batch_size: int = 500) -> torch.Tensor:
-    """Log class probabilities (N, classes) in float32 for uint8 `images` on the model's device; with `ten_crop`,
-    the softmax averaged over the 10 views (§3.4); with `multi_scale`, over each whole image and its mirror at every
-    shorter side of augment.TEST_SCALES (Table 4)."""
+                      multi_scale: bool = False, precision: str = "fp32", batch_size: int = 500,
+                      sizes: torch.Tensor | None = None) -> torch.Tensor:
+    """Log class probabilities (N, classes) in float32 for uint8 `images` (of `sizes`, see Pipeline) on the model's
+    device; with `ten_crop`, the softmax averaged over the 10 views (§3.4); with `multi_scale`, over each whole image
+    and its mirror at every shorter side of `pipeline.test_scales` (Table 4)."""
     if ten_crop and multi_scale:
         raise UserError("Choose the 10-crop test or the multi-scale test, not both.")
     if multi_scale and model.spec.family != "imagenet":
@@ -59,29 +60,35 @@ def predict_log_probs(model: nn.Module, images: torch.Tensor, pipeline: Pipeline
     was_training = model.training
     model.eval()
     outputs = []
+    step = MULTI_SCALE_BATCH if multi_scale else batch_size
     try:
-        for chunk in images.split(MULTI_SCALE_BATCH if multi_scale else batch_size):
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            chunk_sizes = None if sizes is None else sizes[start:start + step]
             with autocast(chunk.device, precision):
                 if ten_crop:
-                    views = pipeline.ten_crop_batch(chunk)  # (10, B, 3, crop, crop)
-                    logits = model(views.flatten(0, 1).contiguous(memory_format=torch.channels_last))
-                    probs = logits.float().softmax(-1).unflatten(0, views.shape[:2]).mean(0)
-                    outputs.append(probs.log())
+                    views = pipeline.ten_crop_batch(chunk, chunk_sizes)  # (10, B, 3, crop, crop)
+                    outputs.append(_softmax(model, views).mean(0).log())
                 elif multi_scale:
                     # The fully-convolutional form: the fc as a 1x1 convolution over the last feature map gives a
                     # score map, averaged over its positions. The fc is linear, so that average is the fc of the
                     # map's global average: exactly the net's own forward on the whole image, at any size.
-                    probs = 0
-                    for _, views in pipeline.multi_scale_views(chunk):  # (2, B, 3, H, W): the image and its mirror
-                        logits = model(views.flatten(0, 1).contiguous(memory_format=torch.channels_last))
-                        probs = probs + logits.float().softmax(-1).unflatten(0, views.shape[:2]).sum(0)
-                    outputs.append((probs / (2 * len(TEST_SCALES))).log())
+                    probs = torch.zeros(len(chunk), model.spec.num_classes, device=chunk.device)
+                    for indices, views in pipeline.multi_scale_views(chunk, chunk_sizes):  # (2, n, 3, H, W)
+                        probs.index_add_(0, indices, _softmax(model, views).sum(0))
+                    outputs.append((probs / (2 * len(pipeline.test_scales))).log())
                 else:
-                    logits = model(pipeline.test_batch(chunk).contiguous(memory_format=torch.channels_last))
+                    logits = model(pipeline.test_batch(chunk, chunk_sizes).contiguous(memory_format=torch.channels_last))
                     outputs.append(logits.float().log_softmax(-1))
     finally:
         model.train(was_training)
     return torch.cat(outputs)
+
+
+def _softmax(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """Softmax scores (V, B, classes) of views (V, B, 3, H, W)."""
+    logits = model(views.flatten(0, 1).contiguous(memory_format=torch.channels_last))
+    return logits.float().softmax(-1).unflatten(0, views.shape[:2])
 
 
 def loss_and_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, pipeline: Pipeline,
@@ -97,7 +104,7 @@ def evaluate(model: nn.Module, data: ImageData, recipe: Recipe | None = None, **
     (default §4.2) trains."""
     pipeline = Pipeline.for_recipe(recipe or Recipe(), data, model.spec.input_size,
                                    normalization=model.normalization)
-    return loss_and_error(model, data.test_images, data.test_labels, pipeline, **options)[1]
+    return loss_and_error(model, data.test_images, data.test_labels, pipeline, sizes=data.test_sizes, **options)[1]
 
 
 def evaluation_report(model: nn.Module, data: ImageData, recipe: Recipe | None = None, *, mistakes: int = 16,
@@ -106,7 +113,7 @@ def evaluation_report(model: nn.Module, data: ImageData, recipe: Recipe | None =
     else as `recipe` (default §4.2) trains; `options` go to `predict_log_probs`."""
     pipeline = Pipeline.for_recipe(recipe or Recipe(), data, model.spec.input_size,
                                    normalization=model.normalization)
-    log_probs = predict_log_probs(model, data.test_images, pipeline, **options)
+    log_probs = predict_log_probs(model, data.test_images, pipeline, sizes=data.test_sizes, **options)
     labels = data.test_labels
     predicted = log_probs.argmax(-1)
     classes = len(data.classes)
@@ -149,6 +156,6 @@ def evaluate_run(store, run_id: int, *, ten_crop: bool = False, multi_scale: boo
     model.normalization = checkpoint.normalization
     model.to(target).to(memory_format=torch.channels_last)
     recipe = Recipe.from_dict(run.recipe)
-    data = load_data(run.data, image_size=stored_size(spec.family, spec.input_size), home=store.home).to(target)
+    data = load_data(run.data, **storage(spec.family, spec.input_size), home=store.home).to(target)
     return evaluation_report(model, data, recipe, ten_crop=ten_crop, multi_scale=multi_scale,
                              precision=pick_precision(target, run.precision))

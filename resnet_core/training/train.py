@@ -266,7 +266,8 @@ class _Loop:
             self.order, self.order_epoch = epoch_order(len(self.data.train_labels), self.seed, epoch), epoch
         indices = self.order[position * batch:(position + 1) * batch][self.rank::self.world].to(self.device)
         generator = iteration_generator(self.seed, self.iteration)
-        images = self.pipeline.train_batch(self.data.train_images[indices], generator)
+        sizes = None if self.data.train_sizes is None else self.data.train_sizes[indices]
+        images = self.pipeline.train_batch(self.data.train_images[indices], generator, sizes)
         images = images.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W), NHWC in memory
         labels = self.data.train_labels[indices]
         with autocast(self.device, self.precision):
@@ -301,7 +302,7 @@ class _Loop:
         if self.rank != 0:
             return None  # rank 0 evaluates alone; the others go on to the next all-reduce and wait there
         loss, error = loss_and_error(self.model, self.data.test_images, self.data.test_labels, self.pipeline,
-                                     precision=self.precision)
+                                     precision=self.precision, sizes=self.data.test_sizes)
         if self.plateau is not None:
             self.plateau.step(error)
         last = self.smoothed["step_s"] / max(self.smoothed["weight"], 1e-12)
