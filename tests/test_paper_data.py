@@ -62,20 +62,42 @@ def test_per_pixel_training_batches_equal_a_naive_per_image_reference_padded_wit
 
 # ------------------------------------------------------------------------------------------- §3.4 scale jitter
 def test_every_image_gets_its_own_scale_and_crop_as_resizing_it_alone_would_give():
-    images = torch.randint(0, 256, (6, 3, 10, 14), dtype=torch.uint8, generator=seeded(1))
-    crops = scale_crop_flip(images, seeded(5), 8, (8, 16))
+    shapes = [(10, 14), (12, 9)] * 3  # landscape and portrait, at the top left of one tensor
+    images = torch.zeros(6, 3, 12, 14, dtype=torch.uint8)
+    for index, (height, width) in enumerate(shapes):
+        images[index, :, :height, :width] = torch.randint(0, 256, (3, height, width), dtype=torch.uint8,
+                                                          generator=seeded(index))
+    crops = scale_crop_flip(images, seeded(5), 8, (8, 16), torch.tensor(shapes))
     generator = seeded(5)  # scales, tops, lefts, flips
-    scales = torch.randint(8, 17, (6,), generator=generator)
-    new_sizes = [(int(s), round(int(s) * 14 / 10)) for s in scales]
+    scales = torch.randint(8, 17, (6,), generator=generator).tolist()
+    new_sizes = [(s, s * w // h) if h <= w else (s * h // w, s) for s, (h, w) in zip(scales, shapes)]
     tops = [int(r * (h - 8 + 1)) for r, (h, _) in zip(torch.rand(6, generator=generator), new_sizes)]
     lefts = [int(r * (w - 8 + 1)) for r, (_, w) in zip(torch.rand(6, generator=generator), new_sizes)]
     flips = torch.rand(6, generator=generator) < 0.5
-    assert len(set(scales.tolist())) > 1 and len(set(zip(tops, lefts))) > 1  # they differ within the batch
-    for index in range(6):
-        resized = TF.resize(images[index].float(), list(new_sizes[index]), antialias=False)
+    assert len(set(scales)) > 1 and len(set(zip(tops, lefts))) > 1  # they differ within the batch
+    for index, (height, width) in enumerate(shapes):
+        resized = TF.resize(images[index, :, :height, :width].float(), list(new_sizes[index]), antialias=False)
         expected = TF.crop(resized, tops[index], lefts[index], 8, 8)
         expected = TF.hflip(expected) if flips[index] else expected
         assert torch.allclose(crops[index], expected, atol=1e-3)
+
+
+def test_image_folders_for_imagenet_nets_keep_their_aspect_and_their_shorter_side_up_to_the_limit(tmp_path):
+    pixels = {"wide": torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8, generator=seeded(0)),
+              "tall": torch.randint(0, 256, (3, 90, 50), dtype=torch.uint8, generator=seeded(1))}
+    for split in ("train", "test"):
+        for name, image in pixels.items():
+            (tmp_path / "f" / split / name).mkdir(parents=True)
+            TF.to_pil_image(image).save(tmp_path / "f" / split / name / "0.png")
+    data = load_data(str(tmp_path / "f"), image_size=36, shorter_side=56, home=tmp_path / "home")
+    assert data.train_sizes.tolist() == [[90, 50], [56, 74]]  # tall kept (50 < 56); wide down to 56, aspect kept
+    assert torch.equal(data.train_images[0, :, :90, :50], pixels["tall"])
+    shrunk = TF.resize(pixels["wide"].float(), 56, antialias=True).round()
+    assert (data.train_images[1, :, :56, :74].float() - shrunk).abs().max() <= 1
+    assert data.train_images[1, :, 56:].max() == 0 and data.train_images[0, :, :, 50:].max() == 0  # padding
+    resized = [TF.resize(image, 36, antialias=True) for image in (pixels["tall"].float(), shrunk)]
+    squares = torch.stack([resized[0][:, 14:50, :], resized[1][:, :, 5:41]]).round() / 255  # centre squares
+    assert torch.allclose(data.pixel_mean, squares.mean(0), atol=1 / 255)  # AlexNet's mean image, small
 
 
 def test_pca_lighting_shifts_each_image_along_the_rgb_eigenvectors_with_alpha_of_std_0_1():
@@ -166,13 +188,19 @@ def small_resnet18():
 
 def test_ten_crop_and_multi_scale_scores_of_resnet18_equal_a_per_image_torchvision_reimplementation():
     model = small_resnet18()
-    images = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8, generator=seeded(7))
+    # Three images of two sizes, stored as an image folder for an ImageNet net stores them (top left, zeros around).
+    shapes = [(40, 52), (36, 36), (40, 52)]
+    images = torch.zeros(3, 3, 40, 52, dtype=torch.uint8)
+    for index, (height, width) in enumerate(shapes):
+        images[index, :, :height, :width] = torch.randint(0, 256, (3, height, width), dtype=torch.uint8,
+                                                          generator=seeded(index))
+    sizes = torch.tensor(shapes)
     mean, std = torch.tensor([0.45, 0.5, 0.55]), torch.tensor([0.2, 0.25, 0.3])
-    data = ImageData("tiny", tuple("abcdefghij"), images, torch.zeros(2).long(), images, torch.zeros(2).long(),
-                     torch.zeros(3, 40, 40), torch.ones(3))
-    normalization = Normalization("per-channel", mean, std)
-    pipeline = dataclasses.replace(Pipeline.for_recipe(Recipe(), data, 32, normalization=normalization),
-                                   test_scales=(32, 40, 56))
+    data = ImageData("tiny", tuple("abcdefghij"), images, torch.zeros(3).long(), images, torch.zeros(3).long(),
+                     torch.zeros(3, 36, 36), torch.ones(3), train_sizes=sizes, test_sizes=sizes)
+    recipe = Recipe(augmentation="scale-crop")
+    pipeline = dataclasses.replace(Pipeline.for_recipe(recipe, data, 32, normalization=Normalization(
+        "per-channel", mean, std)), test_scales=(32, 40, 56))
 
     def scores(views):  # one view at a time: the views of a multi-scale test differ in size
         with torch.no_grad():
@@ -180,13 +208,14 @@ def test_ten_crop_and_multi_scale_scores_of_resnet18_equal_a_per_image_torchvisi
                      for view in views]
         return torch.cat(probs).mean(0).log()
 
-    ten = predict_log_probs(model, images, pipeline, ten_crop=True)
-    multi = predict_log_probs(model, images, pipeline, multi_scale=True)
-    for index, image in enumerate(images):
-        assert torch.allclose(ten[index], scores(TF.ten_crop(image, 32)), atol=1e-5)
+    ten = predict_log_probs(model, images, pipeline, ten_crop=True, sizes=sizes)
+    multi = predict_log_probs(model, images, pipeline, multi_scale=True, sizes=sizes)
+    for index, (height, width) in enumerate(shapes):
+        image = images[index, :, :height, :width].float()
+        assert torch.allclose(ten[index], scores(TF.ten_crop(TF.resize(image, 36, antialias=True), 32)), atol=1e-5)
         views = []
         for side in (32, 40, 56):
-            resized = TF.resize(image.float(), side, antialias=True)
+            resized = TF.resize(image, side, antialias=True)
             views += [resized, TF.hflip(resized)]
         assert torch.allclose(multi[index], scores(views), atol=1e-5)
 

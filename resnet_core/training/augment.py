@@ -62,8 +62,8 @@ def scale_crop_flip(images: torch.Tensor, generator: torch.Generator, crop: int,
     heights, widths = (image_sizes(images, sizes).cpu()).unbind(1)  # (B,) each
     scales = torch.randint(scale_range[0], scale_range[1] + 1, (batch,), generator=generator)
     shorter = torch.minimum(heights, widths)
-    new_heights = torch.where(heights == shorter, scales, (scales * heights / shorter).round().long())
-    new_widths = torch.where(widths == shorter, scales, (scales * widths / shorter).round().long())
+    new_heights = torch.where(heights == shorter, scales, scales * heights // shorter)  # rounded down, as resize_shorter
+    new_widths = torch.where(widths == shorter, scales, scales * widths // shorter)
     tops = (torch.rand(batch, generator=generator) * (new_heights - crop + 1)).long()
     lefts = (torch.rand(batch, generator=generator) * (new_widths - crop + 1)).long()
     flips = torch.rand(batch, generator=generator) < 0.5
@@ -269,7 +269,7 @@ class Pipeline:
         for indices, group in same_size_groups(images, sizes):
             if min(group.shape[-2:]) != self.test_size:
                 group = resize_shorter(group, self.test_size)
-            cuts = cut(group, self.crop)
+            cuts = cut(group, self.crop).float()  # resized groups are float, others uint8: one dtype for all
             cuts = cuts.transpose(0, 1) if cuts.dim() == 5 else cuts  # image first: (B, 10, …) for ten crops
             if views is None:
                 views = cuts.new_empty((images.shape[0], *cuts.shape[1:]))
@@ -291,9 +291,9 @@ def test_side(crop: int) -> int:
 
 
 def resize_shorter(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, H, W) uint8 -> float 0-255, shorter side `size`, aspect ratio kept (bilinear, antialiased when
-    shrinking)."""
+    """(B, 3, H, W) uint8 -> float 0-255, shorter side `size`, aspect ratio kept, the longer side rounded down as
+    torchvision's `resize` does (bilinear, antialiased when shrinking)."""
     height, width = images.shape[-2:]
-    scale = size / min(height, width)
-    new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
+    shorter = min(height, width)
+    new_size = (height * size // shorter, width * size // shorter)
     return F.interpolate(images.float(), size=new_size, mode="bilinear", antialias=True, align_corners=False)
