@@ -239,7 +239,7 @@ class Pipeline:
     @property
     def test_size(self) -> int:
         """The shorter side test images are resized to before their crops: 256 for 224 crops (§3.4, [21])."""
-        return self.crop if self.augmentation == "pad-crop" else test_side(self.crop)
+        return self.crop if self.augmentation == "pad-crop" else eval_side(self.crop)
 
     def train_batch(self, images: torch.Tensor, generator: torch.Generator,
                     sizes: torch.Tensor | None = None) -> torch.Tensor:
@@ -285,7 +285,7 @@ class Pipeline:
                 yield indices, torch.stack([self.normalization(resized), self.normalization(resized.flip(-1))])
 
 
-def test_side(crop: int) -> int:
+def eval_side(crop: int) -> int:
     """The shorter side an ImageNet net's test images are resized to: 256 for 224 crops (§3.4, [21])."""
     return crop * 256 // 224
 

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import DatasetError
-from .augment import resize_shorter, resize_square, square_views, test_side
+from .augment import resize_shorter, resize_square, square_views, eval_side
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ TENSORS = ("train_images", "train_labels", "test_images", "test_labels", "pixel_
 def stored_size(family: str, input_size: int) -> int:
     """Side of the cached square images: the input size for CIFAR nets; for ImageNet nets the 256/224 margin that
     the test-time center and 10 crops cut from (§3.4)."""
-    return input_size if family == "cifar" else test_side(input_size)
+    return input_size if family == "cifar" else eval_side(input_size)
 
 
 def storage(family: str, input_size: int) -> dict:
