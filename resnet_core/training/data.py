@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import DatasetError
-from .augment import resize_shorter, resize_square, square_views, eval_side
+from .augment import eval_side, resize_shorter, resize_square, square_views
 
 logger = logging.getLogger(__name__)
 
