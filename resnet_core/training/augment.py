@@ -74,16 +74,16 @@ def scale_crop_flip(images: torch.Tensor, generator: torch.Generator, crop: int,
     row0, row1, row_weight = (tap.to(images.device) for tap in rows)
     col0, col1, col_weight = (tap.to(images.device) for tap in cols)
     index = torch.arange(batch, device=images.device)[:, None]
+    # Whole rows are copied as they are stored (uint8); only the crop's pixels become float.
+    top, bottom = images[index, :, row0], images[index, :, row1]  # (B, crop, 3, W) each
 
-    def take_rows(rows: torch.Tensor) -> torch.Tensor:  # (B, crop) -> (B, 3, crop, W)
-        return images[index, :, rows].permute(0, 2, 1, 3).float()
+    def take_cols(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:  # -> float (B, crop, 3, crop)
+        return rows.gather(3, cols[:, None, None, :].expand(-1, crop, 3, -1)).float()
 
-    vertical = take_rows(row0).lerp(take_rows(row1), row_weight[:, None, :, None])  # (B, 3, crop, W)
-
-    def take_cols(cols: torch.Tensor) -> torch.Tensor:  # (B, crop) -> (B, 3, crop, crop)
-        return vertical.gather(3, cols[:, None, None, :].expand(-1, 3, crop, -1))
-
-    return take_cols(col0).lerp(take_cols(col1), col_weight[:, None, None, :])
+    weight = col_weight[:, None, None, :]
+    upper = take_cols(top, col0).lerp(take_cols(top, col1), weight)
+    lower = take_cols(bottom, col0).lerp(take_cols(bottom, col1), weight)
+    return upper.lerp(lower, row_weight[:, :, None, None]).permute(0, 2, 1, 3)  # (B, 3, crop, crop)
 
 
 def _bilinear_taps(positions: torch.Tensor, size: torch.Tensor, resized: torch.Tensor):
