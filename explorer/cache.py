@@ -74,14 +74,28 @@ def depth_sweep(depths: tuple[int, ...] = specs.CIFAR_PAPER_DEPTHS) -> pd.DataFr
 def paper_context(summary: NetSummary) -> pd.DataFrame:
     """The paper's numbers for this net beside the ones computed here (no rows for custom nets).
 
-    Columns: source (table), quantity (with the paper's conditions), paper, computed (empty where only
+    Columns: source (table), quantity (with the paper's conditions), paper, paper top-5 (a top-1 error's top-5
+    partner from the same table, Tables 3 and 4; only for nets the paper gives one), computed (empty where only
     training can tell).
     """
     computed = {"parameters": summary.params, "mult-adds (the paper's \"FLOPs\")": summary.mult_adds}
+    facts = rc.paper_facts(summary.spec)
+    top5 = {fact.table: fact for fact in facts if fact.quantity == TOP5}
     rows = []
-    for fact in rc.paper_facts(summary.spec):
+    for fact in facts:
+        if fact.quantity == TOP5:
+            continue  # shown beside its top-1
         mine = computed.get(fact.quantity)
-        paper = f"{fact.value:g} %" if fact.unit == "%" else tables.count_text(fact.value)
         quantity = f"{fact.quantity} ({fact.note})" if fact.note else fact.quantity
-        rows.append((fact.table, quantity, paper, "" if mine is None else tables.count_text(mine)))
-    return pd.DataFrame(rows, columns=["source", "quantity", "paper", "computed"])
+        partner = top5.get(fact.table) if fact.quantity == TOP1 else None
+        rows.append((fact.table, quantity, _paper_value(fact), "" if partner is None else _paper_value(partner),
+                     "" if mine is None else tables.count_text(mine)))
+    frame = pd.DataFrame(rows, columns=["source", "quantity", "paper", "paper top-5", "computed"])
+    return frame if frame["paper top-5"].any() else frame.drop(columns="paper top-5")
+
+
+TOP1, TOP5 = "ImageNet top-1 error", "ImageNet top-5 error"  # paper_facts' names
+
+
+def _paper_value(fact: rc.PaperFact) -> str:
+    return f"{fact.value:g} %" if fact.unit == "%" else tables.count_text(fact.value)

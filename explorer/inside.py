@@ -74,10 +74,7 @@ def probe() -> Probe:
         data, source = synthetic_data(16, RESPONSE_IMAGES), "synthetic images (no CIFAR-10 here)"
     images, labels = data.test_images, data.test_labels
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:RESPONSE_IMAGES]
-    mean = torch.tensor(demo.mean).reshape(3, 1, 1)
-    std = torch.tensor(demo.std).reshape(3, 1, 1)
-    normalised = (images[order].float() / 255 - mean) / std
-    return Probe(normalised, labels[order], f"{len(order)} of the {source}" if real else source, real)
+    return Probe(demo.normalize(images[order]), labels[order], f"{len(order)} of the {source}" if real else source, real)
 
 
 def _net(net: str, state: str, depth: int) -> rc.ResNet:

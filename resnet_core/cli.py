@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .explain.commands import add_commands
     from .runs.commands import add_reproduce_command
     from .training.data import SOURCE_HELP
-    from .training.recipe import RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
+    from .training.recipe import NORMALIZATIONS, RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
 
     parser = _Parser(prog="python -m resnet_core", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Train, evaluate and inspect the ResNets of He et al. (2015).")
@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="a label for the run (default: MODEL on SOURCE)")
     train.add_argument("--eval-every", type=int, metavar="N", help="iterations between test evaluations and "
                        f"checkpoints (default: once per epoch, or {TEST_POINTS} times in a shorter run)")
+    train.add_argument("--normalization", choices=NORMALIZATIONS, help="per-pixel: subtract the training images' "
+                       "mean image (§4.2, §3.4; the default of --recipe paper); per-channel: per-channel mean and std "
+                       "(the default of a short run, whose effects were measured so; the reference nets')")
     train.add_argument("--validation-images", type=int, default=0, metavar="N",
                        help="evaluate on N held-out training images instead of the test set (§4.2 uses 5000)")
     train.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
@@ -100,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = with_home(commands.add_parser("evaluate", help="test a run's latest checkpoint"))
     evaluate.add_argument("run_id", type=int, metavar="RUN_ID")
     evaluate.add_argument("--json", action="store_true", help="print a JSON object instead of text")
-    evaluate.add_argument("--ten-crop", action="store_true", help="average 10 crops per image (§3.4, ImageNet nets)")
+    views = evaluate.add_mutually_exclusive_group()
+    views.add_argument("--ten-crop", action="store_true", help="average 10 crops per image (§3.4, ImageNet nets)")
+    views.add_argument("--multi-scale", action="store_true", help="average each whole image and its mirror at shorter "
+                       "sides 224, 256, 384, 480 and 640, fully convolutional (§3.4, Table 4; ImageNet nets)")
     evaluate.add_argument("--device", choices=("cpu", "cuda"))
 
     add_commands(commands, with_home)  # lesion, landscape, shattering, with their handlers
@@ -171,7 +177,7 @@ def _train(args: argparse.Namespace) -> int:
     from .nets.specs import NetSpec
     from .runs.queue import submit
     from .runs.store import Store
-    from .training.data import load_data, stored_size
+    from .training.data import load_data, storage
     from .training.device import pick_device, set_cpu_threads
     from .training.recipe import Recipe
     from .training.train import RunEnd, train
@@ -183,6 +189,7 @@ def _train(args: argparse.Namespace) -> int:
         given = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--epochs", args.epochs),
                                           ("--iterations", args.iterations), ("--batch-size", args.batch_size),
                                           ("--lr", args.lr), ("--recipe", args.recipe),
+                                          ("--normalization", args.normalization),
                                           ("--name", args.name)) if value is not None]
         if given:
             raise UserError(f"--resume and --run-id train a run with its own settings; drop {', '.join(given)}.")
@@ -210,7 +217,7 @@ def _train(args: argparse.Namespace) -> int:
     data = None
     if stored_run is None:  # a new run: its data is read first, so a bad dataset is refused before it is recorded
         probe = _spec(args.model, None)
-        data = load_data(args.data, image_size=stored_size(probe.family, probe.input_size), home=args.home)
+        data = load_data(args.data, **storage(probe.family, probe.input_size), home=args.home)
     store = Store(args.home) if rank == 0 else None
     setup = [None]
     if store is not None:
@@ -223,7 +230,8 @@ def _train(args: argparse.Namespace) -> int:
             run_id = submit(args.model, args.data, seed=args.seed, device=device.type, precision=args.precision,
                             name=args.name, store=store, server_limits=False, iterations=args.iterations,
                             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-                            recipe=args.recipe, validation_images=args.validation_images or None)
+                            recipe=args.recipe, validation_images=args.validation_images or None,
+                            normalization=args.normalization)
             take = store.claim
         if not take(run_id, os.getpid()):
             raise UserError(f"Run {run_id} is no longer waiting for this process: it was cancelled, has ended, or "
@@ -244,7 +252,7 @@ def _train(args: argparse.Namespace) -> int:
     spec, recipe = NetSpec.from_dict(spec_dict), Recipe.from_dict(recipe_dict)
     if data is None:
         try:
-            data = load_data(source, image_size=stored_size(spec.family, spec.input_size), home=args.home)
+            data = load_data(source, **storage(spec.family, spec.input_size), home=args.home)
         except UserError as error:  # e.g. a folder deleted, or CIFAR offline: the run says why in the store
             if store is not None:
                 store.finish(run_id, "failed", str(error))
@@ -335,12 +343,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .training.evaluate import evaluate_run
 
     set_cpu_threads()
-    report = evaluate_run(Store(args.home), args.run_id, ten_crop=args.ten_crop, device=args.device)
+    report = evaluate_run(Store(args.home), args.run_id, ten_crop=args.ten_crop, multi_scale=args.multi_scale,
+                          device=args.device)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
-    print(f"{report.data} {report.split}: error {100 * report.test_error:.2f}%, loss {report.test_loss:.4f}"
-          + (" (10-crop)" if report.ten_crop else ""))
+    print(f"{report.data} {report.split}: error {100 * report.test_error:.2f}% (top-5 {100 * report.top5_error:.2f}%), "
+          f"loss {report.test_loss:.4f}" + (" (10-crop)" if report.ten_crop else "")
+          + (" (multi-scale)" if report.multi_scale else ""))
     for name, accuracy in report.per_class_accuracy.items():
         print(f"  {name:<20} {100 * accuracy:6.2f}%")
     print("confusion matrix (rows: true class, columns: predicted):")

@@ -68,8 +68,9 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     assert list(table["net"]) == ["ResNet-20", "ResNet-8", "plain-8", "ResNet-8", "plain-20", "ResNet-20",
                                   "plain-56", "ResNet-56"]
     full = table.set_index("id").loc[4]
-    assert full["test error (%)"] == pytest.approx(8.61) and full["paper, Table 6 (%)"] == 8.75
-    assert pd.isna(table.set_index("id").loc[1, "paper, Table 6 (%)"])  # a 4-iteration run is no paper run
+    assert full["test error (%)"] == pytest.approx(8.61) and full["paper top-1 (%)"] == 8.75
+    assert pd.isna(table.set_index("id").loc[1, "paper top-1 (%)"])  # a 4-iteration run is no paper run
+    assert table["paper top-5 (%)"].isna().all()  # Table 6 has no top-5
     assert table.set_index("id").loc[3, "reason"].startswith("Cannot read image /data/x.jpg")
     assert table.set_index("id").loc[1, "recipe"] == (  # which recipe each run used
         "Short-run recipe: 4 iterations of 8; lr rising linearly to 0.1 over the first 2 iterations, then falling "

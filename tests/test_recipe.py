@@ -108,3 +108,15 @@ def test_a_short_run_ramps_its_lr_up_then_anneals_it_in_a_real_loop():
                if isinstance(r, TrainMetrics)]
     assert [r.lr for r in records] == pytest.approx([0.1 * i / 12 for i in range(1, 13)] +
                                                     [0.1 * (20 - i) / 8 for i in range(12, 20)])
+
+
+def test_the_paper_recipe_subtracts_the_mean_image_and_a_short_run_normalises_per_channel_unless_told():
+    spec = get_spec("resnet56")
+    assert training_recipe(spec, iterations=64_000, train_images=CIFAR).normalization == "per-pixel"  # §4.2
+    assert training_recipe(spec, iterations=300, train_images=CIFAR, kind="paper").normalization == "per-pixel"
+    short = training_recipe(spec, iterations=300, train_images=CIFAR)
+    assert short.kind == "short" and short.normalization == "per-channel"  # as docs/SHORT_RUNS.md measured it
+    for chosen in ("per-pixel", "per-channel"):
+        assert training_recipe(spec, iterations=300, train_images=CIFAR, normalization=chosen).normalization == chosen
+    with pytest.raises(UserError, match="Unknown normalisation 'zca'; allowed: per-pixel, per-channel"):
+        training_recipe(spec, iterations=300, train_images=CIFAR, normalization="zca")

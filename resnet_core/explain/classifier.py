@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..nets.model import ResNet, build_model
+from ..training.augment import Normalization
 from ..training.checkpoint import InvalidCheckpointError, load_model, one_line, save_model
 from .images import IMAGENET_CROP_FRACTION, to_model_input
 
@@ -36,14 +37,26 @@ class Classifier:
     label: str
     model: ResNet
     classes: tuple[str, ...]
-    mean: tuple[float, float, float]  # per channel, [0, 1] units
-    std: tuple[float, float, float]
+    normalization: Normalization  # what it was trained with: per pixel (a mean image) or per channel
     crop_fraction: float = 1.0  # see images.to_model_input
     test_error: float | None = None  # fraction, where measured
 
     @property
     def input_size(self) -> int:
         return self.model.spec.input_size
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """(3, S, S) mean image or (3,) channel means, [0, 1] units."""
+        return self.normalization.mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.normalization.std
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, S, S) images, already of the net's input size, as the net sees them."""
+        return self.normalization(images)
 
     def model_input(self, image: Image.Image) -> torch.Tensor:
         """(1, 3, S, S): `image` resized, cropped and normalised as this network was trained."""
@@ -68,18 +81,18 @@ def demo_path(name: str) -> Path:
 
 
 def from_checkpoint(path: str | os.PathLike, label: str | None = None) -> Classifier:
-    """A classifier from a checkpoint whose metadata carries `classes`, `mean` and `std` (as `export_classifier`
-    writes them, e.g. the demo checkpoints)."""
+    """A classifier from a checkpoint whose metadata carries `classes` and which records its normalisation (as
+    `export_classifier` writes them; the demo and reference files, older, carry per-channel `mean` and `std`)."""
     model, metadata = load_model(path)
     try:
-        classes, mean, std = tuple(metadata["classes"]), tuple(metadata["mean"]), tuple(metadata["std"])
+        classes = tuple(metadata["classes"])
     except (KeyError, TypeError):
-        raise InvalidCheckpointError(f"{Path(path).name} lacks the class names and normalisation a classifier "
-                                     "needs (metadata 'classes', 'mean', 'std').") from None
-    if len(classes) != model.spec.num_classes or len(mean) != 3 or len(std) != 3:
-        raise InvalidCheckpointError(f"{Path(path).name} names {len(classes)} classes for a net with "
-                                     f"{model.spec.num_classes} outputs, or a normalisation without 3 channels.")
-    return Classifier(label or metadata.get("label") or model.spec.name, model, classes, mean, std,
+        classes = ()
+    if model.normalization is None or len(classes) != model.spec.num_classes:
+        raise InvalidCheckpointError(f"{Path(path).name} lacks the class names or the normalisation a classifier "
+                                     f"needs ({model.spec.num_classes} names in metadata 'classes', and "
+                                     "'normalization' or per-channel 'mean' and 'std').")
+    return Classifier(label or metadata.get("label") or model.spec.name, model, classes, model.normalization,
                       test_error=metadata.get("test_error"))
 
 
@@ -90,14 +103,15 @@ def demo_classifier(name: str) -> Classifier:
 
 def export_classifier(path: str | os.PathLike, classifier: Classifier, **metadata) -> None:
     """Write `classifier` as a model-only checkpoint that `from_checkpoint` reads back whole."""
-    save_model(path, classifier.model, label=classifier.label, classes=list(classifier.classes),
-               mean=list(classifier.mean), std=list(classifier.std), test_error=classifier.test_error, **metadata)
+    save_model(path, classifier.model, classifier.normalization, label=classifier.label,
+               classes=list(classifier.classes), test_error=classifier.test_error, **metadata)
 
 
 # ------------------------------------------------------------------------------------------- runs of the store
 def run_classifier(store, run_id: int) -> Classifier:
-    """A run's latest checkpoint, normalised with its dataset's statistics (the dataset must be readable here)."""
-    from ..training.data import load_data, stored_size
+    """A run's latest checkpoint, normalised as it records (an old checkpoint that records nothing: per channel with
+    its dataset's statistics). The dataset must be readable here: it names the classes."""
+    from ..training.data import load_data, storage
 
     run = store.run(run_id)
     latest = store.latest_checkpoint(run_id)
@@ -105,9 +119,9 @@ def run_classifier(store, run_id: int) -> Classifier:
         raise InvalidCheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
     model, _ = load_model(latest[1])
     spec = model.spec
-    data = load_data(run.data, image_size=stored_size(spec.family, spec.input_size), home=store.home)
-    return Classifier(f"run {run_id}: {run.name}", model, tuple(data.classes),
-                      tuple(data.channel_mean.tolist()), tuple(data.channel_std.tolist()))
+    data = load_data(run.data, **storage(spec.family, spec.input_size), home=store.home)
+    normalization = model.normalization or Normalization.of("per-channel", data)
+    return Classifier(f"run {run_id}: {run.name}", model, tuple(data.classes), normalization)
 
 
 # ------------------------------------------------------------------------------------------- torchvision ImageNet
@@ -150,4 +164,5 @@ def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
     transform = weights.transforms()
     return Classifier(f"ResNet-{name.removeprefix('resnet')} (ImageNet)", model.eval(),
                       tuple(weights.meta["categories"]),
-                      tuple(transform.mean), tuple(transform.std), crop_fraction=IMAGENET_CROP_FRACTION)
+                      Normalization("per-channel", torch.tensor(transform.mean), torch.tensor(transform.std)),
+                      crop_fraction=IMAGENET_CROP_FRACTION)

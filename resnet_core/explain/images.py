@@ -108,14 +108,15 @@ def _first_line(error: Exception) -> str:
     return text[0].rstrip(".") if text else type(error).__name__
 
 
-def to_model_input(image: Image.Image, input_size: int, mean: Sequence[float], std: Sequence[float], *,
-                   crop_fraction: float = 1.0) -> torch.Tensor:
+def to_model_input(image: Image.Image, input_size: int, mean: Sequence[float] | torch.Tensor,
+                   std: Sequence[float] | torch.Tensor, *, crop_fraction: float = 1.0) -> torch.Tensor:
     """The normalised (1, 3, input_size, input_size) tensor a network of that input size sees.
 
     The shorter side is resized to `input_size / crop_fraction` and the centre square cropped:
     the aspect ratio is kept (a squashed photo is not what any net was trained on). CIFAR images
     are full-frame objects, so CIFAR nets use `crop_fraction=1.0` (the whole shorter side);
-    torchvision's ImageNet weights expect `IMAGENET_CROP_FRACTION` (resize 256, crop 224).
+    torchvision's ImageNet weights expect `IMAGENET_CROP_FRACTION` (resize 256, crop 224). `mean` is per channel
+    (3 values) or a (3, input_size, input_size) mean image (§4.2's per-pixel mean).
     """
     if not 0 < crop_fraction <= 1:
         raise ValueError(f"crop_fraction must be in (0, 1]; got {crop_fraction!r}.")
@@ -133,7 +134,8 @@ def to_model_input(image: Image.Image, input_size: int, mean: Sequence[float], s
     return ((pixels - mean_t) / std_t).unsqueeze(0)  # (1, 3, H, W)
 
 
-def model_input_to_image(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
+def model_input_to_image(x: torch.Tensor, mean: Sequence[float] | torch.Tensor,
+                         std: Sequence[float] | torch.Tensor) -> Image.Image:
     """The image "as the network sees it": undo `to_model_input`'s normalisation of a (1, 3, H, W) or (3, H, W) tensor."""
     if x.dim() == 4:
         if x.shape[0] != 1:
@@ -144,7 +146,9 @@ def model_input_to_image(x: torch.Tensor, mean: Sequence[float], std: Sequence[f
     return Image.fromarray((pixels * 255).round().byte().permute(1, 2, 0).numpy())
 
 
-def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
-    mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(3, 1, 1)
+def _channel_stats(mean: Sequence[float] | torch.Tensor,
+                   std: Sequence[float] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).cpu()
+    mean_t = mean_t.reshape(3, 1, 1) if mean_t.dim() == 1 else mean_t  # a mean image (3, S, S) stays as it is
+    std_t = torch.as_tensor(std, dtype=torch.float32).cpu().reshape(3, 1, 1)
     return mean_t, std_t

@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..nets.model import ResNet
 from ..training.augment import Pipeline
 from ..training.checkpoint import load_model
-from ..training.data import ImageData, load_data, stored_size
+from ..training.data import ImageData, load_data, storage
 from ..training.recipe import Recipe
 
 
@@ -45,7 +45,7 @@ def trained_model(name: str, home: str | os.PathLike | None = None) -> ResNet:
 
 def probe_data(model: ResNet, source: str, home: str | os.PathLike | None = None) -> ImageData:
     """`source` loaded as `model` sees it, refused in one line when its classes are not the model's."""
-    data = load_data(source, image_size=stored_size(model.spec.family, model.spec.input_size), home=home)
+    data = load_data(source, **storage(model.spec.family, model.spec.input_size), home=home)
     if len(data.classes) != model.spec.num_classes:
         raise UserError(f"{data.name} has {len(data.classes)} classes but {model.spec.name} was trained on "
                         f"{model.spec.num_classes}; pass the dataset it was trained on.")
@@ -58,6 +58,7 @@ def trained_with_data(name: str, source: str, home: str | os.PathLike | None = N
 
 
 def test_pipeline(model: ResNet, data: ImageData) -> Pipeline:
-    """How test images become `model`'s input: §4.2's per-channel normalisation with `data`'s statistics, as the
-    training run tested it."""
-    return Pipeline.for_recipe(Recipe(), data, model.spec.input_size)
+    """How test images become `model`'s input: the normalisation its checkpoint records or, for a checkpoint that
+    records none (written before it was recorded), per channel with `data`'s statistics, as its run tested it."""
+    return Pipeline.for_recipe(Recipe(per_pixel_mean=False), data, model.spec.input_size,
+                               normalization=model.normalization)

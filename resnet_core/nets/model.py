@@ -38,6 +38,9 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(in_channels, spec.num_classes)
+        # The input normalisation (training.augment.Normalization) its checkpoint records, so every consumer feeds it
+        # what it was trained on; None for a net built here, or read from a checkpoint that records none.
+        self.normalization = None
         self._init_weights()
 
     @property

@@ -80,7 +80,8 @@ def submit(model: str, data: str, **settings) -> int:
 
 def planned_runs(models: list[str], data: str, *, iterations: int | None = None, epochs: int | None = None,
                  batch_size: int | None = None, lr: float | None = None, eval_every: int | None = None,
-                 recipe: str | None = None, validation_images: int | None = None) -> list[tuple[NetSpec, Recipe]]:
+                 recipe: str | None = None, validation_images: int | None = None,
+                 normalization: str | None = None) -> list[tuple[NetSpec, Recipe]]:
     """The net and the recipe each model would train with (`recipe.training_recipe`; `recipe`: its kind), checked
     as far as it can be without the data: what `submit_all` queues and the Train page describes before Start."""
     classes, train_images = dataset_shape(data)
@@ -92,7 +93,7 @@ def planned_runs(models: list[str], data: str, *, iterations: int | None = None,
             raise UserError(str(error)) from None
         planned.append((spec, training_recipe(spec, iterations=iterations, epochs=epochs, train_images=train_images,
                                               kind=recipe, batch_size=batch_size, lr=lr, eval_interval=eval_every,
-                                              validation_images=validation_images)))
+                                              validation_images=validation_images, normalization=normalization)))
     return planned
 
 
@@ -100,7 +101,7 @@ def submit_all(models: list[str], data: str, *, seed: int = 0, device: str = "cp
                name: str | None = None, owner: str | None = None, store: Store | None = None,
                server_limits: bool = True, **settings) -> list[int]:
     """Queue one run per model with the recipe `planned_runs` gives it for `settings` (iterations or epochs,
-    batch_size, lr, eval_every, recipe, validation_images), all or none; returns their ids.
+    batch_size, lr, eval_every, recipe, validation_images, normalization), all or none; returns their ids.
 
     Checks what can be checked without the data (names, sizes, the memory a run needs, and with `server_limits`
     the CPU limits of a shared server) and, for an `owner` (a person using the app), the per-person limit and the

@@ -1,8 +1,11 @@
 """Checkpoints: safetensors (no pickle, safe to share) with the run's state as JSON metadata.
 
-Tensors: `model.<name>` (parameters and BN buffers), `optimizer.<index>.momentum_buffer`, `rng.torch`.
-Metadata key `resnet_explorer`: format, spec, recipe, iteration, the optimizer's hyper-parameters and
-the trainer's own state (warm-up, smoothed values, elapsed time, plateau scheduler).
+Tensors: `model.<name>` (parameters and BN buffers), `optimizer.<index>.momentum_buffer`, `rng.torch`, and
+`normalization.mean`, `normalization.std`: the input normalisation the net was trained with (augment.Normalization).
+Metadata key `resnet_explorer`: format, spec, recipe, iteration, the optimizer's hyper-parameters,
+the trainer's own state (warm-up, smoothed values, elapsed time, plateau scheduler) and `normalization` (its kind).
+Checkpoints written before normalisation was recorded have none: their nets were normalised per channel with the
+statistics of their dataset, which every reader then computes again (see `Checkpoint.normalization`).
 Written to a temporary file in the same folder and renamed, so a crash leaves the old file or the new one.
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from .augment import Normalization
 
 METADATA_KEY = "resnet_explorer"
 FORMAT = 1
@@ -31,6 +35,7 @@ class Checkpoint:
     optimizer_state: dict  # torch.optim state_dict
     rng_state: torch.Tensor
     trainer_state: dict  # JSON-able
+    normalization: Normalization | None = None  # None: an old checkpoint, per channel with its dataset's statistics
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -42,6 +47,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     metadata = {"format": FORMAT, "spec": checkpoint.spec, "recipe": checkpoint.recipe,
                 "iteration": checkpoint.iteration, "param_groups": checkpoint.optimizer_state["param_groups"],
                 "trainer": checkpoint.trainer_state}
+    _add_normalization(tensors, metadata, checkpoint.normalization)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -91,7 +97,35 @@ def load_training_checkpoint(path: Path) -> Checkpoint:
             optimizer_state["state"].setdefault(int(index), {})[name] = value
     return Checkpoint(spec=metadata["spec"], recipe=metadata["recipe"], iteration=metadata["iteration"],
                       model_state=model_state, optimizer_state=optimizer_state, rng_state=tensors["rng.torch"],
-                      trainer_state=metadata["trainer"])
+                      trainer_state=metadata["trainer"], normalization=_read_normalization(path, metadata, tensors))
+
+
+def _add_normalization(tensors: dict, metadata: dict, normalization: Normalization | None) -> None:
+    if normalization is not None:
+        tensors["normalization.mean"] = normalization.mean.detach().cpu().contiguous()
+        tensors["normalization.std"] = normalization.std.detach().cpu().contiguous()
+        metadata["normalization"] = normalization.kind
+
+
+def _read_normalization(path: Path, metadata: dict, tensors: dict) -> Normalization | None:
+    """The normalisation a checkpoint records; for a model-only file from before it was recorded, its `mean` and `std`
+    metadata (per channel); None for an old training checkpoint (per channel with its dataset's statistics)."""
+    kind = metadata.get("normalization")
+    if kind is None:
+        if "mean" in metadata and "std" in metadata:
+            return Normalization("per-channel", *(torch.tensor(metadata[key], dtype=torch.float32)
+                                                  for key in ("mean", "std")))
+        return None
+    try:
+        normalization = Normalization(kind, tensors["normalization.mean"].float(), tensors["normalization.std"].float())
+    except KeyError:
+        raise InvalidCheckpointError(f"{path.name} names a {kind} normalisation but lacks its tensors.") from None
+    expected = {"per-pixel": 3, "per-channel": 1}.get(kind)
+    if expected is None or normalization.mean.dim() != expected or normalization.mean.shape[0] != 3 \
+            or normalization.std.shape != (3,):
+        raise InvalidCheckpointError(f"{path.name} records a normalisation that is not per-pixel or per-channel over "
+                                     "3 channels.")
+    return normalization
 
 
 # ------------------------------------------------------------------ a network to use, from any file a user gives
@@ -106,6 +140,9 @@ class InvalidCheckpointError(CheckpointError):
 def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
     """The network a checkpoint holds, in eval mode, and the checkpoint's metadata (`spec`, `recipe`, …).
 
+    The net's `normalization` is the input normalisation the checkpoint records (None for an old training
+    checkpoint, normalised per channel with its dataset's statistics).
+
     Reads this project's safetensors checkpoints (training's or exported ones) and `.pt`/`.pth` files holding
     a dict `{"spec": NetSpec.to_dict(), "model_state": state_dict, …}`. Raises `InvalidCheckpointError` for
     anything else: pickles of other objects, random or truncated bytes, foreign safetensors, and weights of
@@ -118,7 +155,8 @@ def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
     path = Path(path)
     if not path.is_file():
         raise InvalidCheckpointError(f"There is no checkpoint file at {str(path)!r}.")
-    metadata, model_state = (_read_pickle_checkpoint if path.suffix in PICKLE_SUFFIXES else _read_safetensors)(path)
+    metadata, model_state, tensors = (_read_pickle_checkpoint if path.suffix in PICKLE_SUFFIXES
+                                      else _read_safetensors)(path)
     try:
         spec = NetSpec.from_dict(metadata["spec"])
     except (KeyError, TypeError, ValueError) as error:
@@ -134,19 +172,22 @@ def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
                                      "missing, extra or of another shape).")
     model = ResNet(spec)
     model.load_state_dict(model_state)
+    model.normalization = _read_normalization(path, metadata, tensors)
     return model.eval(), metadata
 
 
-def save_model(path: str | os.PathLike, model: "ResNet", **metadata) -> None:
-    """Write only the network (no optimizer or trainer state) as a checkpoint `load_model` reads, with
-    JSON-able `metadata` (class names, normalisation, test error, …) beside its spec."""
+def save_model(path: str | os.PathLike, model: "ResNet", normalization: Normalization | None = None,
+               **metadata) -> None:
+    """Write only the network (no optimizer or trainer state) as a checkpoint `load_model` reads, with its input
+    `normalization` and JSON-able `metadata` (class names, test error, …) beside its spec."""
     tensors = {f"model.{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     header = {"format": FORMAT, "spec": model.spec.to_dict(), **metadata}
+    _add_normalization(tensors, header, normalization)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(header)})
 
 
-def _read_safetensors(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+def _read_safetensors(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
     try:
@@ -158,6 +199,7 @@ def _read_safetensors(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             metadata = json.loads(raw)
             model_state = {key[len("model."):]: handle.get_tensor(key) for key in handle.keys()
                            if key.startswith("model.")}
+            normalization = {key: handle.get_tensor(key) for key in handle.keys() if key.startswith("normalization.")}
     except InvalidCheckpointError:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
@@ -165,10 +207,10 @@ def _read_safetensors(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
                                      f"({one_line(error)}).") from None
     if not isinstance(metadata, dict):
         raise InvalidCheckpointError(f"{path.name} has metadata that is not a JSON object.")
-    return metadata, model_state
+    return metadata, model_state, normalization
 
 
-def _read_pickle_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+def _read_pickle_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     # weights_only unpickles tensors and plain containers only and runs no code; whatever it cannot parse
@@ -181,7 +223,8 @@ def _read_pickle_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in model_state.items())):
         raise InvalidCheckpointError(f"{path.name} must hold a dict with 'spec' and 'model_state' (a state dict of "
                                      "tensors).")
-    return {key: value for key, value in content.items() if key != "model_state"}, model_state
+    # Its normalisation, if any, rides as `mean`/`std` lists beside the spec (per channel).
+    return {key: value for key, value in content.items() if key != "model_state"}, model_state, {}
 
 
 def one_line(error: Exception) -> str:

@@ -18,14 +18,17 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import DatasetError
-from .augment import resize_square
+from .augment import eval_side, resize_shorter, resize_square, square_views
 
 logger = logging.getLogger(__name__)
 
 BUILTIN_SOURCES = ("cifar10", "cifar100", "synthetic")
 # What torchvision.io decodes natively; anything else in a class folder is ignored, as ImageFolder does.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-CACHE_FORMAT = 1  # bump when the cached tensors change meaning
+CACHE_FORMAT = 2  # bump when the cached tensors change meaning (2: image folders for ImageNet nets keep their aspect)
+# §3.4 samples shorter sides up to 480: image folders for ImageNet nets are stored with their shorter side brought down
+# to this (a smaller one is kept: upsampling happens per batch, on the device), aspect ratio kept.
+IMAGENET_SHORTER_SIDE = 480
 SOURCE_HELP = "cifar10, cifar100, synthetic, or a folder with train/<class>/ and test/<class>/ images"
 
 
@@ -35,6 +38,9 @@ class ImageData:
 
     `name` labels every result made from it ("cifar10", "synthetic", or the folder's path).
     `pixel_mean` (3, S, S) and `channel_std` (3,) are training-set statistics in [0, 1] units.
+    Images of different sizes (image folders for ImageNet nets) sit at the top left of their tensors, zero-padded
+    to the largest; `train_sizes` and `test_sizes` (N, 2) hold each one's (height, width), and their statistics are
+    those of AlexNet's 256 x 256 views (shorter side to S, centre square). None: every image fills its tensor.
     """
 
     name: str
@@ -46,6 +52,8 @@ class ImageData:
     pixel_mean: torch.Tensor
     channel_std: torch.Tensor
     test_split: str = "test"  # "validation" once part of the training set is held out
+    train_sizes: torch.Tensor | None = None
+    test_sizes: torch.Tensor | None = None
 
     @property
     def image_size(self) -> int:
@@ -56,8 +64,7 @@ class ImageData:
         return self.pixel_mean.mean(dim=(1, 2))
 
     def to(self, device: torch.device | str) -> "ImageData":
-        tensors = ("train_images", "train_labels", "test_images", "test_labels", "pixel_mean", "channel_std")
-        return replace(self, **{key: getattr(self, key).to(device) for key in tensors})
+        return replace(self, **{key: getattr(self, key).to(device) for key in TENSORS if getattr(self, key) is not None})
 
     def with_validation_split(self, size: int = 5000, seed: int = 0) -> "ImageData":
         """Hold out `size` training images as the evaluation set (§4.2: a 45k/5k split); the test set is dropped."""
@@ -66,20 +73,42 @@ class ImageData:
             raise DatasetError(f"The validation split must hold between 1 and {count - 1} images; got {size}.")
         order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).to(self.train_labels.device)
         held, kept = order[:size], order[size:]
+        sizes = self.train_sizes
+        # §4.2's mean image is of the images trained on: the held-out ones leave the statistics too.
+        pixel_mean, channel_std = statistics(self.train_images[kept], None if sizes is None else sizes[kept],
+                                             self.pixel_mean.shape[-1])
         return replace(self, train_images=self.train_images[kept], train_labels=self.train_labels[kept],
                        test_images=self.train_images[held], test_labels=self.train_labels[held],
-                       test_split="validation")
+                       pixel_mean=pixel_mean.to(self.pixel_mean.device),
+                       channel_std=channel_std.to(self.channel_std.device), test_split="validation",
+                       train_sizes=None if sizes is None else sizes[kept],
+                       test_sizes=None if sizes is None else sizes[held])
+
+
+# ImageData's tensors, as the cache stores them (the sizes only where images differ in size).
+TENSORS = ("train_images", "train_labels", "test_images", "test_labels", "pixel_mean", "channel_std", "train_sizes",
+           "test_sizes")
 
 
 def stored_size(family: str, input_size: int) -> int:
-    """Side of the cached images: the input size for CIFAR nets; for ImageNet nets the 256/224 margin that
-    the scale jitter and the test-time center and 10 crops cut from (§3.4)."""
-    return input_size if family == "cifar" else input_size * 256 // 224
+    """Side of the cached square images: the input size for CIFAR nets; for ImageNet nets the 256/224 margin that
+    the test-time center and 10 crops cut from (§3.4)."""
+    return input_size if family == "cifar" else eval_side(input_size)
+
+
+def storage(family: str, input_size: int) -> dict:
+    """`load_data`'s size arguments for a net of `family` and `input_size`: CIFAR and synthetic images as squares of
+    `stored_size`; image folders for ImageNet nets also keep their aspect, shorter side up to IMAGENET_SHORTER_SIDE
+    (§3.4's scale jitter reads them at up to 480)."""
+    sizes = {"image_size": stored_size(family, input_size)}
+    return sizes if family == "cifar" else {**sizes, "shorter_side": IMAGENET_SHORTER_SIDE}
 
 
 def load_data(source: str, *, image_size: int = 32, home: str | os.PathLike | None = None,
-              synthetic_sizes: tuple[int, int] = (2048, 512)) -> ImageData:
-    """Load `source` (cifar10, cifar100, synthetic, or an image-folder path) as square images of `image_size`.
+              synthetic_sizes: tuple[int, int] = (2048, 512), shorter_side: int | None = None) -> ImageData:
+    """Load `source` (cifar10, cifar100, synthetic, or an image-folder path) as square images of `image_size`; with
+    `shorter_side`, an image folder keeps each image's aspect ratio and its shorter side up to `shorter_side`
+    (ImageData's sizes), with statistics of `image_size` squares. `storage(family, input_size)` gives both for a net.
 
     CIFAR downloads once into `<home>/datasets` (or reads the official files already there); decoded
     datasets are cached in `<home>/cache`. `synthetic_sizes` are its train and test image counts.
@@ -96,8 +125,8 @@ def load_data(source: str, *, image_size: int = 32, home: str | os.PathLike | No
     if not folder.is_dir():
         raise DatasetError(f"Unknown dataset {source!r}; allowed: {SOURCE_HELP}.")
     folder = folder.resolve()
-    return _cached(home_dir, f"folder-{image_size}-{folder}", _folder_dirs(folder),
-                   lambda: _decode_folder(folder, image_size), str(folder))
+    return _cached(home_dir, f"folder-{image_size}-{shorter_side}-{folder}", _folder_dirs(folder),
+                   lambda: _decode_folder(folder, image_size, shorter_side), str(folder))
 
 
 def _cached(home: Path, key: str, watched: list[Path], decode, name: str) -> ImageData:
@@ -110,7 +139,7 @@ def _cached(home: Path, key: str, watched: list[Path], decode, name: str) -> Ima
     path = home / "cache" / f"{digest}.safetensors"
     if path.exists():
         try:
-            tensors = load_file(path)
+            tensors = load_file(path)  # no sizes stored: every image fills its tensor
             with open(path, "rb") as handle:  # the class names ride in the header's metadata
                 header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
             classes = tuple(json.loads(header["__metadata__"]["classes"]))
@@ -122,26 +151,36 @@ def _cached(home: Path, key: str, watched: list[Path], decode, name: str) -> Ima
     data = replace(decode(), name=name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tensors = {key: getattr(data, key).contiguous() for key in (
-        "train_images", "train_labels", "test_images", "test_labels", "pixel_mean", "channel_std")}
+    tensors = {key: getattr(data, key).contiguous() for key in TENSORS if getattr(data, key) is not None}
     save_file(tensors, tmp, metadata={"classes": json.dumps(list(data.classes)), "source": name})
     os.replace(tmp, path)
     return data
 
 
-def _with_statistics(name: str, classes, train_images, train_labels, test_images, test_labels) -> ImageData:
+def statistics(train_images: torch.Tensor, sizes: torch.Tensor | None = None,
+               size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean image (3, S, S) and the per-channel standard deviation (3,) of uint8 images, [0, 1] units; images of
+    `sizes` (see ImageData) count by their `size`-square views."""
+    if sizes is not None:
+        train_images = square_views(train_images, sizes, size)
     pixel_mean = torch.zeros(train_images.shape[1:], dtype=torch.float64)
     square_mean = torch.zeros(3, dtype=torch.float64)
     for chunk in train_images.split(4096):  # float copies of 50k images would cost 600 MB at once
-        scaled = chunk.double() / 255
+        scaled = chunk.double().cpu() / 255
         pixel_mean += scaled.sum(0)
         square_mean += scaled.pow(2).sum(dim=(0, 2, 3))
     count = len(train_images)
     pixel_mean /= count
     square_mean /= count * train_images.shape[2] * train_images.shape[3]
     channel_std = (square_mean - pixel_mean.mean(dim=(1, 2)).pow(2)).sqrt()
+    return pixel_mean.float(), channel_std.float()
+
+
+def _with_statistics(name: str, classes, train_images, train_labels, test_images, test_labels,
+                     train_sizes: torch.Tensor | None = None, test_sizes: torch.Tensor | None = None,
+                     size: int | None = None) -> ImageData:
     return ImageData(name, tuple(classes), train_images, train_labels.long(), test_images, test_labels.long(),
-                     pixel_mean.float(), channel_std.float())
+                     *statistics(train_images, train_sizes, size), train_sizes=train_sizes, test_sizes=test_sizes)
 
 
 # ---------------------------------------------------------------------------------------- sources
@@ -222,7 +261,7 @@ def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
     return listing
 
 
-def _decode_folder(folder: Path, image_size: int) -> ImageData:
+def _decode_folder(folder: Path, image_size: int, shorter_side: int | None = None) -> ImageData:
     from torchvision.io import ImageReadMode, decode_image
 
     train, test = list_split(folder, "train"), list_split(folder, "test")
@@ -237,14 +276,36 @@ def _decode_folder(folder: Path, image_size: int) -> ImageData:
         for label, name in enumerate(classes):
             for path in listing.get(name, []):
                 try:
-                    image = decode_image(str(path), mode=ImageReadMode.RGB)
+                    image = decode_image(str(path), mode=ImageReadMode.RGB).unsqueeze(0)
                 except Exception as error:
                     raise DatasetError(f"Cannot read image {path} ({str(error).splitlines()[0]}); image folders "
                                        "may hold only readable JPEG, PNG or WebP files.") from None
-                images.append(resize_square(image.unsqueeze(0), image_size))
+                images.append(resize_square(image, image_size) if shorter_side is None else _shrunk(image, shorter_side))
                 labels.append(label)
-        splits.append((torch.cat(images), torch.tensor(labels)))
-    return _with_statistics(str(folder), classes, splits[0][0], splits[0][1], splits[1][0], splits[1][1])
+        if shorter_side is None:
+            splits.append((torch.cat(images), torch.tensor(labels), None))
+        else:
+            canvas, sizes = _canvas(images)
+            splits.append((canvas, torch.tensor(labels), sizes))
+    (train_images, train_labels, train_sizes), (test_images, test_labels, test_sizes) = splits
+    return _with_statistics(str(folder), classes, train_images, train_labels, test_images, test_labels,
+                            train_sizes, test_sizes, image_size)
+
+
+def _shrunk(image: torch.Tensor, shorter_side: int) -> torch.Tensor:
+    """uint8 (1, 3, H, W) with its shorter side brought down to `shorter_side` (a smaller one kept), aspect kept."""
+    if min(image.shape[-2:]) <= shorter_side:
+        return image
+    return resize_shorter(image, shorter_side).round().clamp(0, 255).to(torch.uint8)
+
+
+def _canvas(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, H, W) uint8 with each (1, 3, h, w) image at its top left, zeros around, and the sizes (N, 2)."""
+    sizes = torch.tensor([image.shape[-2:] for image in images])
+    canvas = torch.zeros(len(images), 3, *sizes.max(0).values.tolist(), dtype=torch.uint8)
+    for index, image in enumerate(images):
+        canvas[index, :, :image.shape[-2], :image.shape[-1]] = image[0]
+    return canvas, sizes
 
 
 def synthetic_data(train_size: int = 2048, test_size: int = 512, *, image_size: int = 32, num_classes: int = 10,

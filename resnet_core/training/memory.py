@@ -22,12 +22,16 @@ WEIGHT_COPIES = 4  # weights, gradients, momentum, and the copy a checkpoint is 
 
 def training_bytes(spec: NetSpec, batch_size: int, dataset_images: int, device: str = "cpu") -> int:
     """Estimated peak memory of training `spec` with batches of `batch_size` on `dataset_images` stored images."""
-    from .data import stored_size
+    from .data import IMAGENET_SHORTER_SIDE, stored_size
 
     per_image, parameters = _model_size(spec)
     activations = SAVED_FRACTION * 4 * per_image * batch_size  # fp32
     weights = WEIGHT_COPIES * 4 * parameters
-    images = dataset_images * 3 * stored_size(spec.family, spec.input_size) ** 2  # uint8, decoded once
+    # uint8, decoded once. Image folders for ImageNet nets keep their aspect: counted as 4:3 photos with the stored
+    # shorter side (CIFAR and synthetic sources, stored as small squares, take less).
+    pixels = (stored_size(spec.family, spec.input_size) ** 2 if spec.family == "cifar"
+              else IMAGENET_SHORTER_SIDE ** 2 * 4 // 3)
+    images = dataset_images * 3 * pixels
     process = PROCESS_BYTES if device == "cpu" else 0  # on a GPU the process lives in host memory
     return int(process + activations + weights + images)
 

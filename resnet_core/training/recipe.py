@@ -14,6 +14,7 @@ Augmentation = Literal["pad-crop", "scale-crop"]
 # linear-decay: after the warm-up, down in a straight line to (almost) 0 at the last iteration (the short-run rule).
 Schedule = Literal["milestones", "plateau", "linear-decay"]
 SCHEDULES_BY_ITERATION = ("milestones", "linear-decay")  # lr_at gives their rate; a plateau's depends on the tests
+NORMALIZATIONS = ("per-pixel", "per-channel")  # Recipe.normalization's values
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class Recipe:
     plateau_patience: int = 5
     augmentation: Augmentation = "pad-crop"  # pad 4 + crop + flip (§4.2), or scale jitter + crop + flip (§3.4)
     scale_range: tuple[int, int] = (256, 480)  # pixels, shorter side, for "scale-crop"
-    per_pixel_mean: bool = False  # §3.4 subtracts a mean image; §4.2 normalises per channel
+    # §4.2 "with the per-pixel mean subtracted" and §3.4 (AlexNet's mean image): the training images' mean image is
+    # subtracted. False: per-channel mean/std normalisation (the reference nets', and every run's before this was).
+    per_pixel_mean: bool = True
     eval_interval: int | None = None  # iterations between test evaluations and checkpoints; None: every epoch
     validation_images: int = 0  # training images held out for evaluation (§4.2 uses 5000 for its analysis)
 
@@ -93,6 +96,11 @@ class Recipe:
         return train_images // self.batch_size
 
     @property
+    def normalization(self) -> str:
+        """`per-pixel` or `per-channel` (NORMALIZATIONS)."""
+        return "per-pixel" if self.per_pixel_mean else "per-channel"
+
+    @property
     def kind(self) -> str:
         """`short` for the short-run rule's schedule (`training_recipe`), else `paper`."""
         return "short" if self.schedule == "linear-decay" else "paper"
@@ -132,7 +140,7 @@ class Recipe:
 
 # §3.4: batch 256, lr 0.1 divided by 10 on plateaus, up to 60e4 iterations, weight decay 1e-4, momentum 0.9.
 IMAGENET_RECIPE = Recipe(batch_size=256, iterations=600_000, schedule="plateau", lr_milestones=(),
-                         augmentation="scale-crop", per_pixel_mean=True)
+                         augmentation="scale-crop")
 # Warm-up applies from ResNet-110 on; the paper names 110, and deeper CIFAR nets only get harder to start.
 WARMUP_FROM_DEPTH = 110
 
@@ -165,17 +173,22 @@ def default_recipe_kind(spec: NetSpec, iterations: int) -> str:
 def training_recipe(spec: NetSpec, *, iterations: int | None = None, epochs: int | None = None,
                     train_images: int, kind: str | None = None, batch_size: int | None = None,
                     lr: float | None = None, eval_interval: int | None = None,
-                    validation_images: int | None = None) -> Recipe:
+                    validation_images: int | None = None, normalization: str | None = None) -> Recipe:
     """The recipe a run of `spec` trains with: the one rule behind the CLI, the app and `runs.queue.submit_all`.
 
     The paper's recipe for the net, with the given settings (None: the recipe's own), scaled to `iterations` or
     `epochs` of `train_images` (the data's training images, before `validation_images` are held out). `kind`
     (`RECIPE_KINDS`; default `default_recipe_kind`) `short` applies the short-run rule above; `paper` keeps the
-    paper's schedule as it is. Unless given, the test interval is once per epoch, or TEST_POINTS times in a shorter
-    run (ImageNet's plateau schedule counts evaluations, so it keeps one per epoch).
+    paper's schedule as it is. `normalization` (`NORMALIZATIONS`) names how images are normalised: by default the
+    paper's per-pixel mean, but per channel in a short run. Unless given, the test interval is once per epoch, or
+    TEST_POINTS times in a shorter run (ImageNet's plateau schedule counts evaluations, so it keeps one per epoch).
     """
     overrides = {key: value for key, value in (("batch_size", batch_size), ("lr", lr), ("eval_interval", eval_interval),
                                                ("validation_images", validation_images)) if value is not None}
+    if normalization is not None:
+        if normalization not in NORMALIZATIONS:
+            raise UserError(f"Unknown normalisation {normalization!r}; allowed: {', '.join(NORMALIZATIONS)}.")
+        overrides["per_pixel_mean"] = normalization == "per-pixel"
     recipe = Recipe.from_dict({**paper_recipe(spec).to_dict(), **overrides})
     trained_on = train_images - recipe.validation_images
     recipe = recipe.shortened(iterations=iterations, epochs=epochs, train_images=trained_on)
@@ -188,8 +201,11 @@ def training_recipe(spec: NetSpec, *, iterations: int | None = None, epochs: int
     if kind == "short":
         warmup = min(SHORT_RUN_WARMUP_ITERATIONS, math.floor(SHORT_RUN_WARMUP_SHARE * recipe.iterations))
         # The ramp replaces ResNet-110's 0.01 warm-up too: one start for every net of a short run.
+        # Per channel unless told: the short runs' effects (degradation, its cure) were measured so, in every seed
+        # (docs/SHORT_RUNS.md); §4.2's per-pixel mean is the full recipe's, not yet measured in a short run.
         recipe = dataclasses.replace(recipe, schedule="linear-decay", lr_milestones=(), warmup_lr=None,
-                                     warmup_iterations=warmup)
+                                     warmup_iterations=warmup,
+                                     per_pixel_mean=normalization == "per-pixel" if normalization else False)
     if recipe.eval_interval is None and recipe.schedule in SCHEDULES_BY_ITERATION:
         per_epoch = recipe.iterations_per_epoch(trained_on)
         recipe = dataclasses.replace(recipe, eval_interval=min(per_epoch, -(-recipe.iterations // TEST_POINTS)))

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
@@ -133,7 +133,7 @@ class _Loop:
             raise UserError(f"The batch size ({recipe.batch_size}) must divide evenly among {self.world} processes.")
         self.iterations_per_epoch = recipe.iterations_per_epoch(len(data.train_labels))
         self.eval_interval = recipe.eval_interval or self.iterations_per_epoch
-        self.pipeline = Pipeline.for_recipe(recipe, self.data, spec.input_size)
+        self.pipeline = Pipeline.for_recipe(recipe, self.data, spec.input_size, training=True)
 
         torch.manual_seed(seed)  # the initial weights; every rank draws the same ones
         self.model = ResNet(spec).to(device).to(memory_format=torch.channels_last)
@@ -179,6 +179,8 @@ class _Loop:
             raise CheckpointError(f"Checkpoint {path} holds a {checkpoint.spec.get('name')}, not this run's "
                                   f"{self.spec.name}.")
         self.model.load_state_dict(checkpoint.model_state)
+        if checkpoint.normalization is not None:  # the statistics it trained with, even if its data has changed since
+            self.pipeline = replace(self.pipeline, normalization=checkpoint.normalization.to(self.device))
         self.optimizer.load_state_dict(checkpoint.optimizer_state)
         torch.set_rng_state(checkpoint.rng_state)
         state = checkpoint.trainer_state
@@ -203,7 +205,8 @@ class _Loop:
             rng_state=torch.get_rng_state(),
             trainer_state={"warming_up": self.warming_up, "smoothed": self.smoothed, "elapsed_s": self._elapsed(),
                            "plateau": self.plateau.state_dict() if self.plateau else None,
-                           "replica_fingerprints": fingerprints}))
+                           "replica_fingerprints": fingerprints},
+            normalization=self.pipeline.normalization))
         self.store.add_checkpoint(self.run_id, self.iteration, path)
 
     def _fingerprint(self) -> str:
@@ -263,7 +266,8 @@ class _Loop:
             self.order, self.order_epoch = epoch_order(len(self.data.train_labels), self.seed, epoch), epoch
         indices = self.order[position * batch:(position + 1) * batch][self.rank::self.world].to(self.device)
         generator = iteration_generator(self.seed, self.iteration)
-        images = self.pipeline.train_batch(self.data.train_images[indices], generator)
+        sizes = None if self.data.train_sizes is None else self.data.train_sizes[indices]
+        images = self.pipeline.train_batch(self.data.train_images[indices], generator, sizes)
         images = images.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W), NHWC in memory
         labels = self.data.train_labels[indices]
         with autocast(self.device, self.precision):
@@ -298,7 +302,7 @@ class _Loop:
         if self.rank != 0:
             return None  # rank 0 evaluates alone; the others go on to the next all-reduce and wait there
         loss, error = loss_and_error(self.model, self.data.test_images, self.data.test_labels, self.pipeline,
-                                     precision=self.precision)
+                                     precision=self.precision, sizes=self.data.test_sizes)
         if self.plateau is not None:
             self.plateau.step(error)
         last = self.smoothed["step_s"] / max(self.smoothed["weight"], 1e-12)
