@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from explorer.runs import duration_text, metric_frame, net_label, status_text, store
 from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
@@ -32,17 +33,24 @@ def history() -> pd.DataFrame:
         # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
         last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
         rows.append({
-            "id": run.id, "status": status_text(db, run, positions), "net": net_label(run.model), "dataset": run.data,
+            "id": run.id, "name": run.name, "status": status_text(db, run, positions), "net": net_label(run.model),
+            "dataset": run.data,
             "iterations": summary["iterations_done"],
             "train error (%)": _percent(last_train[-1]["smoothed_error"] if last_train else None),
             "test error (%)": _percent(summary["test_error"]),
             "paper, Table 6 (%)": _paper_error(run),
             "recipe": Recipe.from_dict(run.recipe).describe(),
             "duration": duration_text(end - run.started if run.started else None),
-            "device": f"{run.device} · {run.precision}", "reason": run.error or "", "name": run.name})
+            "device": f"{run.device} · {run.precision}", "reason": run.error or ""})
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "paper, Table 6 (%)": float})
+
+
+def history_table() -> Styler:
+    """history() as the page shows it: a number that is missing (no paper number, no test yet) is an empty cell,
+    not the grid's "None"; the data underneath keep their NaN."""
+    return history().style.format(precision=2, na_rep="")
 
 
 def choices() -> dict[int, str]:

@@ -26,8 +26,9 @@ if not labels:
 
 @st.fragment(run_every=2)
 def overview() -> None:
-    st.dataframe(run_history.history(), hide_index=True, width="stretch", column_config={
+    st.dataframe(run_history.history_table(), hide_index=True, width="stretch", column_config={
         "id": st.column_config.NumberColumn("run", format="%d"),
+        "name": st.column_config.TextColumn(help="The run's name: `--name` on the command line, else NET on DATA."),
         "train error (%)": st.column_config.NumberColumn(
             format="%.2f", help="Smoothed over about 50 iterations, as the thin curves."),
         "test error (%)": st.column_config.NumberColumn(format="%.2f"),
