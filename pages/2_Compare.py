@@ -3,6 +3,7 @@ import streamlit as st
 
 from explorer import cache, charts, tables, views, widgets
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 # Table 2 and Fig. 4 compare the twins with option A, so the residual net adds no parameters.
 PAIRS = {
@@ -21,7 +22,7 @@ with switch:
     for column, (label, (left, right)) in zip(st.columns(len(PAIRS)), PAIRS.items()):
         column.button(label, key=f"compare_pair_{left.depth}", on_click=widgets.set_named_nets,
                       args=({"left": left, "right": right},), width="stretch")
-batch_size = batch.number_input("Training batch size (images)", 1, 4096, 128, key="compare_batch",
+batch_size = batch.number_input("Training batch size (images)", 1, 4096, 128, key="compare_batch", bind=IN_URL,
                                 help=views.BATCH_HELP)
 
 specs = []

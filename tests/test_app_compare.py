@@ -1,6 +1,6 @@
 """AppTest of the Compare page: two nets, their differences and the depth sweep."""
 import pytest
-from conftest import REPO, app_figures, app_test
+from conftest import REPO, app_figures, app_test, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
@@ -67,3 +67,10 @@ def test_invalid_custom_net_shows_the_one_line_error(at):
     assert [error.value for error in at.error] == [
         "input_size must be at least 32 pixels for 4 stages of the imagenet family; got 16."]
     assert not at.metric and not at.exception
+
+
+def test_a_link_to_the_page_reproduces_both_nets():
+    # Left: CIFAR's first depth is also where a family change puts it, so only a changed family travels for it.
+    opened = app_url_round_trip(PAGE, {"left_family": "cifar", "left_depth": 110, "right_depth": 152,
+                                       "right_shortcut": "C", "compare_batch": 32}, timeout=90)
+    assert [header.value for header in opened.subheader][:2] == ["plain-110", "ResNet-152"]
