@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 import resnet_core as rc
-from explorer import models
+from explorer import models, plots
 from explorer.url_state import IN_URL, index_of
 from resnet_core.explain.images import ALLOWED_EXTENSIONS
 from resnet_core.training.data import stored_size
@@ -197,8 +197,8 @@ def model_column(choice: str, data: bytes, method: str | None, key: str) -> None
     prediction = predict(choice, data)
     st.image(prediction.seen, width=160, caption=f"As the network sees it: {model.input_size}×{model.input_size} "
                                                  "pixels (normalisation undone)")
-    st.plotly_chart(explain_charts.top_k_figure(prediction.top, "Top-5 classes"), key=f"{key}_top5",
-                    config={"displayModeBar": False})
+    plots.show(explain_charts.top_k_figure(prediction.top, "Top-5 classes"), f"{key}_top5",
+               f"top5-{model.model.spec.name}")
     if method is None:
         return
     options = [None, *range(len(model.classes))]
@@ -206,9 +206,8 @@ def model_column(choice: str, data: bytes, method: str | None, key: str) -> None
     target = st.selectbox("Explain the class", options, key=f"{key}_target_{choice}",
                           format_func=lambda index: "the predicted class" if index is None else model.classes[index])
     attribution = explain(choice, data, method, target)
-    st.plotly_chart(
-        explain_charts.attribution_figure(prediction.seen, attribution.map, signed=attribution.signed),
-        key=f"{key}_overlay", config={"displayModeBar": False})
+    plots.show(explain_charts.attribution_figure(prediction.seen, attribution.map, signed=attribution.signed),
+               f"{key}_overlay", f"{method}-{model.model.spec.name}")
     where = f" on {attribution.layer}'s {attribution.layer_map_size[0]}×{attribution.layer_map_size[1]} map" \
         if attribution.layer else ""
     st.caption(f"{METHOD_LABELS[method]}{where} for **{model.classes[attribution.target]}** "

@@ -11,10 +11,15 @@ a callback), never to give it its first value: else choosing the declared defaul
 the link would open on the value code gives it instead.
 
 Selections travel as the option's label (`?arch_depth=56&arch_family=CIFAR-10+(32×32+images)`).
+
+State that no widget holds, the runs or experiments a page follows, travels as ids (`?runs=3,4`): `remember_ids`
+puts them in the session and the URL, `remembered_ids` reads them back, the URL first.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import streamlit as st
 
 IN_URL = "query-params"
 
@@ -22,3 +27,24 @@ IN_URL = "query-params"
 def index_of(options: Sequence, value, fallback: int = 0) -> int:
     """The position of `value` in `options` as a selectbox's or radio's `index=`; `fallback` when it is not there."""
     return list(options).index(value) if value in options else fallback
+
+
+def parse_ids(text: str | None) -> list[int]:
+    """`3,4` from a query parameter; anything that is not an id is ignored."""
+    return [int(part) for part in (text or "").split(",") if part.strip().isdigit()]
+
+
+def remember_ids(state_key: str, param: str, ids: list[int]) -> None:
+    """Keep the ids in the session and in the URL (?param=3,4), so a reload or a shared link shows the same."""
+    st.session_state[state_key] = ids
+    st.query_params[param] = ",".join(map(str, ids))
+
+
+def remembered_ids(state_key: str, param: str) -> list[int]:
+    """The ids named in the URL, else the ones this session showed last (put back in the URL)."""
+    if param in st.query_params:
+        st.session_state[state_key] = parse_ids(st.query_params[param])
+    ids = st.session_state.get(state_key, [])
+    if ids:
+        remember_ids(state_key, param, ids)
+    return ids

@@ -1,7 +1,7 @@
 """Compare: two nets side by side, typically a plain net and its residual twin."""
 import streamlit as st
 
-from explorer import cache, charts, tables, views, widgets
+from explorer import cache, charts, plots, tables, views, widgets
 from explorer.setup import setup_page
 from explorer.url_state import IN_URL
 
@@ -50,6 +50,6 @@ st.caption("Identity and zero-pad shortcuts (option A) add no parameters and no 
            "output value of a block (§3.1); projections (options B, C) add 1×1 convolutions.")
 
 st.subheader("Depth sweep: CIFAR nets")
-st.plotly_chart(charts.depth_sweep_figure(cache.depth_sweep()), key="compare_sweep")
+plots.show(charts.depth_sweep_figure(cache.depth_sweep()), "compare_sweep", "depth-sweep")
 st.caption("Plain and residual (option A) nets of the same depth have exactly the same parameters and mult-adds, "
            "so their lines coincide: the shortcuts are free. Both grow linearly with depth (log-log axes).")

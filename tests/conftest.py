@@ -284,6 +284,16 @@ def app_figures(at: AppTest) -> list[dict]:
     return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
 
 
+def app_assert_figures_download(at, data_figures: int) -> None:
+    """Each Plotly chart saves as a PNG named after it (the modebar's camera), and `data_figures` of them have a
+    Data (CSV) button beside them."""
+    for element in at.get("plotly_chart"):
+        config = json.loads(element.proto.config)
+        assert config.get("displayModeBar") is not False
+        assert config["toImageButtonOptions"]["format"] == "png" and config["toImageButtonOptions"]["filename"]
+    assert [button.label for button in at.get("download_button")].count("Data (CSV)") == data_figures
+
+
 @pytest.fixture
 def app_chart_traces():
     """A function: every Plotly trace an AppTest drew, by name, with x and y as plain lists."""

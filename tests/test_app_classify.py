@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, app_figures, app_finished_run, app_plotly_array, app_test, app_url_round_trip
+from conftest import (REPO, app_assert_figures_download, app_figures, app_finished_run, app_plotly_array, app_test,
+                      app_url_round_trip)
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -59,6 +60,7 @@ def test_an_example_gets_two_top5_charts_and_overlays_for_every_method(at):
     assert_alive(at)
     assert [header.value for header in at.subheader] == ["Your image", "plain-20 reference", "ResNet-20 reference"]
     top5 = bar_charts(at)[0]["data"][0]
+    app_assert_figures_download(at, data_figures=4)  # two top-5 charts and two attribution overlays
     assert len(top5["y"]) == 5 and all(0 <= x <= 100 for x in top5["x"])
     for method in ("grad_cam", "integrated_gradients", "saliency", "occlusion"):
         at.selectbox(key="classify_method").select(method).run()

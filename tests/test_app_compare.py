@@ -1,6 +1,6 @@
 """AppTest of the Compare page: two nets, their differences and the depth sweep."""
 import pytest
-from conftest import REPO, app_figures, app_test, app_url_round_trip
+from conftest import REPO, app_assert_figures_download, app_figures, app_test, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
@@ -46,6 +46,7 @@ def test_the_depth_sweep_covers_the_cifar_family_plain_and_residual(at):
     names = {trace["name"] for trace in sweep["data"]}
     assert names == {"plain", "residual"}
     assert sweep["layout"]["xaxis"]["tickvals"] == list(rc.specs.CIFAR_PAPER_DEPTHS)
+    app_assert_figures_download(at, data_figures=1)  # the two diagrams save as PNG; their data is the layer table
 
 
 def test_quick_switch_to_56_and_shortcut_change(at):

@@ -7,7 +7,7 @@ import io
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import REPO, eventually
+from conftest import REPO, app_assert_figures_download, app_url_round_trip, eventually
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
@@ -89,6 +89,7 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     assert full["recipe"] == ("Paper's recipe: 64,000 iterations of 128; lr 0.1, then ÷10 at 32,000 and 48,000")
 
     at.multiselect(key="runs_overlay").set_value([1, 2]).run()
+    app_assert_figures_download(at, data_figures=2)  # error, then loss and learning rate
     traces = app_chart_traces(at)
     for run_id, label in ((1, "#1 ResNet-8"), (2, "#2 plain-8")):
         test = app_runs.metrics(run_id, "test")
@@ -157,3 +158,8 @@ def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(ap
     assert created and trained_here(first) == [1]  # the snapshot is from before the new run
     monkeypatch.setattr(Store, "runs", original_runs)
     assert trained_here(run_history.history()) == [2, 1]
+
+
+def test_a_link_to_the_page_reproduces_its_overlay_and_chosen_run(app_runs):
+    opened = app_url_round_trip(PAGE, {"runs_overlay": [4, 1, 2], "runs_selected": 2})
+    assert opened.multiselect(key="runs_overlay").value == [4, 1, 2]
