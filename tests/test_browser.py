@@ -47,3 +47,16 @@ def test_sidebar_names_the_home_page_home_even_when_a_fresh_server_is_first_aske
         links.first.click()
         browser_page.wait_for_selector("h1:has-text('ResNet Explorer')", timeout=WAIT_MS)
         assert browser_page.title() == "ResNet Explorer"
+
+
+def test_a_changed_setting_is_written_into_the_url_and_the_url_reproduces_it(app_server, browser_page):
+    load(browser_page, f"{app_server}/Architecture")
+    browser_page.get_by_test_id("stSelectbox").filter(has_text="Depth").click()
+    browser_page.get_by_role("option", name="110", exact=True).click()
+    browser_page.wait_for_url(re.compile(r"[?&]arch_depth=110\b"), timeout=WAIT_MS)
+    browser_page.wait_for_selector("h3:has-text('ResNet-110')", timeout=WAIT_MS)
+    link = browser_page.url
+    browser_page.goto("about:blank")
+    load(browser_page, link)  # a new session, as a pasted link opens one
+    browser_page.wait_for_selector("h3:has-text('ResNet-110')", timeout=WAIT_MS)
+    no_errors(browser_page)
