@@ -26,8 +26,6 @@ PAGES = [
      "residual."),
 ]
 
-
-
 def home() -> None:
     """The home page: a function, so this file stays the app's one entry point and router."""
     setup_page(APP_NAME)
@@ -68,10 +66,12 @@ def home() -> None:
 
     st.divider()
     st.subheader("Explore")
-    for column, (page, label, icon, blurb) in zip(st.columns(len(PAGES)), PAGES):
-        with column.container(border=True):
-            st.page_link(page, label=label, icon=icon)
-            st.caption(blurb)
+    per_row = 4  # seven or more cards in one row cut their page names short
+    for row in range(0, len(PAGES), per_row):
+        for column, (page, label, icon, blurb) in zip(st.columns(per_row), PAGES[row:row + per_row]):
+            with column.container(border=True, height="stretch"):
+                st.page_link(page, label=label, icon=icon)
+                st.caption(blurb)
 
 
 # Without st.navigation Streamlit labels this file's page with its name ("streamlit app"). Each page keeps the

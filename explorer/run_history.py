@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from pandas.io.formats.style import Styler
 
 from explorer.runs import duration_text, metric_frame, net_label, status_text, store
 from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
@@ -45,12 +44,6 @@ def history() -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "paper, Table 6 (%)": float})
-
-
-def history_table() -> Styler:
-    """history() as the page shows it: a number that is missing (no paper number, no test yet) is an empty cell,
-    not the grid's "None"; the data underneath keep their NaN."""
-    return history().style.format(precision=2, na_rep="")
 
 
 def choices() -> dict[int, str]:

@@ -27,7 +27,8 @@ if not labels:
 
 @st.fragment(run_every=2)
 def overview() -> None:
-    st.dataframe(run_history.history_table(), hide_index=True, width="stretch", column_config={
+    # placeholder: a number that is missing (no paper number, no test yet) is an empty cell, not "None".
+    st.dataframe(run_history.history(), hide_index=True, width="stretch", placeholder="", column_config={
         "id": st.column_config.NumberColumn("run", format="%d"),
         "name": st.column_config.TextColumn(help="The run's name: `--name` on the command line, else NET on DATA."),
         "train error (%)": st.column_config.NumberColumn(
