@@ -13,7 +13,8 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 import resnet_core as rc
-from explorer import models
+from explorer import models, plots
+from explorer.url_state import IN_URL, index_of
 from resnet_core.explain.images import ALLOWED_EXTENSIONS
 from resnet_core.training.data import stored_size
 
@@ -113,6 +114,8 @@ def decode_all(files: list[tuple[str, bytes]]) -> tuple[dict[str, bytes], list[s
 
 # ------------------------------------------------------------------------------------------- the networks' answers
 def _stamp(choice: str) -> int:
+    if choice.startswith("upload:"):  # named by its content's hash: it never changes
+        return 0
     return models.checkpoint_path(choice).stat().st_mtime_ns
 
 
@@ -142,11 +145,27 @@ def _explain(choice: str, _stamp: int, data: bytes, method: str, target: int | N
 
 # ------------------------------------------------------------------------------------------- rendering
 def model_picker(label: str, key: str, default: str, choices: dict[str, str]) -> str:
-    """A model selectbox whose state is only the choice id."""
+    """A model selectbox whose state is only the choice id, in the URL as its label (explorer.url_state)."""
     ids = list(choices)
-    if st.session_state.get(key) not in choices:  # a run deleted since, or a first visit
+    if key in st.session_state and st.session_state[key] not in choices:  # a run deleted since
         st.session_state[key] = default if default in choices else ids[0]
-    return st.selectbox(label, ids, format_func=choices.get, key=key)
+    return st.selectbox(label, ids, index_of(ids, default), format_func=choices.get, key=key, bind=IN_URL)
+
+
+def checkpoint_uploader(key: str, picker_key: str) -> dict[str, str]:
+    """An uploader for this person's own checkpoints (a run's, downloaded from the Runs page of any machine, or an
+    exported one). Returns choice id -> label of those that load, after one error line for each that does not,
+    and points the picker `picker_key` at a checkpoint just uploaded, so it answers at once."""
+    files = st.file_uploader("Your own checkpoints (.safetensors)", type=["safetensors"], accept_multiple_files=True,
+                             key=key, help="A checkpoint of this app, e.g. downloaded from the Runs page: read "
+                                           "without running any code in it, and kept for this session only.")
+    before = set(st.session_state.get(models.UPLOADS, {}))
+    choices, errors = models.uploaded_choices([(file.name, file.getvalue()) for file in files or []])
+    for error in errors:
+        st.error(error)
+    if new := [choice for choice in choices if choice not in before]:
+        st.session_state[picker_key] = new[-1]
+    return choices
 
 
 def loaded(choice: str) -> rc.Classifier | None:
@@ -178,8 +197,8 @@ def model_column(choice: str, data: bytes, method: str | None, key: str) -> None
     prediction = predict(choice, data)
     st.image(prediction.seen, width=160, caption=f"As the network sees it: {model.input_size}×{model.input_size} "
                                                  "pixels (normalisation undone)")
-    st.plotly_chart(explain_charts.top_k_figure(prediction.top, "Top-5 classes"), key=f"{key}_top5",
-                    config={"displayModeBar": False})
+    plots.show(explain_charts.top_k_figure(prediction.top, "Top-5 classes"), f"{key}_top5",
+               f"top5-{model.model.spec.name}")
     if method is None:
         return
     options = [None, *range(len(model.classes))]
@@ -187,9 +206,8 @@ def model_column(choice: str, data: bytes, method: str | None, key: str) -> None
     target = st.selectbox("Explain the class", options, key=f"{key}_target_{choice}",
                           format_func=lambda index: "the predicted class" if index is None else model.classes[index])
     attribution = explain(choice, data, method, target)
-    st.plotly_chart(
-        explain_charts.attribution_figure(prediction.seen, attribution.map, signed=attribution.signed),
-        key=f"{key}_overlay", config={"displayModeBar": False})
+    plots.show(explain_charts.attribution_figure(prediction.seen, attribution.map, signed=attribution.signed),
+               f"{key}_overlay", f"{method}-{model.model.spec.name}")
     where = f" on {attribution.layer}'s {attribution.layer_map_size[0]}×{attribution.layer_map_size[1]} map" \
         if attribution.layer else ""
     st.caption(f"{METHOD_LABELS[method]}{where} for **{model.classes[attribution.target]}** "

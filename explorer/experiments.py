@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from explorer import experiment_charts, models, runs
+from explorer import experiment_charts, models, runs, url_state
 from resnet_core.explain import jobs
 from resnet_core.explain.shattering import shattering
 from resnet_core.runs.schema import ACTIVE, Run
@@ -56,18 +56,18 @@ class ExperimentState:
 
 
 def shown(kind: str) -> list[int]:
-    """The experiments of `kind` this page shows: the ones this session started, else this person's latest pair
-    (a tab opened again finds them)."""
+    """The experiments of `kind` this page shows: those its URL names (?lesion=5,6), else the ones this session
+    started, else this person's latest pair (a tab opened again finds them)."""
     key = f"experiments_{kind}"
-    if key not in st.session_state:
+    if key not in st.session_state and kind not in st.query_params:
         owner = runs.user_id()
         mine = [run.id for run in runs.store().experiments() if run.owner == owner and run.experiment["kind"] == kind]
         st.session_state[key] = mine[-2:]
-    return st.session_state[key]
+    return url_state.remembered_ids(key, kind)
 
 
 def remember(kind: str, run_ids: list[int]) -> None:
-    st.session_state[f"experiments_{kind}"] = run_ids
+    url_state.remember_ids(f"experiments_{kind}", kind, run_ids)
 
 
 def states(run_ids: list[int]) -> list[ExperimentState]:

@@ -3,12 +3,14 @@
 A choice is a short id kept in widget state (`reference:resnet56`, `demo:resnet20`, `run:3`, `imagenet:resnet50`:
 the names of `resnet_core.explain.catalog`, which `python -m resnet_core models` lists too); the models
 themselves live in `st.cache_resource`, keyed by the checkpoint's path and modification time, so a run that
-writes a newer checkpoint is reloaded. Cached models are in eval mode and shared by every session: callers
+writes a newer checkpoint is reloaded. A checkpoint someone uploads (`upload:<sha256 prefix>`) lives in their
+session only. Cached models are in eval mode and shared by every session: callers
 only run forward passes under no_grad, and attributions work on a private copy. A training job never sees
 them: it is another process with its own copy read from the store.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import streamlit as st
@@ -19,6 +21,7 @@ from resnet_core.explain import catalog
 from resnet_core.explain import classifier as clf
 from resnet_core.training.data import CIFAR_FOLDERS, ImageData, cifar_folder, load_data, stored_size
 
+UPLOADS = "uploaded_models"  # st.session_state: upload choice id -> Classifier
 IMAGENET_LABELS = {"resnet18": "ResNet-18 (torchvision, ImageNet)", "resnet50": "ResNet-50 (torchvision, ImageNet)"}
 SHIPPED = ("reference", "demo")  # kinds of choice whose file is part of the package, with what its export measured
 
@@ -64,6 +67,12 @@ def checkpoint_path(choice: str) -> Path:
 
 def classifier(choice: str, *, download: bool = False) -> clf.Classifier:
     """The network of `choice`; raises a `ValueError` with a one-line message when it cannot be loaded."""
+    if choice.startswith("upload:"):
+        try:
+            return st.session_state[UPLOADS][choice]
+        except KeyError:
+            raise rc.InvalidCheckpointError("That uploaded checkpoint is no longer in this session; upload it "
+                                            "again.") from None
     path = checkpoint_path(choice)
     stamp = path.stat().st_mtime_ns if path.exists() else None
     return _load(choice, str(path), stamp, download)
@@ -80,6 +89,26 @@ def _load(choice: str, path: str, stamp: int | None, download: bool) -> clf.Clas
     if kind == "run":
         return clf.run_classifier(store(), int(name))
     return clf.imagenet_classifier(name, download=download)
+
+
+def uploaded_choices(files: list[tuple[str, bytes]]) -> tuple[dict[str, str], list[str]]:
+    """The checkpoints in this session's uploader: choice id -> label for each that loads, and one error line for
+    each that does not. Each model is kept in this session's state while its file stays in the uploader: not in
+    a cache every session shares, so nobody else's picker can offer it. The id is the file's hash, so the
+    prediction caches (keyed by choice) never mix two files."""
+    kept = st.session_state.get(UPLOADS, {})
+    loaded, errors = {}, []
+    for name, data in files:
+        choice = f"upload:{hashlib.sha256(data).hexdigest()[:16]}"
+        if choice not in kept:
+            try:
+                kept[choice] = clf.uploaded_classifier(data, name)
+            except rc.InvalidCheckpointError as error:  # shown on the page: one sentence naming the file
+                errors.append(str(error))
+                continue
+        loaded[choice] = kept[choice]
+    st.session_state[UPLOADS] = loaded
+    return {choice: f"yours: {model.label}" for choice, model in loaded.items()}, errors
 
 
 def shipped_metadata(choice: str) -> dict:
@@ -101,6 +130,8 @@ def local_dataset_source(model: clf.Classifier, choice: str) -> str | None:
         candidates = [store().run(int(name)).data]
     elif kind in SHIPPED:  # the folder it was trained on, else the official CIFAR-10 once downloaded
         candidates = [shipped_metadata(choice).get("data"), "cifar10"]
+    elif kind == "upload":
+        candidates = ["cifar10"] if model.classes == clf.CIFAR10_CLASSES else []
     else:
         return None  # ImageNet is never on this machine
     for source in filter(None, candidates):

@@ -36,14 +36,15 @@ def history() -> pd.DataFrame:
         # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
         last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
         rows.append({
-            "id": run.id, "status": status_text(db, run, positions), "net": net_label(run.model), "dataset": run.data,
+            "id": run.id, "name": run.name, "status": status_text(db, run, positions), "net": net_label(run.model),
+            "dataset": run.data,
             "iterations": summary["iterations_done"],
             "train error (%)": _percent(last_train[-1]["smoothed_error"] if last_train else None),
             "test error (%)": _percent(summary["test_error"]),
             **dict(zip(("paper top-1 (%)", "paper top-5 (%)"), _paper_errors(run))),
             "recipe": Recipe.from_dict(run.recipe).describe(),
             "duration": duration_text(end - run.started if run.started else None),
-            "device": f"{run.device} · {run.precision}", "reason": run.error or "", "name": run.name})
+            "device": f"{run.device} · {run.precision}", "reason": run.error or ""})
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "paper top-1 (%)": float,

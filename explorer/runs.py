@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from explorer import teacher
+from explorer import teacher, url_state
 from explorer.training_charts import RunCurves
 
 from resnet_core.training.recipe import TEST_POINTS
@@ -71,31 +71,10 @@ def _dispatcher(home: str) -> queue.Dispatcher:
     return queue.Dispatcher(Path(home))
 
 
-def parse_run_ids(text: str | None) -> list[int]:
-    """`3,4` from a ?runs= query parameter; anything that is not an id is ignored."""
-    return [int(part) for part in (text or "").split(",") if part.strip().isdigit()]
-
-
-def remember_run_ids(state_key: str, run_ids: list[int]) -> None:
-    """Keep the ids in the session and in the URL (?runs=3,4), so a reload or a shared link shows the same runs."""
-    st.session_state[state_key] = run_ids
-    st.query_params["runs"] = ",".join(map(str, run_ids))
-
-
-def remembered_run_ids(state_key: str) -> list[int]:
-    """The runs named in the URL, else the ones this session showed last (put back in the URL)."""
-    if "runs" in st.query_params:
-        st.session_state[state_key] = parse_run_ids(st.query_params["runs"])
-    run_ids = st.session_state.get(state_key, [])
-    if run_ids:
-        remember_run_ids(state_key, run_ids)
-    return run_ids
-
-
 def shown_run_ids(state_key: str) -> list[int]:
     """The runs a page shows: those its URL or session names, else this person's queued and running runs (a tab
     opened afresh, or a Start whose answer never reached the page, still finds them)."""
-    run_ids = remembered_run_ids(state_key)
+    run_ids = url_state.remembered_ids(state_key, "runs")
     if run_ids:
         return run_ids
     owner = user_id()

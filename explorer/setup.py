@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 APP_NAME = "ResNet Explorer"
 APP_ICON = ":material/stacks:"
@@ -26,8 +27,23 @@ def limit_torch_threads() -> None:
         torch.set_num_threads(APP_TORCH_THREADS)
 
 
+def use_app_navigation() -> None:
+    """Make a page opened by its URL on a fresh server run inside streamlit_app.py's navigation.
+
+    Until some session has run st.navigation, Streamlit serves a `pages/` folder the old way: a deep link such as
+    /Train runs that file alone and the sidebar calls the home page "streamlit app". Streamlit has no public switch
+    for this (its docs: the folder is ignored "as soon as any session of your app executes the st.navigation
+    command"), so turn the folder mode off and rerun, which runs the entry point and routes to the same page: both
+    modes name a page by its URL path.
+    """
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def setup_page(title: str, icon: str = APP_ICON) -> None:
     """Configure the page and the shared sidebar; safe to call on every run of every page."""
+    use_app_navigation()
     st.set_page_config(page_title=f"{title} · {APP_NAME}" if title != APP_NAME else APP_NAME, page_icon=icon,
                        layout="wide")
     limit_torch_threads()

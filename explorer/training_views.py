@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from explorer import presets, runs, training_charts
+from explorer import plots, presets, runs, training_charts
 from resnet_core.runs import settings
 
 STATUS_ICONS = {"running": ":material/play_circle:", "finished": ":material/check_circle:",
@@ -49,11 +49,11 @@ def curves(states: Sequence[runs.RunState], key: str) -> None:
     if not any(len(curve.train) for curve in curves):
         st.caption("The curves appear with the first training iteration.")
     behind = runs.references_behind(list(states))
-    st.plotly_chart(training_charts.error_figure(curves + behind), key=f"{key}_error")
+    plots.show(training_charts.error_figure(curves + behind), f"{key}_error", "training-error")
     if behind:
         st.caption(":material/timeline: Faint dotted lines: the shipped reference run of the same net on CIFAR-10 "
                    "(12 epochs on 2 CPU cores, docs/REFERENCE_NETS.md), drawn up to this run's length.")
-    st.plotly_chart(training_charts.loss_lr_figure(curves), key=f"{key}_loss")
+    plots.show(training_charts.loss_lr_figure(curves), f"{key}_loss", "training-loss-and-lr")
 
 
 def delete_run(run_id: int) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import charts, tables
+from explorer import charts, plots, tables
 from explorer.cache import NetSummary, paper_context
 from resnet_core import paper_facts
 
@@ -98,7 +98,8 @@ def diagram(summary: NetSummary, key: str, *, expand_up_to: int = charts.MAX_BOX
     )
     spec = summary.spec
     figure = charts.network_diagram(blocks, (3, spec.input_size, spec.input_size), expanded or ())
-    st.plotly_chart(figure, key=f"{key}_diagram", config={"displayModeBar": False})
+    # A PNG through the camera; its data are the layer table's, downloaded there as CSV.
+    st.plotly_chart(figure, key=f"{key}_diagram", config=plots.png_config(f"{spec.name}-diagram"))
 
 
 def layer_table(summary: NetSummary, key: str) -> None:

@@ -1,12 +1,14 @@
 """Net pickers: a named net of the paper, or a custom one built with sliders.
 
-Every widget has a key `{prefix}_{field}`, so two pickers can share a page and tests find them.
+Every widget has a key `{prefix}_{field}`, so two pickers can share a page and tests find them, and is bound to
+the URL parameter of that name (explorer.url_state): its declared default is the page's net.
 """
 from __future__ import annotations
 
 import streamlit as st
 
 import resnet_core as rc
+from explorer.url_state import IN_URL, index_of
 from resnet_core.nets import specs
 
 FAMILY_LABELS = {"cifar": "CIFAR-10 (32×32 images)", "imagenet": "ImageNet (224×224 images)"}
@@ -51,24 +53,43 @@ def set_named_nets(choices: dict[str, rc.NetSpec]) -> None:
         set_named_net(prefix, spec)
 
 
-def _init_custom(prefix: str, family: str) -> None:
+def _custom_template(family: str) -> rc.NetSpec:
     """Custom sliders start from the family's smallest paper net: ResNet-20 or ResNet-18."""
-    template = rc.get_spec("resnet20" if family == "cifar" else "resnet18")
+    return rc.get_spec("resnet20" if family == "cifar" else "resnet18")
+
+
+def _named_default(default: rc.NetSpec, family: str) -> rc.NetSpec:
+    """What a named picker shows in `family` before anyone changes it: the page's net, or the family's first (plain
+    or residual as the page's)."""
+    if family == default.family:
+        return default
+    build = specs.cifar_spec if family == "cifar" else specs.imagenet_spec
+    return build(NAMED_DEPTHS[family][0], residual=default.residual)
+
+
+def _on_family_change(prefix: str, default: rc.NetSpec) -> None:
+    # Depths, default shortcut and input size all belong to a family (§3.3 uses B on ImageNet, §4.2 A on CIFAR):
+    # back to the family's defaults, which are also what the widgets declare, so the URL drops them.
+    family = st.session_state[_key(prefix, "family")]
+    named = _named_default(default, family)
     state = st.session_state
+    for field in ("depth", "shortcut", "variant"):  # plain or residual stays as chosen
+        state[_key(prefix, field)] = getattr(named, field)
+    template = _custom_template(family)
     state[_key(prefix, "block")] = template.block
     state[_key(prefix, "stages")] = len(template.widths)
     for index in range(MAX_STAGES):
-        state[_key(prefix, f"blocks{index}")] = template.blocks_per_stage[min(index, len(template.widths) - 1)]
-        state[_key(prefix, f"width{index}")] = min(template.widths[0] * 2**index, WIDTH_OPTIONS[-1])
+        state[_key(prefix, f"blocks{index}")] = _template_blocks(template, index)
+        state[_key(prefix, f"width{index}")] = _template_width(template, index)
     state[_key(prefix, "input_size")] = template.input_size
 
 
-def _on_family_change(prefix: str) -> None:
-    # Depths, default shortcut and input size all belong to a family (§3.3 uses B on ImageNet, §4.2 A on CIFAR).
-    family = st.session_state[_key(prefix, "family")]
-    st.session_state[_key(prefix, "depth")] = NAMED_DEPTHS[family][0]
-    st.session_state[_key(prefix, "shortcut")] = specs.DEFAULT_SHORTCUT[family]
-    _init_custom(prefix, family)
+def _template_blocks(template: rc.NetSpec, index: int) -> int:
+    return template.blocks_per_stage[min(index, len(template.widths) - 1)]
+
+
+def _template_width(template: rc.NetSpec, index: int) -> int:
+    return min(template.widths[0] * 2**index, WIDTH_OPTIONS[-1])
 
 
 def _too_big(spec: rc.NetSpec) -> str | None:
@@ -91,24 +112,28 @@ def _too_big(spec: rc.NetSpec) -> str | None:
     return None
 
 
-def _shortcut_widgets(prefix: str) -> tuple[bool, str]:
-    residual = st.toggle("Residual (shortcut connections)", key=_key(prefix, "residual"),
+def _shortcut_widgets(prefix: str, default: rc.NetSpec) -> tuple[bool, str]:
+    residual = st.toggle("Residual (shortcut connections)", default.residual, key=_key(prefix, "residual"),
+                         bind=IN_URL,
                          help="Off gives the plain twin: the same layers without shortcuts and additions (§4.1).")
-    shortcut = st.radio("Shortcut option", list(SHORTCUT_LABELS), format_func=SHORTCUT_LABELS.get,
-                        key=_key(prefix, "shortcut"), disabled=not residual, help=SHORTCUT_HELP)
+    shortcut = st.radio("Shortcut option", list(SHORTCUT_LABELS), index_of(SHORTCUT_LABELS, default.shortcut),
+                        format_func=SHORTCUT_LABELS.get, key=_key(prefix, "shortcut"), disabled=not residual,
+                        help=SHORTCUT_HELP, bind=IN_URL)
     return residual, shortcut
 
 
-def _named_spec(prefix: str, family: str) -> rc.NetSpec:
-    depth = st.selectbox("Depth (weighted layers)", NAMED_DEPTHS[family], key=_key(prefix, "depth"),
+def _named_spec(prefix: str, family: str, default: rc.NetSpec) -> rc.NetSpec:
+    default = _named_default(default, family)
+    depth = st.selectbox("Depth (weighted layers)", NAMED_DEPTHS[family], index_of(NAMED_DEPTHS[family], default.depth),
+                         key=_key(prefix, "depth"), bind=IN_URL,
                          help="Convolutional and fully connected layers, counted as in the paper's names.")
-    residual, shortcut = _shortcut_widgets(prefix)
+    residual, shortcut = _shortcut_widgets(prefix, default)
     variant = "paper"
     if family == "imagenet":  # CIFAR nets have no bottlenecks, so no variants
         bottleneck = specs.IMAGENET_STAGES[depth][0] == "bottleneck"
         chosen = st.selectbox(
-            "Bottleneck stride", list(VARIANT_LABELS), format_func=VARIANT_LABELS.get, key=_key(prefix, "variant"),
-            disabled=not bottleneck,
+            "Bottleneck stride", list(VARIANT_LABELS), index_of(VARIANT_LABELS, default.variant),
+            format_func=VARIANT_LABELS.get, key=_key(prefix, "variant"), disabled=not bottleneck, bind=IN_URL,
             help="Where a downsampling bottleneck strides; only ResNet-50/101/152 have bottlenecks. Table 1's FLOPs "
                  "are the paper's; torchvision's pretrained weights need v1.5.")
         variant = chosen if bottleneck else "paper"  # basic blocks are identical in both variants
@@ -116,22 +141,27 @@ def _named_spec(prefix: str, family: str) -> rc.NetSpec:
     return build(depth, residual=residual, shortcut=shortcut, variant=variant)
 
 
-def _custom_spec(prefix: str, family: str) -> rc.NetSpec:
-    block = st.segmented_control("Block", specs.BLOCK_KINDS, key=_key(prefix, "block"), required=True,
+def _custom_spec(prefix: str, family: str, default: rc.NetSpec) -> rc.NetSpec:
+    template = _custom_template(family)
+    block = st.segmented_control("Block", specs.BLOCK_KINDS, default=template.block, key=_key(prefix, "block"),
+                                 required=True, bind=IN_URL,
                                  help="basic: two 3×3 convs (Fig. 5 left). bottleneck: 1×1, 3×3, 1×1 with "
                                       "4× wider output (Fig. 5 right).")
-    stages = st.slider("Stages", 1, MAX_STAGES, key=_key(prefix, "stages"),
+    stages = st.slider("Stages", 1, MAX_STAGES, len(template.widths), key=_key(prefix, "stages"), bind=IN_URL,
                        help="Each stage after the first halves the feature map and usually doubles the width.")
     blocks_per_stage, widths = [], []
     for index in range(stages):
         name = f"conv{index + 2}_x"
         left, right = st.columns(2)
         blocks_per_stage.append(left.slider(f"{name} blocks", 1, MAX_BLOCKS_PER_STAGE,
-                                            key=_key(prefix, f"blocks{index}")))
+                                            _template_blocks(template, index), key=_key(prefix, f"blocks{index}"),
+                                            bind=IN_URL))
         widths.append(right.select_slider(f"{name} width (channels)", WIDTH_OPTIONS,
-                                          key=_key(prefix, f"width{index}")))
-    residual, shortcut = _shortcut_widgets(prefix)
-    input_size = st.number_input("Input size (pixels, square)", 1, 1024, key=_key(prefix, "input_size"),
+                                          _template_width(template, index), key=_key(prefix, f"width{index}"),
+                                          bind=IN_URL))
+    residual, shortcut = _shortcut_widgets(prefix, _named_default(default, family))
+    input_size = st.number_input("Input size (pixels, square)", 1, 1024, template.input_size,
+                                 key=_key(prefix, "input_size"), bind=IN_URL,
                                  help="Every stage after the first halves the map; the last stage needs at "
                                       "least one pixel.")
     return rc.NetSpec(family=family, block=block, blocks_per_stage=tuple(blocks_per_stage), widths=tuple(widths),
@@ -141,18 +171,17 @@ def _custom_spec(prefix: str, family: str) -> rc.NetSpec:
 
 def net_picker(prefix: str, default: rc.NetSpec) -> rc.NetSpec | None:
     """Draw a picker in the current container; return its net, or None after a one-line st.error."""
-    if _key(prefix, "mode") not in st.session_state:
-        set_named_net(prefix, default)
-        _init_custom(prefix, default.family)
-    mode = st.segmented_control("Network", ("named", "custom"), key=_key(prefix, "mode"), required=True,
-                                format_func={"named": "Paper's nets", "custom": "Custom"}.get,
+    mode = st.segmented_control("Network", ("named", "custom"), default="named", key=_key(prefix, "mode"),
+                                required=True, format_func={"named": "Paper's nets", "custom": "Custom"}.get,
+                                bind=IN_URL,
                                 help="A net from the paper's tables, or your own stages, blocks and widths.")
-    family = st.selectbox("Dataset family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get,
-                          key=_key(prefix, "family"), on_change=_on_family_change, args=(prefix,),
+    family = st.selectbox("Dataset family", list(FAMILY_LABELS), index_of(FAMILY_LABELS, default.family),
+                          format_func=FAMILY_LABELS.get, key=_key(prefix, "family"), on_change=_on_family_change,
+                          args=(prefix, default), bind=IN_URL,
                           help="Sets the stem (3×3 conv on CIFAR; 7×7 conv and max pool on ImageNet), the "
                                "image size and the number of classes.")
     try:
-        spec = _named_spec(prefix, family) if mode == "named" else _custom_spec(prefix, family)
+        spec = _named_spec(prefix, family, default) if mode == "named" else _custom_spec(prefix, family, default)
     except ValueError as error:
         st.error(str(error))
         return None

@@ -3,6 +3,7 @@ import streamlit as st
 
 from explorer import cache, views, widgets
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 setup_page("Architecture", ":material/account_tree:")
 st.title(":material/account_tree: Architecture")
@@ -11,7 +12,7 @@ st.caption("Pick a net from the paper or build your own; every number below is c
 with st.sidebar:
     st.header("Network")
     spec = widgets.net_picker("arch", default=widgets.paper_net("resnet56"))
-    batch_size = st.number_input("Training batch size (images)", 1, 4096, 128, key="arch_batch",
+    batch_size = st.number_input("Training batch size (images)", 1, 4096, 128, key="arch_batch", bind=IN_URL,
                                  help=views.BATCH_HELP)
 if spec is None:
     st.stop()

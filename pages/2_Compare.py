@@ -1,8 +1,9 @@
 """Compare: two nets side by side, typically a plain net and its residual twin."""
 import streamlit as st
 
-from explorer import cache, charts, tables, views, widgets
+from explorer import cache, charts, plots, tables, views, widgets
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 # Table 2 and Fig. 4 compare the twins with option A, so the residual net adds no parameters.
 PAIRS = {
@@ -21,7 +22,7 @@ with switch:
     for column, (label, (left, right)) in zip(st.columns(len(PAIRS)), PAIRS.items()):
         column.button(label, key=f"compare_pair_{left.depth}", on_click=widgets.set_named_nets,
                       args=({"left": left, "right": right},), width="stretch")
-batch_size = batch.number_input("Training batch size (images)", 1, 4096, 128, key="compare_batch",
+batch_size = batch.number_input("Training batch size (images)", 1, 4096, 128, key="compare_batch", bind=IN_URL,
                                 help=views.BATCH_HELP)
 
 specs = []
@@ -49,6 +50,6 @@ st.caption("Identity and zero-pad shortcuts (option A) add no parameters and no 
            "output value of a block (§3.1); projections (options B, C) add 1×1 convolutions.")
 
 st.subheader("Depth sweep: CIFAR nets")
-st.plotly_chart(charts.depth_sweep_figure(cache.depth_sweep()), key="compare_sweep")
+plots.show(charts.depth_sweep_figure(cache.depth_sweep()), "compare_sweep", "depth-sweep")
 st.caption("Plain and residual (option A) nets of the same depth have exactly the same parameters and mult-adds, "
            "so their lines coincide: the shortcuts are free. Both grow linearly with depth (log-log axes).")

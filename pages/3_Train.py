@@ -1,8 +1,9 @@
 """Train: a plain net and its residual twin side by side, live, until the degradation problem shows (Fig. 1, 6)."""
 import streamlit as st
 
-from explorer import classroom, presets, runs, training_views
+from explorer import classroom, presets, runs, training_views, url_state
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 NETS = [f"{kind}{depth}" for depth in (8, 14, 20, 32, 44, 56, 110) for kind in ("plain", "resnet")]
 DATASETS = {"cifar10": "CIFAR-10", "synthetic": "Synthetic (no download)", "folder": "Image folder"}
@@ -26,28 +27,30 @@ with st.expander("Settings", expanded=True):
     # Its first value lives in the session, not in `default`: the presets set it there too, and a widget given
     # both warns in the server log.
     st.session_state.setdefault("train_nets", list(presets.DEFAULT.nets))
-    nets = st.multiselect("Networks (one or two)", NETS, max_selections=2, key="train_nets",
+    nets = st.multiselect("Networks (one or two)", NETS, max_selections=2, key="train_nets", bind=IN_URL,
                           format_func=runs.net_label)
     left, middle, right = st.columns(3)
-    source = left.radio("Dataset", list(DATASETS), format_func=DATASETS.get, key="train_data", horizontal=True)
-    folder = left.text_input("Image folder", key="train_folder", disabled=source != "folder",
+    source = left.radio("Dataset", list(DATASETS), format_func=DATASETS.get, key="train_data", bind=IN_URL,
+                        horizontal=True)
+    folder = left.text_input("Image folder", key="train_folder", bind=IN_URL, disabled=source != "folder",
                              placeholder="/path/with/train/<class>/ and test/<class>/ images")
     if source == "cifar10" and (note := runs.cifar10_note()):
         left.caption(note)
-    unit = middle.segmented_control("Length in", ("iterations", "epochs"), key="train_unit", default="iterations",
-                                    required=True)
+    unit = middle.segmented_control("Length in", ("iterations", "epochs"), key="train_unit", bind=IN_URL,
+                                    default="iterations", required=True)
     first_length = presets.DEFAULT.iterations if unit == "iterations" else 1
-    length = middle.number_input(f"Number of {unit}", 1, 64_000, first_length, key=f"train_length_{unit}")
-    eval_every = middle.number_input("Test every (iterations)", 1, 64_000, None, key="train_eval_every",
+    length = middle.number_input(f"Number of {unit}", 1, 64_000, first_length, key=f"train_length_{unit}",
+                                 bind=IN_URL)
+    eval_every = middle.number_input("Test every (iterations)", 1, 64_000, None, key="train_eval_every", bind=IN_URL,
                                      placeholder=runs.AUTO_TEST_POINTS,
                                      help="Each test point evaluates the whole test set and saves a checkpoint.")
-    batch_size = right.number_input("Batch (images)", 1, 1024, 128, key="train_batch",
+    batch_size = right.number_input("Batch (images)", 1, 1024, 128, key="train_batch", bind=IN_URL,
                                     help="The paper trains CIFAR nets with 128 (§4.2).")
-    lr = right.number_input("Learning rate", 1e-5, 10.0, 0.1, format="%g", key="train_lr",
+    lr = right.number_input("Learning rate", 1e-5, 10.0, 0.1, format="%g", key="train_lr", bind=IN_URL,
                             help="The peak rate. §4.2 trains at 0.1 and divides it by 10 at 50% and 75% of 64k "
                                  "iterations; a shorter run ramps up to it, then down to 0 (the short-run recipe).")
-    seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-    device = right.selectbox("Device", runs.devices(), key="train_device")
+    seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed", bind=IN_URL)
+    device = right.selectbox("Device", runs.devices(), key="train_device", bind=IN_URL)
     st.caption(runs.limits_text())
 
 settings = dict(batch_size=int(batch_size), lr=float(lr), eval_every=eval_every and int(eval_every),
@@ -61,7 +64,7 @@ if st.button("Start", type="primary", key="train_start", icon=":material/play_ar
     except ValueError as error:
         st.error(str(error))
     else:
-        runs.remember_run_ids("train_runs", run_ids)
+        url_state.remember_ids("train_runs", "runs", run_ids)
 
 
 @st.fragment(run_every=1)

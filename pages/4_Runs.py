@@ -3,6 +3,7 @@ import streamlit as st
 
 from explorer import run_history, runs, training_views
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 setup_page("Runs", ":material/history:")
 st.title(":material/history: Runs")
@@ -27,8 +28,10 @@ if not labels:
 
 @st.fragment(run_every=2)
 def overview() -> None:
-    st.dataframe(run_history.history(), hide_index=True, width="stretch", column_config={
+    # placeholder: a number that is missing (no paper number, no test yet) is an empty cell, not "None".
+    st.dataframe(run_history.history(), hide_index=True, width="stretch", placeholder="", column_config={
         "id": st.column_config.NumberColumn("run", format="%d"),
+        "name": st.column_config.TextColumn(help="The run's name: `--name` on the command line, else NET on DATA."),
         "train error (%)": st.column_config.NumberColumn(
             format="%.2f", help="Smoothed over about 50 iterations, as the thin curves."),
         "test error (%)": st.column_config.NumberColumn(format="%.2f"),
@@ -43,14 +46,14 @@ def overview() -> None:
         "reason": st.column_config.TextColumn("why it stopped", width="large")})
     # A default, not a value put in st.session_state: a fragment's rerun drops a widget value set that way.
     chosen = st.multiselect("Overlay the curves of", list(labels), default=list(labels)[:2], key="runs_overlay",
-                            format_func=labels.get)
+                            format_func=labels.get, bind=IN_URL)
     training_views.curves(runs.poll(chosen), key="runs")
 
 
 overview()
 
 st.subheader("One run")
-run_id = st.selectbox("Run", list(labels), key="runs_selected", format_func=labels.get)
+run_id = st.selectbox("Run", list(labels), key="runs_selected", format_func=labels.get, bind=IN_URL)
 csv, checkpoint, delete = st.columns(3, vertical_alignment="bottom")
 csv.download_button("Metrics (CSV)", lambda: run_history.metrics_csv(run_id), file_name=f"run-{run_id}-metrics.csv",
                     mime="text/csv", key="runs_csv", on_click="ignore", icon=":material/download:")

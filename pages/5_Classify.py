@@ -3,6 +3,7 @@ import streamlit as st
 
 from explorer import classify, models
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 setup_page("Classify", ":material/image_search:")
 st.title(":material/image_search: Classify")
@@ -13,12 +14,13 @@ choices = models.model_choices()
 default_left, default_right = models.default_pair(choices)
 with st.sidebar:
     st.header("Networks")
+    choices |= classify.checkpoint_uploader("classify_checkpoints", "classify_left")
     left = classify.model_picker("Left network", "classify_left", default_left, choices)
-    compare = st.toggle("Compare with a second network", value=True, key="classify_compare")
+    compare = st.toggle("Compare with a second network", value=True, key="classify_compare", bind=IN_URL)
     right = classify.model_picker("Right network", "classify_right", default_right, choices) \
         if compare else None
     st.header("Attribution")
-    method = st.selectbox("Method", [None, *classify.METHOD_LABELS], index=1, key="classify_method",
+    method = st.selectbox("Method", [None, *classify.METHOD_LABELS], index=1, key="classify_method", bind=IN_URL,
                           format_func=lambda name: "none" if name is None else classify.METHOD_LABELS[name],
                           help=classify.METHOD_HELP)
 
@@ -34,7 +36,7 @@ with example_tab:
     if len(examples) == len(classify.synthetic_examples()):
         st.caption("Test images appear here too once the left network's dataset is on this machine (train a run "
                    "on it, or `python -m resnet_core train --data cifar10 …` downloads CIFAR-10).")
-    example = st.selectbox("Example image", [None, *examples], key="classify_example",
+    example = st.selectbox("Example image", [None, *examples], key="classify_example", bind=IN_URL,
                            format_func=lambda name: "none" if name is None else name)
 if example is not None:
     images[f"example: {example}"] = examples[example]

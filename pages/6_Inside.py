@@ -1,8 +1,9 @@
 """Inside the network: layer responses (Fig. 7), gradients through depth, and where a model goes wrong."""
 import streamlit as st
 
-from explorer import classify, explain_charts, inside, models
+from explorer import classify, explain_charts, inside, models, plots
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 setup_page("Inside", ":material/biotech:")
 st.title(":material/biotech: Inside the network")
@@ -16,10 +17,10 @@ for problem in problems:  # a reference file missing or damaged: named, and the 
 left, right = st.columns([1, 3], gap="large")
 with left:
     state = st.radio("Networks", list(explain_charts.STATE_LABELS), index=1 if trained_depths else 0,
-                     key="inside_state",
+                     key="inside_state", bind=IN_URL,
                      format_func={"init": "at initialisation",
                                   "trained": "trained (the reference nets, 20 and 56 layers)"}.get)
-    depth = st.selectbox("Depth", inside.INIT_DEPTHS, key="inside_depth", disabled=state == "trained",
+    depth = st.selectbox("Depth", inside.INIT_DEPTHS, key="inside_depth", disabled=state == "trained", bind=IN_URL,
                          help="The trained reference nets have 20 and 56 layers, shown side by side; at "
                               "initialisation any of the paper's depths.")
 depths = trained_depths if state == "trained" else (depth,)
@@ -28,8 +29,9 @@ with right:
     if not depths:
         st.info("No trained reference net can be read here (see above); pick *at initialisation*.")
     for column, shown in zip(st.columns(max(len(depths), 1)), depths):
-        column.plotly_chart(explain_charts.layer_response_figure(inside.layer_responses(state, shown), shown),
-                            key=f"inside_fig7_{shown}")
+        with column:
+            plots.show(explain_charts.layer_response_figure(inside.layer_responses(state, shown), shown),
+                       f"inside_fig7_{shown}", f"fig7-layer-responses-{state}-{shown}")
 source = probe.source if probe.real or state == "init" else ("2,000 CIFAR-10 test images, recorded when the "
                                                              "reference nets were exported")
 st.caption(f"Standard deviation of each 3×3 layer's output after BN, before the addition and ReLU, on {source}. "
@@ -40,8 +42,8 @@ if state == "trained" and (caveat := inside.short_run_caveat()):
 
 st.header("Gradients through depth")
 gradient_depth = trained_depths[-1] if state == "trained" and trained_depths else depth
-st.plotly_chart(explain_charts.gradient_norm_figure(inside.gradient_norms(gradient_depth), gradient_depth),
-                key="inside_gradients")
+plots.show(explain_charts.gradient_norm_figure(inside.gradient_norms(gradient_depth), gradient_depth),
+           "inside_gradients", f"gradient-norms-{gradient_depth}")
 st.caption(f"Norm of the loss gradient for each weight layer, one batch of {inside.GRADIENT_BATCH} images, log scale. "
            "BN keeps plain nets' gradients from vanishing (§4.1): their trouble is optimisation, not signal. "
            f"Trained curves exist for depths {' and '.join(map(str, trained_depths)) or 'none'}, the reference nets.")
@@ -61,10 +63,12 @@ evaluation = inside.report(choice) if recorded is None else None
 per_class = recorded["per_class_accuracy"] if recorded else evaluation.per_class_accuracy
 matrix = recorded["confusion_matrix"] if recorded else evaluation.confusion_matrix
 accuracy_column, matrix_column = st.columns(2, gap="large")
-accuracy_column.plotly_chart(explain_charts.per_class_accuracy_figure(per_class, "Accuracy per class"),
-                             key="inside_accuracy")
-matrix_column.plotly_chart(explain_charts.confusion_matrix_figure(matrix, list(per_class), "Confusion matrix"),
-                           key="inside_confusion")
+with accuracy_column:
+    plots.show(explain_charts.per_class_accuracy_figure(per_class, "Accuracy per class"), "inside_accuracy",
+               "accuracy-per-class")
+with matrix_column:
+    plots.show(explain_charts.confusion_matrix_figure(matrix, list(per_class), "Confusion matrix"), "inside_confusion",
+               "confusion-matrix")
 st.subheader("Most confidently wrong test images")
 if not has_data:
     st.info("The test images are not on this machine: `python -m resnet_core train --data cifar10 …` downloads "

@@ -4,8 +4,9 @@ import json
 
 import streamlit as st
 
-from explorer import classify, experiment_charts, experiments, runs
+from explorer import classify, experiment_charts, experiments, plots, runs
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 setup_page("Experiments", ":material/science:")
 st.title(":material/science: Experiments")
@@ -40,11 +41,11 @@ def pickers(kind: str) -> tuple[list[str], str]:
     with data_column:
         default = experiments.default_data(residual)
         options = list(experiments.DATASETS)
-        source = st.radio("Dataset", options, format_func=experiments.DATASETS.get, key=f"{kind}_data",
+        source = st.radio("Dataset", options, format_func=experiments.DATASETS.get, key=f"{kind}_data", bind=IN_URL,
                           index=options.index(default) if default in options else options.index("folder"))
         if source == "folder":
             source = st.text_input("Image folder", value=default if default not in options else "",
-                                   key=f"{kind}_folder")
+                                   key=f"{kind}_folder", bind=IN_URL)
     return [plain, residual], source
 
 
@@ -74,7 +75,7 @@ def live_results(kind: str, caption: str) -> None:
         states = experiments.states(experiments.shown(kind))
         cards_and_downloads(kind, states)
         for key, figure in experiments.figures(kind, states):
-            st.plotly_chart(figure, key=key)
+            plots.show(figure, key, key.removesuffix("_chart").replace("_", "-"))
         st.caption(caption)
 
     show()
@@ -88,16 +89,18 @@ def start_button(kind: str, models: list[str], data: str, **settings) -> None:
             st.error(str(error))
 
 
-lesion_tab, landscape_tab, shattering_tab = st.tabs(["Lesion study", "Loss landscape", "Shattered gradients"])
+lesion_tab, landscape_tab, shattering_tab = st.tabs(["Lesion study", "Loss landscape", "Shattered gradients"],
+                                                    key="experiments_tab", bind=IN_URL)
 
 with lesion_tab:
     st.markdown(EXPLAIN["lesion"])
     models, data = pickers("lesion")
     images, random_k, draws, seed = st.columns(4)
-    settings = dict(images=images.number_input("Test images", 100, 10_000, 1000, step=100, key="lesion_images"),
-                    random_k=random_k.number_input("Random deletions up to k", 0, 20, 10, key="lesion_k"),
-                    draws=draws.number_input("Draws per k", 1, 50, 5, key="lesion_draws"),
-                    seed=seed.number_input("Seed", 0, 2**31 - 1, 0, key="lesion_seed"))
+    settings = dict(images=images.number_input("Test images", 100, 10_000, 1000, step=100, key="lesion_images",
+                                               bind=IN_URL),
+                    random_k=random_k.number_input("Random deletions up to k", 0, 20, 10, key="lesion_k", bind=IN_URL),
+                    draws=draws.number_input("Draws per k", 1, 50, 5, key="lesion_draws", bind=IN_URL),
+                    seed=seed.number_input("Seed", 0, 2**31 - 1, 0, key="lesion_seed", bind=IN_URL))
     start_button("lesion", models, data, **settings)
 
     live_results("lesion",
@@ -111,14 +114,15 @@ with landscape_tab:
     st.markdown(EXPLAIN["landscape"])
     models, data = pickers("landscape")
     dims, points, span, images, seed = st.columns(5)
-    surface = dims.radio("Shape", (1, 2), format_func={1: "1-D slice", 2: "2-D surface"}.get, key="landscape_dims")
+    surface = dims.radio("Shape", (1, 2), format_func={1: "1-D slice", 2: "2-D surface"}.get, key="landscape_dims",
+                         bind=IN_URL)
     settings = dict(dims=surface,
                     points=points.number_input("Points per axis", 3, 101, 41 if surface == 1 else 15,
-                                               key=f"landscape_points_{surface}"),
-                    span=span.number_input("Span", 0.05, 5.0, 1.0, step=0.25, key="landscape_span"),
+                                               key=f"landscape_points_{surface}", bind=IN_URL),
+                    span=span.number_input("Span", 0.05, 5.0, 1.0, step=0.25, key="landscape_span", bind=IN_URL),
                     images=images.number_input("Training images", 100, 10_000, 1000 if surface == 1 else 500,
-                                               step=100, key=f"landscape_images_{surface}"),
-                    seed=seed.number_input("Seed", 0, 2**31 - 1, 0, key="landscape_seed"))
+                                               step=100, key=f"landscape_images_{surface}", bind=IN_URL),
+                    seed=seed.number_input("Seed", 0, 2**31 - 1, 0, key="landscape_seed", bind=IN_URL))
     start_button("landscape", models, data, **settings)
 
     live_results("landscape",
@@ -130,15 +134,15 @@ with shattering_tab:
     st.markdown(EXPLAIN["shattering"])
     depths_column, seed_column = st.columns([3, 1])
     depths = depths_column.multiselect("Depths", [8, 14, 20, 32, 44, 56, 110], default=[8, 20, 56, 110],
-                                       key="shattering_depths")
-    seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="shattering_seed")
+                                       key="shattering_depths", bind=IN_URL)
+    seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="shattering_seed", bind=IN_URL)
     if depths and st.toggle("Measure (a few seconds per net)", key="shattering_measure"):
         points = experiments.shattering_points(tuple(sorted(depths)), 256, int(seed))
-        st.plotly_chart(experiment_charts.shattering_depth_figure(points), key="shattering_depth")
+        plots.show(experiment_charts.shattering_depth_figure(points), "shattering_depth", "shattering-depth")
         deepest = max(depths)
-        st.plotly_chart(experiment_charts.shattering_gradient_figure(
+        plots.show(experiment_charts.shattering_gradient_figure(
             {f"{point['model']}": point["gradients"] for point in points if point["depth"] in (min(depths), deepest)}),
-            key="shattering_lines")
+            "shattering_lines", "shattering-gradients")
         table = experiments.shattering_table(points)
         st.dataframe(table, hide_index=True)
         csv, raw = st.columns(2)

@@ -118,6 +118,56 @@ def app_test(page: str, timeout: float = 60) -> AppTest:
     return at
 
 
+URL_WIDGETS = ("selectbox", "radio", "multiselect", "toggle", "checkbox", "number_input", "slider", "select_slider",
+               "text_input", "segmented_control")
+
+
+def app_widget(at: AppTest, key: str):
+    """The widget with `key`, whatever its kind."""
+    for kind in URL_WIDGETS:
+        try:
+            return getattr(at, kind)(key=key)
+        except KeyError:
+            continue
+    raise KeyError(key)
+
+
+def app_url_params(at: AppTest, keys) -> dict[str, str | list[str]]:
+    """The query parameters a browser writes for the bound widgets `keys` as they stand: each widget's value as
+    it travels (a choice's label, true/false, the number), encoded by Streamlit's own URL writer."""
+    from streamlit.runtime.state.query_params import _coerce_value_for_query_url
+
+    params = {}
+    for key in keys:
+        state = app_widget(at, key)._widget_state
+        kind = state.WhichOneof("value")
+        value = getattr(state, kind)
+        value = _coerce_value_for_query_url(list(value.data) if kind.endswith("_array_value") else value, kind)
+        params[key] = value[0] if isinstance(value, list) and len(value) == 1 else value  # ?k=v is one value
+    return params
+
+
+def app_url_round_trip(page: str, changes: dict[str, object], timeout: float = 60) -> AppTest:
+    """Change the widgets of `page` (in order, a run after each), then open the page afresh with the URL those
+    values give it, as a pasted link does; it must show the same values and keep every parameter (a value the
+    page cannot take would be dropped). Returns the reopened page."""
+    from streamlit.testing.v1 import AppTest
+
+    at = app_test(page, timeout)
+    for key, value in changes.items():
+        app_widget(at, key).set_value(value)
+        at.run()
+        assert not at.exception, at.exception
+    params = app_url_params(at, changes)
+    opened = AppTest.from_file(page, default_timeout=timeout)
+    opened.query_params.update(params)
+    opened.run()
+    assert not opened.exception, opened.exception
+    assert {key: app_widget(opened, key).value for key in changes} == changes
+    assert opened.query_params == params, "a parameter was dropped as invalid"
+    return opened
+
+
 @pytest.fixture(scope="module")
 def app_free_port() -> int:
     with socket.socket() as probe:
@@ -232,6 +282,16 @@ def app_plotly_array(value):
 def app_figures(at: AppTest) -> list[dict]:
     """Every Plotly figure an AppTest drew, as its JSON."""
     return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+
+
+def app_assert_figures_download(at, data_figures: int) -> None:
+    """Each Plotly chart saves as a PNG named after it (the modebar's camera), and `data_figures` of them have a
+    Data (CSV) button beside them."""
+    for element in at.get("plotly_chart"):
+        config = json.loads(element.proto.config)
+        assert config.get("displayModeBar") is not False
+        assert config["toImageButtonOptions"]["format"] == "png" and config["toImageButtonOptions"]["filename"]
+    assert [button.label for button in at.get("download_button")].count("Data (CSV)") == data_figures
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """AppTest of the Architecture page: totals follow every picker change and match resnet_core."""
 import pytest
-from conftest import REPO, app_test
+from conftest import REPO, app_test, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
@@ -107,3 +107,26 @@ def test_layer_table_views_filter_and_download(at):
     # ResNet-56: one shortcut module per block.
     assert len(rows) == 27 and rows["name"].str.contains("downsample").all()
     assert at.get("download_button")[0].proto.label == "Download CSV"
+
+
+def test_a_link_to_the_page_reproduces_its_net_and_batch():
+    opened = app_url_round_trip(PAGE, {"arch_family": "imagenet", "arch_depth": 50, "arch_residual": False,
+                                       "arch_variant": "torchvision", "arch_batch": 64})
+    assert shown_totals(opened) == expected_totals(rc.get_spec("plain50", variant="torchvision"), 64)
+
+
+def test_a_link_to_a_custom_net_reproduces_it():
+    opened = app_url_round_trip(PAGE, {"arch_mode": "custom", "arch_stages": 2, "arch_blocks1": 5,
+                                       "arch_width1": 128, "arch_shortcut": "B", "arch_input_size": 48})
+    spec = rc.NetSpec(family="cifar", block="basic", blocks_per_stage=(3, 5), widths=(16, 128), residual=True,
+                      shortcut="B", input_size=48, num_classes=10)
+    assert shown_totals(opened) == expected_totals(spec)
+
+
+def test_a_link_with_values_the_page_cannot_take_opens_on_its_defaults():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params.update({"arch_depth": "57", "arch_batch": "many", "arch_residual": "false"})
+    at.run()
+    assert not at.exception and not at.error
+    assert at.query_params == {"arch_residual": "false"}  # the others are dropped, and the widgets keep defaults
+    assert at.number_input(key="arch_batch").value == 128 and at.subheader[0].value == "plain-56"

@@ -2,16 +2,19 @@
 import io
 import json
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, app_figures, app_finished_run, app_plotly_array, app_test
+from conftest import (REPO, app_assert_figures_download, app_figures, app_finished_run, app_plotly_array, app_test,
+                      app_url_round_trip)
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
+from resnet_core.explain.classifier import MAX_UPLOAD_BYTES, export_classifier
 from test_images import encode, png_header_only, two_colour
 
 PAGE = str(REPO / "pages" / "5_Classify.py")
@@ -57,6 +60,7 @@ def test_an_example_gets_two_top5_charts_and_overlays_for_every_method(at):
     assert_alive(at)
     assert [header.value for header in at.subheader] == ["Your image", "plain-20 reference", "ResNet-20 reference"]
     top5 = bar_charts(at)[0]["data"][0]
+    app_assert_figures_download(at, data_figures=4)  # two top-5 charts and two attribution overlays
     assert len(top5["y"]) == 5 and all(0 <= x <= 100 for x in top5["x"])
     for method in ("grad_cam", "integrated_gradients", "saliency", "occlusion"):
         at.selectbox(key="classify_method").select(method).run()
@@ -177,8 +181,6 @@ class _CreatesFile:
 
 
 def test_bad_checkpoints_of_runs_are_one_line_errors(app_empty_homes, tmp_path):
-    import pickle
-
     witness = tmp_path / "pwned"
     real = tmp_path / "real.safetensors"
     rc.save_model(real, rc.build_model("resnet8"))
@@ -215,3 +217,75 @@ def test_imagenet_weights_in_the_cache_are_used(at, tmp_path):
     at.selectbox(key="classify_example").select("red ball in the sky (drawn)").run()
     assert_alive(at)
     assert "ResNet-18 (ImageNet)" in [header.value for header in at.subheader]
+
+
+# ------------------------------------------------------------------------------------------- uploaded checkpoints
+def _run_checkpoint(tmp_path: Path) -> bytes:
+    """A run's checkpoint as the Runs page downloads it: weights, optimizer state, RNG; no class names."""
+    from resnet_core.training.checkpoint import Checkpoint, save_checkpoint
+
+    model = rc.build_model("resnet8")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    path = tmp_path / "run-7.safetensors"
+    save_checkpoint(path, Checkpoint(spec=model.spec.to_dict(), recipe={}, iteration=4,
+                                     model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
+                                     rng_state=torch.get_rng_state(), trainer_state={}))
+    return path.read_bytes()
+
+
+def _foreign_safetensors(tmp_path: Path) -> bytes:
+    from safetensors.torch import save_file
+
+    save_file({"encoder.weight": torch.zeros(4, 4)}, str(tmp_path / "foreign.safetensors"))
+    return (tmp_path / "foreign.safetensors").read_bytes()
+
+
+def upload_checkpoints(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    at.file_uploader(key="classify_checkpoints").set_value(
+        [(name, data, "application/octet-stream") for name, data in files]).run()
+    return at
+
+
+def test_an_uploaded_checkpoint_answers_for_this_session_only(at, tmp_path):
+    at.selectbox(key="classify_example").select("red ball in the sky (drawn)").run()
+    export_classifier(tmp_path / "mine.safetensors", rc.demo_classifier("resnet20"))
+    upload_checkpoints(at, ("mine.safetensors", (tmp_path / "mine.safetensors").read_bytes()))
+    assert_alive(at)
+    assert at.subheader[1].value == "mine.safetensors (resnet20)"  # the new upload answers on the left at once
+    upload_checkpoints(at, ("mine.safetensors", (tmp_path / "mine.safetensors").read_bytes()),
+                       ("run-7.safetensors", _run_checkpoint(tmp_path)))
+    assert_alive(at)
+    assert at.subheader[1].value == "run-7.safetensors (resnet8), CIFAR-10 classes assumed"
+    assert sum(option.startswith("yours: ") for option in at.selectbox(key="classify_left").options) == 2
+    other = app_test(PAGE)  # another person's session
+    assert not any(option.startswith("yours: ") for option in other.selectbox(key="classify_left").options)
+
+
+CHECKPOINT_BAD_FILES = {
+    "truncated.safetensors": (lambda tmp: _run_checkpoint(tmp)[:5000], "is truncated or not a safetensors checkpoint"),
+    "foreign.safetensors": (_foreign_safetensors, "is not a ResNet Explorer checkpoint"),
+    "pickle.safetensors": (lambda tmp: pickle.dumps(_CreatesFile(tmp / "pwned")),
+                           "is truncated or not a safetensors checkpoint"),
+    "huge.safetensors": (lambda tmp: bytes(MAX_UPLOAD_BYTES + 1), "a checkpoint may be at most 50 MB"),
+}
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_BAD_FILES)
+def test_each_bad_checkpoint_upload_is_one_line_and_changes_nothing(at, tmp_path, name):
+    make, message = CHECKPOINT_BAD_FILES[name]
+    at.selectbox(key="classify_example").select("sailing boat (drawn)").run()
+    upload_checkpoints(at, (name, make(tmp_path)))
+    errors = [error.value for error in at.error]
+    assert len(errors) == 1 and errors[0].startswith(f"{name} ") and message in errors[0] and "\n" not in errors[0]
+    assert_alive(at)
+    assert at.selectbox(key="classify_left").value == "reference:plain20"  # nothing changed
+    assert not any(option.startswith("yours: ") for option in at.selectbox(key="classify_left").options)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_link_to_the_page_reproduces_its_models_and_options():
+    opened = app_url_round_trip(PAGE, {"classify_left": "demo:resnet20", "classify_right": "reference:resnet56",
+                                       "classify_method": "saliency", "classify_example": "sailing boat (drawn)"})
+    assert [header.value for header in opened.subheader] == ["Your image", "ResNet-20 demo", "ResNet-56 reference"]
+    alone = app_url_round_trip(PAGE, {"classify_compare": False})
+    assert {box.key for box in alone.selectbox} == {"classify_left", "classify_method", "classify_example"}

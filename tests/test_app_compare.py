@@ -1,6 +1,6 @@
 """AppTest of the Compare page: two nets, their differences and the depth sweep."""
 import pytest
-from conftest import REPO, app_figures, app_test
+from conftest import REPO, app_assert_figures_download, app_figures, app_test, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
@@ -46,6 +46,7 @@ def test_the_depth_sweep_covers_the_cifar_family_plain_and_residual(at):
     names = {trace["name"] for trace in sweep["data"]}
     assert names == {"plain", "residual"}
     assert sweep["layout"]["xaxis"]["tickvals"] == list(rc.specs.CIFAR_PAPER_DEPTHS)
+    app_assert_figures_download(at, data_figures=1)  # the two diagrams save as PNG; their data is the layer table
 
 
 def test_quick_switch_to_56_and_shortcut_change(at):
@@ -67,3 +68,10 @@ def test_invalid_custom_net_shows_the_one_line_error(at):
     assert [error.value for error in at.error] == [
         "input_size must be at least 32 pixels for 4 stages of the imagenet family; got 16."]
     assert not at.metric and not at.exception
+
+
+def test_a_link_to_the_page_reproduces_both_nets():
+    # Left: CIFAR's first depth is also where a family change puts it, so only a changed family travels for it.
+    opened = app_url_round_trip(PAGE, {"left_family": "cifar", "left_depth": 110, "right_depth": 152,
+                                       "right_shortcut": "C", "compare_batch": 32}, timeout=90)
+    assert [header.value for header in opened.subheader][:2] == ["plain-110", "ResNet-152"]

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, app_finished_run, app_plotly_array, app_test
+from conftest import REPO, app_assert_figures_download, app_finished_run, app_plotly_array, app_test, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 from explorer import models
@@ -27,6 +27,7 @@ def at() -> AppTest:
 
 
 def test_fig7_trained_at_both_depths_by_default_and_at_initialisation(at):
+    app_assert_figures_download(at, data_figures=5)  # Fig. 7 twice, gradients, accuracy, confusion matrix
     for depth in (20, 56):  # the reference pairs side by side
         trained = traces(chart(at, f"inside_fig7_{depth}"))
         assert set(trained) == {f"plain-{depth}", f"ResNet-{depth}"}
@@ -91,3 +92,9 @@ def test_a_broken_run_is_one_line_and_the_figures_stay(app_empty_homes):
     (error,) = [error.value for error in at.error]
     assert "truncated or not a safetensors checkpoint" in error and "\n" not in error
     assert not at.exception and chart(at, "inside_fig7_20")
+
+
+def test_a_link_to_the_page_reproduces_its_nets_and_model():
+    opened = app_url_round_trip(PAGE, {"inside_state": "init", "inside_depth": 56, "inside_model": "demo:resnet20"},
+                                timeout=120)
+    assert set(traces(chart(opened, "inside_fig7_56"))) == {"plain-56", "ResNet-56"}

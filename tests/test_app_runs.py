@@ -6,7 +6,7 @@ import io
 
 import pandas as pd
 import pytest
-from conftest import REPO, eventually
+from conftest import REPO, app_assert_figures_download, app_url_round_trip, eventually
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
@@ -71,6 +71,9 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     assert full["test error (%)"] == pytest.approx(8.61) and full["paper top-1 (%)"] == 8.75
     assert pd.isna(table.set_index("id").loc[1, "paper top-1 (%)"])  # a 4-iteration run is no paper run
     assert table["paper top-5 (%)"].isna().all()  # Table 6 has no top-5
+    assert at.dataframe[0].proto.placeholder == ""  # the grid draws a missing number as an empty cell, not None
+    assert list(table.columns[:2]) == ["id", "name"]  # the CLI's --name, else NET on DATA
+    assert list(table["name"][:2]) == ["paper", "resnet8 on synthetic"]
     assert table.set_index("id").loc[3, "reason"].startswith("Cannot read image /data/x.jpg")
     assert table.set_index("id").loc[1, "recipe"] == (  # which recipe each run used
         "Short-run recipe: 4 iterations of 8; lr rising linearly to 0.1 over the first 2 iterations, then falling "
@@ -78,6 +81,7 @@ def test_runs_are_listed_overlaid_downloaded_and_deleted(app_runs, app_chart_tra
     assert full["recipe"] == ("Paper's recipe: 64,000 iterations of 128; lr 0.1, then ÷10 at 32,000 and 48,000")
 
     at.multiselect(key="runs_overlay").set_value([1, 2]).run()
+    app_assert_figures_download(at, data_figures=2)  # error, then loss and learning rate
     traces = app_chart_traces(at)
     for run_id, label in ((1, "#1 ResNet-8"), (2, "#2 plain-8")):
         test = app_runs.metrics(run_id, "test")
@@ -146,3 +150,8 @@ def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(ap
     assert created and trained_here(first) == [1]  # the snapshot is from before the new run
     monkeypatch.setattr(Store, "runs", original_runs)
     assert trained_here(run_history.history()) == [2, 1]
+
+
+def test_a_link_to_the_page_reproduces_its_overlay_and_chosen_run(app_runs):
+    opened = app_url_round_trip(PAGE, {"runs_overlay": [4, 1, 2], "runs_selected": 2})
+    assert opened.multiselect(key="runs_overlay").value == [4, 1, 2]

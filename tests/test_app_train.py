@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 from resnet_core.runs import queue, settings
@@ -203,3 +203,9 @@ def test_start_and_the_cli_train_with_the_same_recipe_and_the_page_says_which(ap
     cli_run = Store().runs()[-1]
     assert cli_run.id != page_run.id and cli_run.recipe == page_run.recipe
     assert (cli_run.recipe["warmup_iterations"], cli_run.recipe["eval_interval"]) == (12, 4)
+
+
+def test_a_link_to_the_page_reproduces_its_settings(app_home):
+    app_url_round_trip(PAGE, {"train_nets": ["plain56", "resnet56"], "train_data": "synthetic", "train_batch": 64,
+                              "train_lr": 0.01, "train_seed": 7, "train_eval_every": 50, "train_unit": "epochs",
+                              "train_length_epochs": 3})

@@ -3,7 +3,7 @@ line with nothing queued, a job's steps in the store in the order the page draws
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, app_figures, eventually
+from conftest import REPO, app_figures, app_url_round_trip, eventually
 from streamlit.testing.v1 import AppTest
 
 from resnet_core.errors import UserError
@@ -88,6 +88,20 @@ def test_the_page_runs_a_lesion_pair_and_draws_it(app_home):
                                                            "ResNet-20 reference, one block deleted"}
     assert "Test error with k random blocks deleted" in figures
     assert any(button.label == "Results (CSV)" for button in at.get("download_button"))
+    # The URL names the pair, so a link shows them in another session.
+    assert at.query_params["lesion"] == ",".join(map(str, run_ids))
+    linked = AppTest.from_file(PAGE, default_timeout=60)
+    linked.query_params["lesion"] = at.query_params["lesion"]
+    linked.run()
+    assert not linked.exception
+    assert blocks in app_figures(linked)
+
+
+def test_a_link_to_the_page_reproduces_its_models_and_settings(app_home):
+    app_url_round_trip(PAGE, {"lesion_plain": "reference:plain20", "lesion_data": "synthetic", "lesion_images": 500,
+                              "lesion_k": 3, "landscape_residual": "demo:resnet20", "landscape_dims": 2,
+                              "landscape_points_2": 11, "landscape_span": 0.5, "shattering_depths": [8, 20],
+                              "shattering_seed": 3})
 
 
 def test_shattering_is_measured_in_the_page(app_home):

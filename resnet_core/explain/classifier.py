@@ -7,6 +7,7 @@ ResNet-18/50 loaded into our `variant="torchvision"` nets. Every model is return
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from .images import IMAGENET_CROP_FRACTION, to_model_input
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEMO_NAMES = ("plain20", "resnet20")
+# An uploaded checkpoint may be at most this large: ResNet-110's with its optimizer state is 14 MB, ResNet-1202's
+# 155 MB. The server's maxUploadSize (.streamlit/config.toml) refuses larger files before they reach Python.
+MAX_UPLOAD_BYTES = 50 * 2**20
+# CIFAR-10's class names (in its label order) and per-channel statistics of its 50,000 training images, [0, 1]
+# units: what a run's checkpoint, which names neither, was trained with when it was trained on CIFAR-10.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 # torchvision's original ImageNet weights (IMAGENET1K_V1): trained with the paper's recipe, as close to
 # Table 3/4 as public weights get.
 IMAGENET_NAMES = ("resnet18", "resnet50")
@@ -84,16 +92,51 @@ def from_checkpoint(path: str | os.PathLike, label: str | None = None) -> Classi
     """A classifier from a checkpoint whose metadata carries `classes` and which records its normalisation (as
     `export_classifier` writes them; the demo and reference files, older, carry per-channel `mean` and `std`)."""
     model, metadata = load_model(path)
+    return _with_classes(model, metadata, Path(path).name, label)
+
+
+def _with_classes(model: ResNet, metadata: dict, name: str, label: str | None = None) -> Classifier:
     try:
         classes = tuple(metadata["classes"])
     except (KeyError, TypeError):
         classes = ()
     if model.normalization is None or len(classes) != model.spec.num_classes:
-        raise InvalidCheckpointError(f"{Path(path).name} lacks the class names or the normalisation a classifier "
+        raise InvalidCheckpointError(f"{name} lacks the class names or the normalisation a classifier "
                                      f"needs ({model.spec.num_classes} names in metadata 'classes', and "
                                      "'normalization' or per-channel 'mean' and 'std').")
     return Classifier(label or metadata.get("label") or model.spec.name, model, classes, model.normalization,
                       test_error=metadata.get("test_error"))
+
+
+def uploaded_classifier(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Classifier:
+    """A classifier from the bytes of a `.safetensors` checkpoint of this project someone uploaded: a run's (as the
+    Runs page downloads it) or an exported one. Read by `load_model`, so refused exactly as `load_checkpoint`
+    refuses a file, and never unpickled, whatever its name says; raises `InvalidCheckpointError` in one sentence.
+
+    A run's checkpoint names no classes (its dataset stays on the machine that trained it): a 10-class CIFAR net
+    is taken to be a CIFAR-10 one, the only such dataset the app trains on besides the synthetic patterns.
+    """
+    shown = Path(name).name
+    if len(data) > max_bytes:
+        raise InvalidCheckpointError(f"{shown} is {len(data) / 2**20:,.1f} MB; a checkpoint may be at most "
+                                     f"{max_bytes / 2**20:,.0f} MB.")
+    with tempfile.TemporaryDirectory(prefix="resnet-upload-") as folder:
+        # This suffix makes load_model read safetensors: a pickle renamed .safetensors fails to parse, unexecuted.
+        path = Path(folder) / f"{Path(shown).stem or 'upload'}.safetensors"
+        path.write_bytes(data)
+        model, metadata = load_model(path)
+    label = f"{shown} ({model.spec.name})"
+    if "classes" in metadata:
+        return _with_classes(model, metadata, shown, label)
+    spec = model.spec
+    if spec.family != "cifar" or spec.num_classes != len(CIFAR10_CLASSES):
+        raise InvalidCheckpointError(f"{shown} names no classes, and only a 10-class CIFAR net's can be assumed "
+                                     "(CIFAR-10's); export it with its class names (metadata 'classes').")
+    # A run's checkpoint records its normalisation; one written before that was recorded was normalised per channel
+    # with its dataset's statistics: CIFAR-10's, as assumed above.
+    normalization = model.normalization or Normalization("per-channel", torch.tensor(CIFAR10_MEAN),
+                                                         torch.tensor(CIFAR10_STD))
+    return Classifier(f"{label}, CIFAR-10 classes assumed", model, CIFAR10_CLASSES, normalization)
 
 
 def demo_classifier(name: str) -> Classifier:
