@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from explorer import class_charts, classroom, runs
+from explorer import class_charts, classroom, plots, runs
 from resnet_core.runs.classroom import CELL_DEPTHS
 
 YOURS_BACKGROUND = "background-color: #fff3c4"
@@ -30,12 +30,17 @@ def room(hours: float, dataset: str | None, length: int | None, shown: tuple[lis
                 "Train page, and their curves grow while they train.", icon=":material/hourglass_empty:")
         return
     view = classroom.class_view(recent, dataset, length)
+    if not view.nets:  # each filter offers what some run has, not every pair of them
+        st.info(f"No run in the last {hours:g} hours is of {classroom.dataset_label(dataset)} and {length:,} "
+                "iterations: pick another dataset or length.", icon=":material/filter_alt_off:")
+        return
     table = classroom.summary_table(view.nets)
     # As text, so a missing number (a plain net has no Table 6 error) is blank: the grid shows a null as "None".
     errors = list(ERROR_COLUMNS)
     table[errors] = table[errors].map(lambda value: "" if pd.isna(value) else f"{value:.2f}")
     helps = {"final test error, median (%)": "Each person's latest finished run, then the median across people.",
-             "paper, Table 6 (%)": "CIFAR-10 test error of the paper's ResNet after 64k iterations (best of 5); "
+             "paper, Table 6 (%)": "CIFAR-10 test error of the paper's ResNet after 64k iterations (one run; "
+                                   "ResNet-110: best of 5); "
                                    "Fig. 6 gives the plain nets' curves only."}
     st.dataframe(table.style.apply(_yours, axis=1), hide_index=True, width="stretch", key="class_table",
                  column_config={
@@ -45,7 +50,8 @@ def room(hours: float, dataset: str | None, length: int | None, shown: tuple[lis
                      "running": st.column_config.NumberColumn(help="Training now, or starting."),
                      "stopped": st.column_config.NumberColumn(help="Cancelled, failed, diverged or interrupted."),
                      "you": st.column_config.TextColumn(help="Nets you have a run of, highlighted.")})
-    st.plotly_chart(class_charts.fig6_figure(view.nets, view.yours, runs.net_label), key="class_fig6")
+    plots.show(class_charts.fig6_figure(view.nets, view.yours, runs.net_label), key="class_fig6",
+               name=f"class-fig6-{dataset}-{length}-iterations")
     st.caption(":material/timeline: Each person counts once per net, with their latest finished or training run. "
                "Curves of runs still training end where they have got to; the median at each point is over the "
                "people who reached it (hover to see how many). Your own runs are black.")

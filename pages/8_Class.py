@@ -3,6 +3,7 @@ import streamlit as st
 
 from explorer import class_views, classroom, teacher
 from explorer.setup import setup_page
+from explorer.url_state import IN_URL
 
 setup_page("Class", ":material/groups:")
 st.title(":material/groups: Class")
@@ -17,15 +18,17 @@ if cell := classroom.your_cell():
             icon=":material/school:")
 
 hours_column, dataset_column, length_column = st.columns(3)
-hours = hours_column.number_input("Runs started in the last (hours)", 1, 24 * 14, 3, key="class_hours")
+hours = hours_column.number_input("Runs started in the last (hours)", 1, 24 * 14, 3, key="class_hours", bind=IN_URL)
 recent = classroom.recent_runs(hours)
 datasets, lengths = classroom.filter_choices(recent)
 dataset = length = None  # no runs yet: the filters appear with the first (the live part below reruns the page)
 if recent:
     class_views.keep_valid("class_dataset", datasets)
     class_views.keep_valid("class_length", lengths)
-    dataset = dataset_column.selectbox("Dataset", datasets, key="class_dataset", format_func=classroom.dataset_label)
-    length = length_column.selectbox("Length", lengths, key="class_length", format_func="{:,} iterations".format,
+    dataset = dataset_column.selectbox("Dataset", datasets, key="class_dataset", bind=IN_URL,
+                                       format_func=classroom.dataset_label)
+    length = length_column.selectbox("Length", lengths, key="class_length", bind=IN_URL,
+                                     format_func="{:,} iterations".format,
                                      help="Runs of other lengths follow other schedules: they are pooled apart.")
 
 

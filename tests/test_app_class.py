@@ -7,10 +7,11 @@ the server's dispatcher is held off, so nothing here waits on another process.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
-from conftest import REPO, ManualClock, app_plotly_array
+from conftest import REPO, ManualClock, app_assert_figures_download, app_plotly_array, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 from explorer import teacher
@@ -130,6 +131,17 @@ def test_an_empty_room_says_what_will_appear_and_a_first_run_brings_the_filters(
     at.run()  # the live part sees a dataset the filters do not offer, and reruns the page
     assert at.selectbox(key="class_dataset").value == "synthetic" and not at.info
     assert list(at.dataframe[0].value["net"]) == ["ResNet-32"]
+
+
+def test_a_link_to_the_page_reproduces_its_filters_and_the_figure_downloads(app_class_home):
+    add_run(app_class_home, "alice", "plain20", "finished", [0.8, 0.6, 0.5, 0.4])
+    add_run(app_class_home, "bob", "resnet20", "finished", [0.1] * 8, data="cifar10", iterations=80)
+    opened = app_url_round_trip(CLASS, {"class_hours": 5, "class_dataset": "cifar10", "class_length": 80})
+    # On the way there, CIFAR-10 with the first length (alice's 40) matched no run: the page said so, in one line.
+    assert list(opened.dataframe[0].value["net"]) == ["ResNet-20"]  # the link's filters, not the defaults
+    app_assert_figures_download(opened, data_figures=1)
+    config = json.loads(opened.get("plotly_chart")[0].proto.config)
+    assert config["toImageButtonOptions"]["filename"] == "class-fig6-cifar10-80-iterations"
 
 
 def test_the_teacher_key_is_accepted_once_and_taken_out_of_the_url(app_class_home):
