@@ -76,8 +76,10 @@ def _hand_out() -> None:
     _do(classroom.hand_out, int(st.session_state[LENGTH_KEY]))
 
 
+@st.fragment(run_every=5)
 def teacher_panel() -> None:
-    """Hand out the cells (with their length), stop, reset them; cancel anyone's queued or running run."""
+    """Hand out the cells (with their length), stop, reset them; cancel anyone's queued or running run. Live:
+    people arrive and take cells, and runs come and end, while the page stays open."""
     handing_out, iterations, counts = classroom.lesson()
     length = classroom.cell_length(iterations)
     # The field shows the cells' length when it changes (here, or in another tab); its first value is put in the
@@ -105,9 +107,8 @@ def teacher_panel() -> None:
             cancel_run()
 
 
-@st.fragment(run_every=5)
 def cancel_run() -> None:
-    """The teacher's cancel list, kept live: runs come and end while the page stays open."""
+    """The teacher's cancel list."""
     choices = classroom.active_choices()
     keep_valid("class_cancel_run", choices)
     run_id = st.selectbox("Anyone's queued or running run", list(choices), format_func=choices.get,

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.browser
 def test_upload_shows_bar_charts_and_overlays(app_server, browser_page, browser_ball_image):
     page = browser_page
     load(page, f"{app_server}/Classify")
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(browser_ball_image))
+    page.get_by_test_id("stMain").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(browser_ball_image))
     page.wait_for_selector("text=Top-5 classes", timeout=WAIT_MS)
     page.wait_for_selector(IDLE, timeout=FIRST_RUN_MS)  # the first answer loads both networks
 

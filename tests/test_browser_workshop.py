@@ -1,21 +1,29 @@
-"""The whole workshop path in Debian's Chromium, one step after another on one server and one data folder:
-home → build ResNet-56 → train plain-8 against ResNet-8 live → reload → both finish → Runs → classify an
-uploaded image with the trained ResNet-8 (beside its plain twin) and see its Grad-CAM.
+"""The whole workshop path in Debian's Chromium, one step after another on one server and one data folder, as
+docs/WORKSHOP.md's lesson goes: home → build ResNet-56 → the teacher hands out Fig. 6's cells → Train shows the
+participant's cell, and they train plain-8 against ResNet-8 live → reload → both finish → Runs → the Class page
+pools the room's runs → Experiments measures shattered gradients → classify an uploaded image with the trained
+ResNet-8 (beside its plain twin) and see its Grad-CAM.
 
-A screenshot of every step lands in test-artifacts/workshop/ (git-ignored) for a human to look at.
+A screenshot of every step lands in test-artifacts/workshop/ (git-ignored) for a human to look at; docs/WORKSHOP.md
+shows copies of them (docs/img/workshop_*.png).
 """
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 from conftest import WAIT_MS, eventually, no_errors, plots, screenshot, settle, wait_for_more_points
 
+from resnet_core.nets.specs import get_spec
+from resnet_core.runs import settings
 from resnet_core.runs.store import Store
+from resnet_core.training.recipe import Recipe
 
 # ~0.05-0.1 s per iteration of ResNet-8 at batch 16 on one thread: both runs end within a minute, even loaded.
 ITERATIONS, BATCH, TEST_EVERY = 200, 16, 20
 RESNET56_PARAMS = 853_018  # Table 6 rounds it to 0.85 M
+TEACHER_KEY = "chalk-and-talk"
 
 pytestmark = pytest.mark.browser
 
@@ -28,10 +36,12 @@ def open_page(page, link_name: str, title: str) -> None:
     settle(page)
 
 
-def choose(page, label: str, option: str | re.Pattern) -> None:
-    """Pick `option` (its whole text, or a pattern) in the selectbox labelled `label` (the caller waits for what
-    the rerun changes)."""
+def choose(page, label: str, option: str | re.Pattern, search: str | None = None) -> None:
+    """Pick `option` (its whole text, or a pattern) in the selectbox labelled `label`, typing `search` first to
+    narrow a long list (the list draws only the options in view); the caller waits for what the rerun changes."""
     page.get_by_role("combobox", name=label).click()
+    if search:
+        page.keyboard.type(search)
     page.get_by_role("option", name=option, exact=isinstance(option, str)).click()
 
 
@@ -45,6 +55,40 @@ def run_card(page, card: str, status: str = ""):
     """The title line of a run's card on the Train page, e.g. `#2 ResNet-8 on synthetic · check_circle finished`."""
     return page.get_by_test_id("stMarkdownContainer").filter(
         has_text=re.compile(rf"^{card} on synthetic · .*{status}"))
+
+
+def add_classmates_runs(store: Store) -> None:
+    """Finished runs of six other people, one Fig. 6 cell each, as their training processes would have written
+    them (no checkpoints): the deeper the plain net, the higher its error; the residual nets the other way round.
+    Written before the server starts, so its dispatcher never sees them queued."""
+    for person, depth in enumerate((20, 32, 44, 56, 20, 32)):
+        for kind, final in (("plain", 0.45 + depth / 200), ("resnet", 0.45 - depth / 400)):
+            recipe = Recipe(iterations=ITERATIONS, batch_size=BATCH, eval_interval=TEST_EVERY).to_dict()
+            (run_id,) = store.create_runs([dict(name=f"cell {depth}", spec=get_spec(f"{kind}{depth}").to_dict(), recipe=recipe,
+                                                data="synthetic", device="cpu", precision="fp32", seed=person)],
+                                          owner=f"classmate-{person}")
+            store.claim(run_id, os.getpid())
+            rows = []
+            for iteration in range(TEST_EVERY, ITERATIONS + 1, TEST_EVERY):
+                error = 0.9 - (0.9 - final) * iteration / ITERATIONS + 0.01 * person
+                rows += [{"iteration": iteration, "kind": "train", "epoch": 0, "error": error,
+                          "smoothed_error": error},
+                         {"iteration": iteration, "kind": "test", "epoch": 0, "error": error + 0.03, "loss": 1.0}]
+            store.add_metrics(run_id, rows)
+            store.finish(run_id, "finished")
+
+
+def own_runs(store: Store) -> list:
+    """The runs this test's participant started (the classmates' were there before)."""
+    return [run for run in store.runs() if not (run.owner or "").startswith("classmate-")]
+
+
+@pytest.fixture(scope="module")
+def app_server_settings(app_server_settings) -> dict[str, str]:
+    """The conftest's settings and a teacher key (this lesson has a teacher); the classmates' runs are in the
+    store before the server starts."""
+    add_classmates_runs(Store(app_server_settings[settings.HOME_VARIABLE]))
+    return {**app_server_settings, settings.TEACHER_KEY_VARIABLE: TEACHER_KEY}
 
 
 # ------------------------------------------------------------------------------------------- the path
@@ -63,7 +107,7 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
         links = main.get_by_test_id("stPageLink").all_inner_texts()
         # Each link reads "<icon name> <page>", e.g. "account_tree Architecture".
         assert [link.split()[-1] for link in links] == ["Architecture", "Compare", "Train", "Runs", "Classify",
-                                                         "Inside", "Experiments"], links
+                                                         "Inside", "Experiments", "Class"], links
         assert len(plots(page)) == 1  # the residual block figure
 
     eventually(home_drawn)
@@ -79,6 +123,9 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
     main.locator("h3", has_text="ResNet-18").wait_for(timeout=WAIT_MS)  # the family's first depth
     settle(page)
     choose(page, "Dataset family", "CIFAR-10 (32×32 images)")
+    main.locator("h3", has_text="ResNet-56").wait_for(timeout=WAIT_MS)  # back in its family: the page's own net
+    settle(page)
+    choose(page, "Depth (weighted layers)", "20")
     main.locator("h3", has_text="ResNet-20").wait_for(timeout=WAIT_MS)
     settle(page)
     choose(page, "Depth (weighted layers)", "56")
@@ -120,11 +167,31 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
     no_errors(page)
     screenshot(page, "workshop/2_architecture_resnet56.png")
 
-    # 3. Train: the 8-layer preset on synthetic data, short, and watch the curves grow.
+    # 3. The teacher, on their own laptop, opens the Class page with the key and hands out cells of ITERATIONS.
+    teacher = page.context.browser.new_page(viewport=page.viewport_size)
+    teacher.goto(f"{app_server}/Class?key={TEACHER_KEY}")
+    teacher.locator("h3", has_text="Teacher").wait_for(timeout=WAIT_MS)
+    settle(teacher)
+    assert "key=" not in teacher.url  # out of the address bar before the teacher shares their screen
+    length = teacher.get_by_role("spinbutton", name="Each cell's length (iterations)")
+    length.fill(str(ITERATIONS))
+    length.press("Enter")
+    settle(teacher)
+    teacher.get_by_role("button", name="Hand out cells").click()
+    teacher.get_by_text(f"Handing out cells of {ITERATIONS} iterations").wait_for(timeout=WAIT_MS)
+
+    # 4. Train: the participant's cell is waiting, preselected; they train the 8-layer preset instead (fast).
     open_page(page, "Train", "Train")
+    cell = f"Your part of Fig. 6: plain-20 and ResNet-20, {ITERATIONS} iterations"  # the first to arrive: 20
+    page.get_by_text(cell).wait_for(timeout=WAIT_MS)
+    nets = page.get_by_test_id("stMultiSelect")
+    for net in ("plain-20", "ResNet-20"):
+        nets.get_by_text(net, exact=True).wait_for(timeout=WAIT_MS)
+    assert page.get_by_role("spinbutton", name="Number of iterations").input_value() == str(ITERATIONS)
+    no_errors(page)
+    screenshot(page, "workshop/3_train_your_cell.png")
     page.get_by_role("button", name="8 layers").click()
     # Each change reruns the script; the next widget must not be touched before the rerun has applied it.
-    nets = page.get_by_test_id("stMultiSelect")
     nets.get_by_text("plain-8", exact=True).wait_for(timeout=WAIT_MS)
     settle(page)
     cifar_note = page.get_by_text("CIFAR-10 is not here yet")
@@ -144,9 +211,9 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
     page.get_by_role("button", name="Start").click()
 
     first = wait_for_more_points(page, 0)
-    assert "running" in {run.status for run in store.runs()}  # the curve grows while they train
+    assert "running" in {run.status for run in own_runs(store)}  # the curve grows while they train
     grown = wait_for_more_points(page, first + 4)
-    runs = store.runs()
+    runs = own_runs(store)
     assert [(run.model, run.data) for run in runs] == [("plain8", "synthetic"), ("resnet8", "synthetic")]
     for run in runs:  # what was typed is what the runs were given
         recipe = run.recipe
@@ -157,9 +224,9 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
     cards = [f"#{plain_id} plain-8", f"#{resnet_id} ResNet-8"]
     for card in cards:
         run_card(page, card).wait_for(timeout=WAIT_MS)
-    screenshot(page, "workshop/3_train_live.png")
+    screenshot(page, "workshop/4_train_live.png")
 
-    # 4. Reload: the same runs and the whole curves come back; then both finish.
+    # 5. Reload: the same runs and the whole curves come back; then both finish.
     page.reload()
     page.locator("h1", has_text="Train").wait_for(timeout=WAIT_MS)
     after_reload = wait_for_more_points(page, 0)
@@ -168,12 +235,12 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
         run_card(page, card).wait_for(timeout=WAIT_MS)
 
     def both_finished() -> None:
-        statuses = [(run.model, run.status, run.error) for run in store.runs()]
+        statuses = [(run.model, run.status, run.error) for run in own_runs(store)]
         assert not {status for _, status, _ in statuses} & {"failed", "diverged", "cancelled"}, statuses
         assert {status for _, status, _ in statuses} == {"finished"}, statuses
 
     eventually(both_finished, timeout=120)
-    assert all(store.latest_checkpoint(run.id) for run in store.runs())
+    assert all(store.latest_checkpoint(run.id) for run in own_runs(store))
 
     def page_shows_finished() -> None:
         for card in cards:
@@ -189,9 +256,9 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
 
     eventually(page_shows_finished)
     no_errors(page)
-    screenshot(page, "workshop/4_train_finished_after_reload.png")
+    screenshot(page, "workshop/5_train_finished_after_reload.png")
 
-    # 5. Runs: both listed as finished, all their iterations done, their curves overlaid.
+    # 6. Runs: both listed as finished, all their iterations done, their curves overlaid.
     open_page(page, "Runs", "Runs")
 
     def runs_listed() -> None:
@@ -199,8 +266,8 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
         assert rows, "the runs table has no rows yet"
         header = rows[0]
         shown = {row[header.index("run")]: row for row in rows[1:]}
-        assert set(shown) == {str(plain_id), str(resnet_id), "-1", "-2", "-3", "-4"}, rows  # and the references
-        assert {shown[str(run_id)][header.index("status")] for run_id in (-1, -2, -3, -4)} == {"reference"}
+        # The grid draws only the rows in view: the newest first, the participant's pair on top.
+        assert {str(plain_id), str(resnet_id)} <= set(shown), rows
         for run_id, net in ((plain_id, "plain-8"), (resnet_id, "ResNet-8")):
             row = shown[str(run_id)]
             assert (row[header.index("status")], row[header.index("net")], row[header.index("dataset")],
@@ -211,21 +278,56 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
 
     eventually(runs_listed)
     no_errors(page)
-    screenshot(page, "workshop/5_runs.png")
+    screenshot(page, "workshop/6_runs.png")
 
-    # 6. Classify: the trained ResNet-8 (left) beside its plain twin on an uploaded image, with Grad-CAM.
+    # 7. Class, on the teacher's open page: the participant's pair and six classmates' cells pooled into Fig. 6.
+    teacher_main = teacher.get_by_test_id("stMain")
+
+    def room_pooled() -> None:
+        rows = grid_rows(teacher_main.get_by_test_id("stDataFrame").first)
+        assert rows, "the Class table has no rows yet"
+        header, body = rows[0], rows[1:]
+        shown = {row[header.index("net")]: row for row in body}
+        assert list(shown) == ["plain-8", "plain-20", "plain-32", "plain-44", "plain-56", "ResNet-8", "ResNet-20",
+                               "ResNet-32", "ResNet-44", "ResNet-56"], rows
+        assert [shown[net][header.index("people")] for net in ("plain-20", "ResNet-56")] == ["2", "1"], rows
+        assert shown["ResNet-56"][header.index("paper, Table 6 (%)")] == "6.97", rows
+        assert {shown[net][header.index("you")] for net in ("plain-8", "ResNet-8")} == {""}  # the teacher's view
+        assert "People per cell: 20 layers: 1, 32 layers: 0" in teacher_main.inner_text()  # the participant's
+        names = {trace["name"] for trace in plots(teacher)[0]}
+        assert {"plain-56 test", "ResNet-56 test", "plain-8 test"} <= names, names
+
+    eventually(room_pooled)
+    no_errors(teacher)
+    screenshot(teacher, "workshop/7_class.png")
+    teacher.close()
+
+    # 8. Experiments: shattered gradients need no data and take seconds; plain against residual at 8 and 20.
+    open_page(page, "Experiments", "Experiments")
+    page.get_by_role("tab", name="Shattered gradients").click()
+    page.get_by_text("Measure (a few seconds per net)").click()  # the label: the switch itself sits under it
+
+    def shattering_drawn() -> None:
+        names = {trace["name"] for chart in plots(page) for trace in chart}
+        assert any(name and "plain" in name.lower() for name in names), names
+
+    eventually(shattering_drawn, timeout=120)
+    no_errors(page)
+    screenshot(page, "workshop/8_experiments_shattering.png")
+
+    # 9. Classify: the trained ResNet-8 (left) beside its plain twin on an uploaded image, with Grad-CAM.
     open_page(page, "Classify", "Classify")
     assert page.get_by_role("combobox", name="Method").input_value() == "Grad-CAM"  # the default
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(browser_ball_image))
+    main.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(browser_ball_image))
     page.get_by_text("Top-5 classes").first.wait_for(timeout=WAIT_MS)  # the default networks answer first
     settle(page)
     resnet_label = f"run {resnet_id}: resnet8 on synthetic"
     plain_label = f"run {plain_id}: plain8 on synthetic"
     # A model's option is its label and, once measured, its test error: ", 88.3 % test error".
-    choose(page, "Left network", re.compile(rf"^{re.escape(resnet_label)}(, |$)"))
+    choose(page, "Left network", re.compile(rf"^{re.escape(resnet_label)}(, |$)"), search=resnet_label)
     main.locator("h3", has_text=resnet_label).wait_for(timeout=WAIT_MS)
     settle(page)
-    choose(page, "Right network", re.compile(rf"^{re.escape(plain_label)}(, |$)"))
+    choose(page, "Right network", re.compile(rf"^{re.escape(plain_label)}(, |$)"), search=plain_label)
     main.locator("h3", has_text=plain_label).wait_for(timeout=WAIT_MS)
     settle(page)
     assert page.get_by_role("combobox", name="Left network").input_value().startswith(resnet_label)
@@ -252,4 +354,4 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
 
     eventually(answers_drawn)
     no_errors(page)
-    screenshot(page, "workshop/6_classify_gradcam.png")
+    screenshot(page, "workshop/9_classify_gradcam.png")
