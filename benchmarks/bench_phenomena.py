@@ -1,6 +1,6 @@
 """Does the Train page show what the paper shows? Each preset's pair at its default length, on real CIFAR-10 images.
 
-    .venv/bin/python -m benchmarks.bench_phenomena [--seeds 0 1 2] [--iterations N]
+    .venv/bin/python -m benchmarks.bench_phenomena [--seeds 0 1 2] [--iterations N] [--normalization per-pixel]
 
 Trains plain-20, ResNet-20, plain-56 and ResNet-56 for each seed with `python -m resnet_core train --model M
 --data FOLDER --iterations N --seed S --threads 1` (no recipe flag: the short-run rule the Train page's Start
@@ -34,7 +34,7 @@ from benchmarks.bench_training import HOME, extracted  # noqa: E402
 from explorer.presets import PRESETS  # noqa: E402
 from resnet_core.runs.store import Store  # noqa: E402
 from resnet_core.training.data import load_data  # noqa: E402
-from resnet_core.training.recipe import Recipe  # noqa: E402
+from resnet_core.training.recipe import NORMALIZATIONS, Recipe  # noqa: E402
 
 PAIRS = (("plain56", "resnet56"), ("plain20", "resnet20"))  # trained together: similar speeds share the cores
 # preset label -> (the net that must be worse, the net that must be better, the least margin; negative: a tolerance)
@@ -54,12 +54,14 @@ class Result:
     train_error_every_50: list[float]  # the curve's shape: were the two nets level all along, or did one pull away?
 
 
-def train_pair(models: tuple[str, str], seed: int, iterations: int, folder: Path, home: Path) -> list[Result]:
+def train_pair(models: tuple[str, str], seed: int, iterations: int, folder: Path, home: Path,
+               normalization: str | None = None) -> list[Result]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RESNET_EXPLORER_HOME": str(home)}
     started = time.perf_counter()
     processes = {model: subprocess.Popen(
         [sys.executable, "-m", "resnet_core", "train", "--model", model, "--data", str(folder), "--iterations",
-         str(iterations), "--seed", str(seed), "--threads", "1", "--name", f"{model} seed {seed}"],
+         str(iterations), "--seed", str(seed), "--threads", "1", "--name", f"{model} seed {seed}",
+         *(["--normalization", normalization] if normalization else [])],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=(home / f"{model}-{seed}.log").open("w"), text=True)
         for model in models}
     walls = {}
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, help="override the presets' length (default: theirs)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--normalization", choices=NORMALIZATIONS,
+                        help="the runs' input normalisation (default: the short-run recipe's, per channel)")
     args = parser.parse_args()
     folder = extracted()
     if folder is None:
@@ -109,7 +113,7 @@ def main() -> None:
     print(f"{'net':<9} {'seed':>4} {'train err':>9} {'test err':>8} {'wall s':>7}")
     for seed in args.seeds:
         for pair in PAIRS:
-            for result in train_pair(pair, seed, iterations, folder, home):
+            for result in train_pair(pair, seed, iterations, folder, home, args.normalization):
                 results[result.model, seed] = result
                 print(f"{result.model:<9} {seed:>4} {result.train_error:9.3f} {result.test_error:8.3f} "
                       f"{result.wall_s:7.1f}", flush=True)
