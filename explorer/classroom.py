@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 import resnet_core as rc
-from explorer import presets, runs, teacher
+from explorer import presets, run_history, runs, teacher
 from explorer.training_charts import RunCurves
 from resnet_core.runs.classroom import CELL_DEPTHS, Assignment
 from resnet_core.runs.pooling import POOLED, NetPool, RunRows, pool_nets
@@ -66,26 +66,21 @@ def class_view(recent: list[Run], dataset: str, iterations: int) -> ClassView:
 
 
 def paper_error(model: str) -> float | None:
-    """Table 6's CIFAR-10 test error (%) of a paper net; None for plain nets (Fig. 6 gives only their curves)."""
+    """Table 6's CIFAR-10 test error (%) of a paper net; None for plain and custom nets."""
     try:
-        facts = rc.paper_facts(rc.get_spec(model))
+        return run_history.table6_error(rc.get_spec(model))
     except ValueError:  # a custom net's name
         return None
-    return next((fact.value for fact in facts if fact.quantity == "CIFAR-10 test error"), None)
 
 
 def summary_table(nets: list[NetPool]) -> pd.DataFrame:
     """One line per net: people, runs by status, the pooled final test error beside Table 6's, and "you"."""
     rows = [{"net": runs.net_label(net.model), "people": net.people, "runs": net.runs, **net.counts,
-             "final test error, median (%)": _percent(pd.Series(net.final).median() if net.final else None),
-             "lowest (%)": _percent(min(net.final, default=None)),
-             "highest (%)": _percent(max(net.final, default=None)),
+             "final test error, median (%)": run_history.percent(pd.Series(net.final).median() if net.final else None),
+             "lowest (%)": run_history.percent(min(net.final, default=None)),
+             "highest (%)": run_history.percent(max(net.final, default=None)),
              "paper, Table 6 (%)": paper_error(net.model), "you": "you" if net.yours else ""} for net in nets]
     return pd.DataFrame(rows).astype({"paper, Table 6 (%)": float})
-
-
-def _percent(value: float | None) -> float:
-    return float("nan") if value is None else 100 * float(value)
 
 
 # ------------------------------------------------------------------------------------------- assignments

@@ -20,10 +20,14 @@ def _paper_errors(run: Run) -> tuple[float | None, float | None]:
     if Recipe.from_dict({**run.recipe, "eval_interval": None}) != paper_recipe(spec):
         return None, None
     if spec.family == "cifar":
-        facts = [fact for fact in paper_facts(spec) if fact.quantity == "CIFAR-10 test error"]
-        return (facts[0].value if facts and run.data == "cifar10" else None), None
+        return (table6_error(spec) if run.data == "cifar10" else None), None
     facts = {fact.quantity: fact.value for fact in paper_facts(spec) if fact.table == "Table 3"}
     return facts.get("ImageNet top-1 error"), facts.get("ImageNet top-5 error")
+
+
+def table6_error(spec: NetSpec) -> float | None:
+    """Table 6's CIFAR-10 test error (%) of a paper net; None for the others (plain nets have only Fig. 6's curves)."""
+    return next((fact.value for fact in paper_facts(spec) if fact.quantity == "CIFAR-10 test error"), None)
 
 
 def history() -> pd.DataFrame:
@@ -39,8 +43,8 @@ def history() -> pd.DataFrame:
             "id": run.id, "name": run.name, "status": status_text(db, run, positions), "net": net_label(run.model),
             "dataset": run.data,
             "iterations": summary["iterations_done"],
-            "train error (%)": _percent(last_train[-1]["smoothed_error"] if last_train else None),
-            "test error (%)": _percent(summary["test_error"]),
+            "train error (%)": percent(last_train[-1]["smoothed_error"] if last_train else None),
+            "test error (%)": percent(summary["test_error"]),
             **dict(zip(("paper top-1 (%)", "paper top-5 (%)"), _paper_errors(run))),
             "recipe": Recipe.from_dict(run.recipe).describe(),
             "duration": duration_text(end - run.started if run.started else None),
@@ -63,8 +67,9 @@ def damaged() -> dict[int, str]:
     return store().damaged_runs()
 
 
-def _percent(value: float | None) -> float:
-    return float("nan") if value is None else 100 * value
+def percent(value: float | None) -> float:
+    """A fraction as a percentage for a table; NaN (an empty cell) for None."""
+    return float("nan") if value is None else 100 * float(value)
 
 
 def metrics_csv(run_id: int) -> bytes:
