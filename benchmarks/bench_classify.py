@@ -53,7 +53,7 @@ def main() -> None:
     print(f"threads {args.threads}, median of {args.repeats}, ms per image")
     for name in ("resnet20", "resnet56"):
         model = demo_classifier(name).model if name == "resnet20" else rc.build_model(name).eval()
-        x = rc.to_model_input(image, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+        x = rc.to_model_input(image, 32, rc.Normalization.from_stats((0.49, 0.48, 0.45), (0.25, 0.24, 0.26)))
         with torch.no_grad():
             row = {"predict": median_ms(lambda: model(x).softmax(-1), args.repeats)}
         for method in METHODS:

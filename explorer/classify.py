@@ -127,7 +127,7 @@ def predict(choice: str, data: bytes) -> Prediction:
 def _predict(choice: str, _stamp: int, data: bytes) -> Prediction:
     model = models.classifier(choice)
     x = model.model_input(decode(data))
-    seen = np.asarray(rc.model_input_to_image(x, model.mean, model.std))
+    seen = np.asarray(model.seen_image(x))
     return Prediction(seen, model.top_k(x, 5))
 
 

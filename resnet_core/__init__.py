@@ -33,6 +33,7 @@ _EXPORTS = {
     **{name: ("errors", name) for name in ("DatasetError", "StoreError", "UserError")},
     **{name: ("evaluate", name) for name in ("EvaluationReport", "evaluate", "evaluate_run", "evaluation_report")},
     **{name: ("recipe", name) for name in ("Recipe", "paper_recipe", "training_recipe")},
+    "Normalization": ("augment", "Normalization"),
     "Store": ("store", "Store"),
     **{name: ("train", name) for name in ("RunEnd", "TestMetrics", "TrainMetrics", "train")},
     **{name: ("classifier", name) for name in ("Classifier", "WeightsUnavailableError", "demo_classifier",

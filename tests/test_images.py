@@ -12,9 +12,10 @@ from PIL import Image
 
 from resnet_core.explain.images import (IMAGENET_CROP_FRACTION, InvalidImageError, load_image, model_input_to_image,
                                         to_model_input)
+from resnet_core.training.augment import Normalization
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR = Normalization.from_stats((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -68,14 +69,14 @@ def test_path_with_any_extension_is_read_by_content(tmp_path):
 def test_one_pixel_image():
     image = load_image(encode(Image.new("RGB", (1, 1), RED), "PNG"))
     assert image.size == (1, 1) and image.getpixel((0, 0)) == RED
-    assert to_model_input(image, 32, CIFAR_MEAN, CIFAR_STD).shape == (1, 3, 32, 32)
+    assert to_model_input(image, 32, CIFAR).shape == (1, 3, 32, 32)
 
 
 def test_24_megapixel_photo_is_accepted_and_resized_quickly():
     photo = encode(two_colour(size=(6000, 4000)), "JPEG", quality=80)
     start = time.perf_counter()
     image = load_image(photo)
-    x = to_model_input(image, 32, CIFAR_MEAN, CIFAR_STD)
+    x = to_model_input(image, 32, CIFAR)
     assert image.mode == "RGB" and image.size == (6000, 4000)
     assert x.shape == (1, 3, 32, 32)
     assert time.perf_counter() - start < 5
@@ -192,22 +193,22 @@ def test_pixel_limit_is_configurable():
 def test_model_input_keeps_aspect_and_crops_the_centre():
     wide = Image.new("RGB", (300, 100), BLUE)
     wide.paste(RED, (100, 0, 200, 100))  # only the centre square is red
-    x = to_model_input(wide, 32, (0, 0, 0), (1, 1, 1))
+    x = to_model_input(wide, 32, Normalization.from_stats((0, 0, 0), (1, 1, 1)))
     assert x.shape == (1, 3, 32, 32)
     assert torch_allclose(x[0, :, 16, 16], (1.0, 0.0, 0.0))
     assert x[0, 2, :, 1:-1].max() < 0.05  # no blue from the sides (the border pixels blend in a little)
 
 
 def test_imagenet_crop_fraction():
-    x = to_model_input(Image.new("RGB", (640, 480)), 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+    x = to_model_input(Image.new("RGB", (640, 480)), 224, Normalization.from_stats((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
                        crop_fraction=IMAGENET_CROP_FRACTION)
     assert x.shape == (1, 3, 224, 224)
 
 
 def test_model_input_round_trips_to_the_image_the_network_sees():
     pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    x = to_model_input(Image.fromarray(pixels), 32, CIFAR_MEAN, CIFAR_STD)
-    seen = model_input_to_image(x, CIFAR_MEAN, CIFAR_STD)
+    x = to_model_input(Image.fromarray(pixels), 32, CIFAR)
+    seen = model_input_to_image(x, CIFAR)
     assert seen.size == (32, 32) and seen.mode == "RGB"
     assert np.abs(np.asarray(seen).astype(int) - pixels).max() <= 1
 

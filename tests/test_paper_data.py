@@ -12,7 +12,7 @@ from torch import nn
 
 from resnet_core.explain import trained  # its test_pipeline, imported bare, would be collected as a test
 from resnet_core.explain.catalog import reference
-from resnet_core.explain.classifier import export_classifier, from_checkpoint, run_classifier
+from resnet_core.explain.classifier import Classifier, export_classifier, from_checkpoint, run_classifier
 from resnet_core.nets.model import ResNet
 from resnet_core.nets.specs import get_spec
 from resnet_core.runs.store import Store
@@ -252,9 +252,9 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     recorded = load_training_checkpoint(path).normalization
     assert recorded.kind == "per-pixel" and torch.equal(recorded.mean, data.pixel_mean)
     classifier = run_classifier(store, ids["per-pixel"])
-    assert torch.equal(classifier.mean, data.pixel_mean)
+    assert torch.equal(classifier.normalization.mean, data.pixel_mean)
     export_classifier(tmp_path / "exported.safetensors", classifier)
-    assert torch.equal(from_checkpoint(tmp_path / "exported.safetensors").mean, data.pixel_mean)
+    assert torch.equal(from_checkpoint(tmp_path / "exported.safetensors").normalization.mean, data.pixel_mean)
     model = ResNet(spec)
     model.load_state_dict(load_training_checkpoint(path).model_state)
     expected = evaluation_report(model, data, Recipe())  # per-pixel, from the data
@@ -265,10 +265,30 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     old = load_training_checkpoint(old_path)
     save_checkpoint(old_path, dataclasses.replace(old, normalization=None))
     legacy = run_classifier(store, ids["per-channel"])
-    assert torch.equal(legacy.mean, data.channel_mean) and torch.equal(legacy.std, data.channel_std)
+    assert torch.equal(legacy.normalization.mean, data.channel_mean)
+    assert torch.equal(legacy.normalization.std, data.channel_std)
     model.load_state_dict(old.model_state)
     assert evaluate_run(store, ids["per-channel"]).test_error == evaluation_report(
         model, data, Recipe(per_pixel_mean=False)).test_error
+
+
+def test_an_imagenet_net_with_a_mean_image_classifies_an_upload_as_its_test_pipeline_sees_it(tmp_path):
+    # §3.4's nets keep a 256 x 256 mean image and are tested on the centre 224 of images resized to 256: an uploaded
+    # photo must get exactly that (it crashed on the mean image's size before).
+    model = ResNet(get_spec("resnet18", num_classes=3)).eval()
+    mean_image = torch.rand(3, 256, 256, generator=seeded(1))
+    model.normalization = Normalization("per-pixel", mean_image, torch.ones(3))
+    path = tmp_path / "imagenet-net.safetensors"
+    export_classifier(path, Classifier("net", model, ("a", "b", "c"), model.normalization))
+    classifier = from_checkpoint(path)
+    pixels = torch.randint(0, 256, (3, 256, 256), dtype=torch.uint8, generator=seeded(2))
+    x = classifier.model_input(Image.fromarray(pixels.permute(1, 2, 0).numpy()))
+    pipeline = Pipeline("scale-crop", 224, classifier.normalization)
+    assert x.shape == (1, 3, 224, 224)
+    assert torch.allclose(x, pipeline.test_batch(pixels[None]), atol=1e-6)
+    assert torch.equal(TF.pil_to_tensor(classifier.seen_image(x)), pixels[:, 16:240, 16:240])
+    photo = Image.fromarray(torch.randint(0, 256, (480, 640, 3), dtype=torch.uint8, generator=seeded(3)).numpy())
+    assert len(classifier.top_k(classifier.model_input(photo))) == 3
 
 
 def test_the_paper_table_shows_top5_beside_top1_where_the_paper_has_it():

@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..nets.model import ResNet, build_model
 from ..training.augment import Normalization
 from ..training.checkpoint import InvalidCheckpointError, load_model, one_line, save_model
-from .images import IMAGENET_CROP_FRACTION, to_model_input
+from .images import IMAGENET_CROP_FRACTION, model_input_to_image, to_model_input
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEMO_NAMES = ("plain20", "resnet20")
@@ -46,7 +46,6 @@ class Classifier:
     model: ResNet
     classes: tuple[str, ...]
     normalization: Normalization  # what it was trained with: per pixel (a mean image) or per channel
-    crop_fraction: float = 1.0  # see images.to_model_input
     test_error: float | None = None  # fraction, where measured
 
     @property
@@ -54,21 +53,22 @@ class Classifier:
         return self.model.spec.input_size
 
     @property
-    def mean(self) -> torch.Tensor:
-        """(3, S, S) mean image or (3,) channel means, [0, 1] units."""
-        return self.normalization.mean
-
-    @property
-    def std(self) -> torch.Tensor:
-        return self.normalization.std
+    def crop_fraction(self) -> float:
+        """How much of an image's shorter side the net sees (see images.to_model_input): ImageNet nets were tested on
+        the centre 224 of images resized to 256 (§3.4), CIFAR nets on whole images."""
+        return IMAGENET_CROP_FRACTION if self.model.spec.family == "imagenet" else 1.0
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, S, S) images, already of the net's input size, as the net sees them."""
         return self.normalization(images)
 
     def model_input(self, image: Image.Image) -> torch.Tensor:
-        """(1, 3, S, S): `image` resized, cropped and normalised as this network was trained."""
-        return to_model_input(image, self.input_size, self.mean, self.std, crop_fraction=self.crop_fraction)
+        """(1, 3, S, S): `image` resized, cropped and normalised as this network was tested."""
+        return to_model_input(image, self.input_size, self.normalization, crop_fraction=self.crop_fraction)
+
+    def seen_image(self, x: torch.Tensor) -> Image.Image:
+        """The picture in a (1, 3, S, S) `model_input`: the image as this network sees it."""
+        return model_input_to_image(x, self.normalization)
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,8 +134,7 @@ def uploaded_classifier(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTE
                                      "(CIFAR-10's); export it with its class names (metadata 'classes').")
     # A run's checkpoint records its normalisation; one written before that was recorded was normalised per channel
     # with its dataset's statistics: CIFAR-10's, as assumed above.
-    normalization = model.normalization or Normalization("per-channel", torch.tensor(CIFAR10_MEAN),
-                                                         torch.tensor(CIFAR10_STD))
+    normalization = model.normalization or Normalization.from_stats(CIFAR10_MEAN, CIFAR10_STD)
     return Classifier(f"{label}, CIFAR-10 classes assumed", model, CIFAR10_CLASSES, normalization)
 
 
@@ -207,5 +206,4 @@ def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
     transform = weights.transforms()
     return Classifier(f"ResNet-{name.removeprefix('resnet')} (ImageNet)", model.eval(),
                       tuple(weights.meta["categories"]),
-                      Normalization("per-channel", torch.tensor(transform.mean), torch.tensor(transform.std)),
-                      crop_fraction=IMAGENET_CROP_FRACTION)
+                      Normalization.from_stats(transform.mean, transform.std))

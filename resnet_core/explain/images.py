@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from ..training.augment import Normalization
 
 # Pillow's format names; `Image.open(formats=…)` never even tries another plugin, which keeps
 # code for formats we do not promise (TIFF, ICO, EPS, …) out of reach of uploaded bytes.
@@ -23,7 +24,7 @@ ALLOWED_FORMATS_TEXT = "PNG, JPEG, WebP, GIF or BMP"
 # For file pickers only: `load_image` goes by content, whatever the name says.
 ALLOWED_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif", "bmp")
 DEFAULT_MAX_PIXELS = 40_000_000
-# torchvision's ImageNet evaluation: resize the shorter side to 256, centre-crop 224.
+# ImageNet evaluation (§3.4, [21]; torchvision's too): resize the shorter side to 256, centre-crop 224.
 IMAGENET_CROP_FRACTION = 224 / 256
 # 16-bit samples (0…65535) map onto 8-bit (0…255) by dividing by 65535/255.
 _SIXTEEN_BIT_PER_EIGHT_BIT = 257
@@ -108,15 +109,15 @@ def _first_line(error: Exception) -> str:
     return text[0].rstrip(".") if text else type(error).__name__
 
 
-def to_model_input(image: Image.Image, input_size: int, mean: Sequence[float] | torch.Tensor,
-                   std: Sequence[float] | torch.Tensor, *, crop_fraction: float = 1.0) -> torch.Tensor:
+def to_model_input(image: Image.Image, input_size: int, normalization: Normalization, *,
+                   crop_fraction: float = 1.0) -> torch.Tensor:
     """The normalised (1, 3, input_size, input_size) tensor a network of that input size sees.
 
     The shorter side is resized to `input_size / crop_fraction` and the centre square cropped:
     the aspect ratio is kept (a squashed photo is not what any net was trained on). CIFAR images
     are full-frame objects, so CIFAR nets use `crop_fraction=1.0` (the whole shorter side);
-    torchvision's ImageNet weights expect `IMAGENET_CROP_FRACTION` (resize 256, crop 224). `mean` is per channel
-    (3 values) or a (3, input_size, input_size) mean image (§4.2's per-pixel mean).
+    ImageNet nets are tested on the centre 224 of images resized to 256 (`IMAGENET_CROP_FRACTION`, §3.4).
+    `normalization` is the network's own (a larger mean image is cropped at its centre, as in testing).
     """
     if not 0 < crop_fraction <= 1:
         raise ValueError(f"crop_fraction must be in (0, 1]; got {crop_fraction!r}.")
@@ -129,26 +130,15 @@ def to_model_input(image: Image.Image, input_size: int, mean: Sequence[float] | 
     resized = image.resize(resized_size, Image.Resampling.BILINEAR, reducing_gap=3.0)
     left, top = (resized_size[0] - input_size) // 2, (resized_size[1] - input_size) // 2
     square = resized.crop((left, top, left + input_size, top + input_size))
-    pixels = torch.from_numpy(np.array(square)).permute(2, 0, 1).float() / 255  # (3, H, W) in [0, 1]
-    mean_t, std_t = _channel_stats(mean, std)
-    return ((pixels - mean_t) / std_t).unsqueeze(0)  # (1, 3, H, W)
+    pixels = torch.from_numpy(np.array(square)).permute(2, 0, 1)  # uint8 (3, H, W)
+    return normalization.to("cpu")(pixels).unsqueeze(0)  # (1, 3, H, W)
 
 
-def model_input_to_image(x: torch.Tensor, mean: Sequence[float] | torch.Tensor,
-                         std: Sequence[float] | torch.Tensor) -> Image.Image:
+def model_input_to_image(x: torch.Tensor, normalization: Normalization) -> Image.Image:
     """The image "as the network sees it": undo `to_model_input`'s normalisation of a (1, 3, H, W) or (3, H, W) tensor."""
     if x.dim() == 4:
         if x.shape[0] != 1:
             raise ValueError(f"Expected one image, got a batch of {x.shape[0]}.")
         x = x[0]
-    mean_t, std_t = _channel_stats(mean, std)
-    pixels = (x.detach().cpu().float() * std_t + mean_t).clamp(0, 1)  # (3, H, W)
-    return Image.fromarray((pixels * 255).round().byte().permute(1, 2, 0).numpy())
-
-
-def _channel_stats(mean: Sequence[float] | torch.Tensor,
-                   std: Sequence[float] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean_t = torch.as_tensor(mean, dtype=torch.float32).cpu()
-    mean_t = mean_t.reshape(3, 1, 1) if mean_t.dim() == 1 else mean_t  # a mean image (3, S, S) stays as it is
-    std_t = torch.as_tensor(std, dtype=torch.float32).cpu().reshape(3, 1, 1)
-    return mean_t, std_t
+    pixels = normalization.to("cpu").invert(x.detach().cpu().float()).round().clamp(0, 255)  # (3, H, W)
+    return Image.fromarray(pixels.byte().permute(1, 2, 0).numpy())

@@ -157,23 +157,37 @@ class Normalization:
             return cls(kind, data.channel_mean, data.channel_std)
         raise ValueError(f"Unknown normalisation {kind!r}; allowed: per-pixel, per-channel.")
 
+    @classmethod
+    def from_stats(cls, mean, std) -> "Normalization":
+        """Statistics in [0, 1] units, e.g. torchvision's weights' transforms: 3 channel means are per channel, a
+        (3, S, S) mean image per pixel."""
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        return cls("per-channel" if mean.dim() == 1 else "per-pixel", mean,
+                   torch.as_tensor(std, dtype=torch.float32).reshape(3))
+
     def to(self, device: torch.device | str) -> "Normalization":
         return Normalization(self.kind, self.mean.to(device), self.std.to(device))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float 0-255) (..., 3, H, W) -> float32; a larger mean image is cropped at its centre (ImageNet's
-        224 crops of 256 images), another size resized to the view (a whole image tested at another scale)."""
-        mean = self.mean
-        if mean.dim() == 1:
-            mean = mean[:, None, None]
-        elif mean.shape[-2:] != images.shape[-2:]:
-            height, width = images.shape[-2:]
-            if mean.shape[-2] >= height and mean.shape[-1] >= width:
-                top, left = (mean.shape[-2] - height) // 2, (mean.shape[-1] - width) // 2
-                mean = mean[:, top:top + height, left:left + width]
-            else:
-                mean = F.interpolate(mean[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-        return (images.float() / 255 - mean) / self.std[:, None, None]
+        """uint8 (or float 0-255) (..., 3, H, W) -> float32 network input."""
+        return (images.float() / 255 - self._mean_for(images)) / self.std[:, None, None]
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input (..., 3, H, W) -> the float 0-255 pixels it was made from (the image the network sees)."""
+        return (x * self.std[:, None, None] + self._mean_for(x)) * 255
+
+    def _mean_for(self, images: torch.Tensor) -> torch.Tensor:
+        """The mean broadcast over `images`' (H, W): a larger mean image is cropped at its centre (ImageNet's 224
+        crops of 256 images), another size resized to the view (a whole image tested at another scale)."""
+        if self.mean.dim() == 1:
+            return self.mean[:, None, None]
+        height, width = images.shape[-2:]
+        if self.mean.shape[-2:] == (height, width):
+            return self.mean
+        if self.mean.shape[-2] >= height and self.mean.shape[-1] >= width:
+            top, left = (self.mean.shape[-2] - height) // 2, (self.mean.shape[-1] - width) // 2
+            return self.mean[:, top:top + height, left:left + width]
+        return F.interpolate(self.mean[None], size=(height, width), mode="bilinear", align_corners=False)[0]
 
 
 def rgb_components(images: torch.Tensor, sizes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
