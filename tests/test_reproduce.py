@@ -72,9 +72,10 @@ def test_a_waiting_net_is_reported_queued_and_resnet110_keeps_its_warm_up(home, 
     """Python's queue_table: nothing starts (no dispatch), so the report shows the run waiting."""
     monkeypatch.setattr(reproduce, "dispatch", lambda store: [])
     store = Store(home)
-    [run_id] = reproduce.queue_table("table6", ["resnet110"], iterations=8, device="cpu", data="synthetic",
+    [queued] = reproduce.queue_table("table6", ["resnet110"], iterations=8, device="cpu", data="synthetic",
                                      store=store)
-    recipe = store.run(run_id).recipe
+    assert (queued.net, queued.action, queued.status) == ("resnet110", "queued", "queued")
+    recipe = store.run(queued.run_id).recipe
     assert (recipe["warmup_lr"], recipe["lr"], recipe["lr_milestones"]) == (0.01, 0.1, (4, 6))  # §4.2, scaled
     [row] = reproduce.report("table6", ["resnet110"], store)
     assert (row.status, row.our_error_percent, row.iterations_done, row.iterations_total, row.wall_s) == (
@@ -82,9 +83,7 @@ def test_a_waiting_net_is_reported_queued_and_resnet110_keeps_its_warm_up(home, 
 
 
 def test_a_full_length_table_on_a_cpu_is_refused_with_a_length_that_fits(home, capsys, monkeypatch):
-    submitted = []
-    monkeypatch.setattr(reproduce, "submit_all", lambda nets, data, **settings: submitted.append(settings) or [])
-    monkeypatch.setattr(reproduce, "dispatch", lambda store: [])
+    monkeypatch.setattr(reproduce, "dispatch", lambda store: [])  # queued, never started
     argv = ["reproduce", "table6", "--device", "cpu", "--data", "synthetic", "--home", str(home)]
     assert main(argv) == 2
     [line] = capsys.readouterr().err.splitlines()
@@ -96,9 +95,36 @@ def test_a_full_length_table_on_a_cpu_is_refused_with_a_length_that_fits(home, c
     assert Store(home).runs() == []
 
     assert main([*argv, "--iterations", "1000"]) == 0  # the suggestion fits, and goes to the queue as the app's runs
-    [settings] = submitted
-    assert {key: settings[key] for key in ("iterations", "recipe", "device", "name", "server_limits")} == dict(
-        iterations=1000, recipe="paper", device="cpu", name="reproduce table6", server_limits=False)
+    runs = Store(home).runs()
+    assert [run.model for run in runs] == list(reproduce.TABLES["table6"].nets)  # 110 layers: no server's depth cap
+    assert {(run.recipe["iterations"], run.device, run.name, run.status) for run in runs} == {
+        (1000, "cpu", "reproduce table6", "queued")}
+
+
+def test_queuing_a_table_again_finishes_it_instead_of_training_it_twice(home, capsys, monkeypatch):
+    monkeypatch.setattr(reproduce, "dispatch", lambda store: [])
+    store = Store(home)
+    argv = ["reproduce", "table6", "--nets", "plain20", "resnet20", "plain32", "--iterations", "4", "--device", "cpu",
+            "--data", "synthetic", "--home", str(home)]
+    assert main(argv) == 0
+    assert "Queued runs 1 (plain20), 2 (resnet20), 3 (plain32)." in capsys.readouterr().out
+    store.claim(2, 1)
+    store.finish(2, "finished")
+    assert store.cancel_queued(3)
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Queued no new run. Resumed runs 3 (plain32) from their last checkpoints. Kept runs "
+                          "1 (plain20, queued), 2 (resnet20, finished): the same settings, already queued, training or "
+                          "done.")
+    assert [(run.id, run.status) for run in store.runs()] == [(1, "queued"), (2, "finished"), (3, "queued")]
+
+    # Other settings are another experiment: a second seed, or another length, is queued beside the first.
+    assert main([*argv, "--seed", "1"]) == 0
+    assert "Queued runs 4 (plain20), 5 (resnet20), 6 (plain32)." in capsys.readouterr().out
+    [again] = reproduce.queue_table("table6", ["resnet20"], iterations=8, device="cpu", data="synthetic", store=store)
+    assert (again.run_id, again.action) == (7, "queued")
+    assert len(store.runs()) == 7
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -52,10 +52,15 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise UserError("--json goes with --report; queuing prints the run ids.")
-    run_ids = queue_table(args.table, nets, iterations=args.iterations, device=args.device,
-                          data=args.data or DEFAULT_DATA, seed=args.seed or 0, store=Store(args.home))
-    queued = ", ".join(f"{run_id} ({net})" for run_id, net in zip(run_ids, nets))
+    runs = queue_table(args.table, nets, iterations=args.iterations, device=args.device,
+                       data=args.data or DEFAULT_DATA, seed=args.seed or 0, store=Store(args.home))
+    done = {action: ", ".join(f"{run.run_id} ({run.net})" for run in runs if run.action == action)
+            for action in ("queued", "resumed")}
+    kept = ", ".join(f"{run.run_id} ({run.net}, {run.status})" for run in runs if run.action == "kept")
+    said = [f"Queued runs {done['queued']}." if done["queued"] else "Queued no new run.",
+            f"Resumed runs {done['resumed']} from their last checkpoints." if done["resumed"] else "",
+            f"Kept runs {kept}: the same settings, already queued, training or done." if kept else ""]
     home = f" --home {args.home}" if args.home else ""
-    print(f"Queued runs {queued}. Watch them with `python -m resnet_core runs{home}` or on "
-          f"the app's Runs page; print the table with `python -m resnet_core reproduce {args.table} --report{home}`.")
+    print(" ".join(filter(None, said)) + f" Watch them with `python -m resnet_core runs{home}` or on the app's Runs "
+          f"page; print the table with `python -m resnet_core reproduce {args.table} --report{home}`.")
     return 0

@@ -7,6 +7,7 @@ Table 6 / Fig. 6: the plain and residual nets of depth 20 to 110 on CIFAR-10, ea
 0.1, ÷10 at 32k and 48k of 64k iterations; ResNet-110 warms up at 0.01), its milestones scaled to a shorter length
 when one is asked for. The runs go through the job queue as the app's do (`queue.submit_all`), so the cap holds and
 the Runs page shows them. A table's runs carry its name ("reproduce table6"); the report takes each net's latest.
+Queuing a table again finishes it (runs that stopped continue) instead of training its nets twice.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ..nets.summary import count_parameters
 from ..training.device import pick_device
 from ..training.recipe import Recipe
 from .queue import dispatch, planned_runs, submit_all
+from .schema import RESUMABLE
 from .store import Run, Store
 
 
@@ -69,25 +71,65 @@ def table_nets(table: str, nets: Sequence[str] | None = None) -> tuple[str, ...]
     return tuple(net for net in allowed if net in nets) if nets else allowed
 
 
+@dataclass(frozen=True)
+class TableRun:
+    """A net's run of a table after `queue_table`: `action` says what the call did with it."""
+
+    net: str
+    run_id: int
+    action: str  # "queued" (new), "resumed" (from its last checkpoint) or "kept" (its own status: nothing to do)
+    status: str  # the run's status as the call left it
+
+
 def queue_table(table: str, nets: Sequence[str] | None = None, *, iterations: int | None = None,
                 device: str | None = None, data: str = DEFAULT_DATA, seed: int = 0,
-                store: Store | None = None) -> list[int]:
-    """Queue one run of each net of `table` (or of `nets`) with the paper's recipe over `iterations` (default: the
-    paper's 64k), all or none, and start as many as the cap allows; their ids, in the table's order.
+                store: Store | None = None) -> list[TableRun]:
+    """Train each net of `table` (or of `nets`) once with the paper's recipe over `iterations` (default: the paper's
+    64k), and start as many runs as the cap allows; what happened to each net, in the table's order.
 
+    The command finishes a table rather than doubling it: a net whose latest run of the table with the same settings
+    (recipe, data, seed, device) is waiting, training, finished or diverged is kept as it is; one that was cancelled,
+    failed or interrupted is resumed from its last checkpoint; the others are queued, all or none.
     `device` defaults to CUDA when available. On a CPU a table estimated to take longer than CPU_LIMIT_S is
     refused with the estimate and a number of iterations that fits.
     """
     nets = list(table_nets(table, nets))
     device = pick_device(device).type
     iterations = FULL_ITERATIONS if iterations is None else iterations
-    if device == "cpu":
-        _refuse_long_cpu_run(planned_runs(nets, data, iterations=iterations, recipe="paper"))
     store = store or Store()
-    run_ids = submit_all(nets, data, seed=seed, device=device, name=run_name(table), store=store,
-                         server_limits=False, iterations=iterations, recipe="paper")
+    planned = dict(zip(nets, planned_runs(nets, data, iterations=iterations, recipe="paper")))
+    earlier = _latest_same_runs(table, planned, data, seed, device, store)
+    to_train = [net for net in nets if net not in earlier or earlier[net].status in RESUMABLE]
+    if device == "cpu" and to_train:
+        _refuse_long_cpu_run([planned[net] for net in to_train])
+    new = [net for net in to_train if net not in earlier]
+    new_ids = dict(zip(new, submit_all(new, data, seed=seed, device=device, name=run_name(table), store=store,
+                                       server_limits=False, iterations=iterations, recipe="paper") if new else []))
+    for net in to_train:
+        if net in earlier:
+            store.requeue_for_resume(earlier[net].id)
     dispatch(store)
-    return run_ids
+    return [_table_run(net, new_ids, earlier, store) for net in nets]
+
+
+def _latest_same_runs(table: str, planned: dict[str, tuple[NetSpec, Recipe]], data: str, seed: int, device: str,
+                      store: Store) -> dict[str, Run]:
+    """Per net, the latest run of `table` that trained (or trains) exactly what `planned` says."""
+    latest = {}
+    for run in store.runs():  # oldest first
+        if run.name == run_name(table) and run.model in planned and (run.data, run.seed, run.device) == (
+                data, seed, device):
+            spec, recipe = planned[run.model]
+            if (run.spec, run.recipe) == (spec.to_dict(), recipe.to_dict()):
+                latest[run.model] = run
+    return latest
+
+
+def _table_run(net: str, new_ids: dict[str, int], earlier: dict[str, Run], store: Store) -> TableRun:
+    if net in new_ids:
+        return TableRun(net, new_ids[net], "queued", store.run(new_ids[net]).status)
+    run = earlier[net]
+    return TableRun(net, run.id, "resumed" if run.status in RESUMABLE else "kept", store.run(run.id).status)
 
 
 def cpu_seconds_per_iteration(planned: list[tuple[NetSpec, Recipe]]) -> float:
