@@ -12,7 +12,7 @@ from resnet_core.runs.classroom import CELL_DEPTHS
 YOURS_BACKGROUND = "background-color: #fff3c4"
 LENGTH_KEY = "class_lesson_iterations"
 SHOWN_LENGTH_KEY = "class_lesson_shown"  # the cells' length the field was last set to
-ERROR_COLUMNS = ("final test error, median (%)", "lowest (%)", "highest (%)", "paper, Table 6 (%)")
+ERROR_COLUMNS = ("final test error, median (%)", "lowest (%)", "highest (%)", classroom.PAPER_COLUMN)
 
 
 def _yours(row: pd.Series) -> list[str]:
@@ -34,12 +34,12 @@ def room(hours: float, dataset: str | None, length: int | None, shown: tuple[lis
         st.info(f"No run in the last {hours:g} hours is of {classroom.dataset_label(dataset)} and {length:,} "
                 "iterations: pick another dataset or length.", icon=":material/filter_alt_off:")
         return
-    table = classroom.summary_table(view.nets)
+    table = classroom.summary_table(view.nets, dataset)
     # As text, so a missing number (a plain net has no Table 6 error) is blank: the grid shows a null as "None".
-    errors = list(ERROR_COLUMNS)
+    errors = [column for column in ERROR_COLUMNS if column in table]
     table[errors] = table[errors].map(lambda value: "" if pd.isna(value) else f"{value:.2f}")
     helps = {"final test error, median (%)": "Each person's latest finished run, then the median across people.",
-             "paper, Table 6 (%)": "CIFAR-10 test error of the paper's ResNet after 64k iterations (one run; "
+             classroom.PAPER_COLUMN: "CIFAR-10 test error of the paper's ResNet after 64k iterations (one run; "
                                    "ResNet-110: best of 5); "
                                    "Fig. 6 gives the plain nets' curves only."}
     st.dataframe(table.style.apply(_yours, axis=1), hide_index=True, width="stretch", key="class_table",
@@ -101,8 +101,12 @@ def teacher_panel() -> None:
                           on_click=_hand_out, type="primary")
                 st.button("Stop handing out", key="class_stop", disabled=not handing_out,
                           on_click=_do, args=(classroom.stop_handing_out,))
-                st.button("Reset assignments", key="class_reset", on_click=_do, args=(classroom.reset_assignments,),
-                          help=f"Forget every cell handed out: the next person gets {CELL_DEPTHS[0]} layers again.")
+                # A popover as the confirmation: one stray click must not undo a room's handing out.
+                with st.popover("Reset assignments", help="Forget every cell handed out."):
+                    st.write(f"Forget the {sum(counts.values())} cells handed out? The next person to open Train "
+                             f"gets {CELL_DEPTHS[0]} layers again; runs are kept.")
+                    st.button("Reset", key="class_reset", type="primary", on_click=_do,
+                              args=(classroom.reset_assignments,))
         with cancel:
             cancel_run()
 

@@ -172,19 +172,24 @@ def cifar10_note() -> str | None:
 # ------------------------------------------------------------------------------------------- polling
 class _MetricCache:
     """Metric rows per run, fetched incrementally. A new process of a run (a resume) rewrites rows after its
-    checkpoint, so its rows are fetched afresh. Only the MAX_RUNS runs polled last are kept: a server that
-    stays up for many workshops must not hold every run it ever showed (a 64k-iteration run is ~40 MB of rows)."""
+    checkpoint, so its rows are fetched afresh. The runs polled longest ago are dropped once all hold more than
+    MAX_ROWS rows: a server that stays up for many workshops must not hold every run it ever showed (a 64k-iteration
+    run is ~64k rows, ~40 MB), while a room's hundred short runs (a few hundred rows each) all stay and the Class page
+    does not re-read them on every refresh."""
 
-    MAX_RUNS = 64
+    MAX_ROWS = 400_000  # ~250 MB of row dicts
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: OrderedDict[tuple[str, int], tuple[int | None, dict[str, list[dict]]]] = OrderedDict()
+        self._rows = 0  # held in all runs
 
     def rows(self, db: Store, run: Run) -> dict[str, list[dict]]:
         key = (str(db.home), run.id)
         with self._lock:
-            pid, by_kind = self._runs.get(key, (None, None))
+            pid, by_kind = self._runs.pop(key, (None, None))
+            if by_kind is not None:
+                self._rows -= _row_count(by_kind)
             if by_kind is None or pid != run.pid:
                 by_kind = {"train": [], "test": []}
             # Per kind: a flush may carry iteration i's training row before its test row.
@@ -193,11 +198,16 @@ class _MetricCache:
                 kind = "train" if row["kind"] == "train" else "test"
                 if row["iteration"] > last[kind]:
                     by_kind[kind].append(row)
-            self._runs[key] = (run.pid, by_kind)
-            self._runs.move_to_end(key)
-            while len(self._runs) > self.MAX_RUNS:
-                self._runs.popitem(last=False)
+            self._runs[key] = (run.pid, by_kind)  # the newest end
+            self._rows += _row_count(by_kind)
+            while self._rows > self.MAX_ROWS and len(self._runs) > 1:  # the run just read always stays
+                _, (_, dropped) = self._runs.popitem(last=False)
+                self._rows -= _row_count(dropped)
             return {kind: list(rows) for kind, rows in by_kind.items()}
+
+
+def _row_count(by_kind: dict[str, list[dict]]) -> int:
+    return sum(map(len, by_kind.values()))
 
 
 @st.cache_resource

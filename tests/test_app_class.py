@@ -79,17 +79,17 @@ def cell_lines(at: AppTest) -> list[str]:
 
 def test_the_rooms_runs_are_pooled_per_net_with_you_highlighted(app_class_home, app_chart_traces):
     store = app_class_home
-    add_run(store, "alice", "plain20", "finished", [0.8, 0.6, 0.5, 0.4])
-    add_run(store, "bob", "plain20", "finished", [0.9, 0.7, 0.6, 0.5])
-    add_run(store, "carol", "plain20", "running", [0.7, 0.2])  # still training: two points so far
-    add_run(store, "alice", "resnet20", "finished", [0.7, 0.5, 0.3, 0.2])
-    add_run(store, "bob", "resnet20", "failed", [0.9])  # stopped: counted, not pooled
-    add_run(store, "dave", "plain56", "queued")
-    add_run(store, "erin", "plain20", "finished", [0.1] * 4, data="cifar10")  # another dataset: filtered out
-    add_run(store, "erin", "plain20", "finished", [0.1] * 8, iterations=80)  # another length: filtered out
+    add_run(store, "alice", "plain20", "finished", [0.8, 0.6, 0.5, 0.4], data="cifar10")
+    add_run(store, "bob", "plain20", "finished", [0.9, 0.7, 0.6, 0.5], data="cifar10")
+    add_run(store, "carol", "plain20", "running", [0.7, 0.2], data="cifar10")  # still training: two points so far
+    add_run(store, "alice", "resnet20", "finished", [0.7, 0.5, 0.3, 0.2], data="cifar10")
+    add_run(store, "bob", "resnet20", "failed", [0.9], data="cifar10")  # stopped: counted, not pooled
+    add_run(store, "dave", "plain56", "queued", data="cifar10")
+    add_run(store, "erin", "plain20", "finished", [0.1] * 4)  # another dataset: filtered out
+    add_run(store, "erin", "plain20", "finished", [0.1] * 8, data="cifar10", iterations=80)  # another length: out
 
     at = page(CLASS, "alice")
-    assert at.selectbox(key="class_dataset").value == "synthetic"
+    assert at.selectbox(key="class_dataset").value == "cifar10"
     assert at.selectbox(key="class_length").value == ITERATIONS
     table = at.dataframe[0].value.set_index("net")
     assert list(table.index) == ["plain-20", "plain-56", "ResNet-20"]  # plain before residual, shallow first
@@ -122,6 +122,9 @@ def test_the_rooms_runs_are_pooled_per_net_with_you_highlighted(app_class_home, 
     store.add_metrics(3, [{"iteration": 30, "kind": "test", "epoch": 0, "error": 0.1}])  # carol's run goes on
     at.run()
     assert app_plotly_array(app_chart_traces(at)["plain-20 test"]["customdata"]).tolist() == [3, 3, 3, 2]
+
+    at.selectbox(key="class_dataset").select("synthetic").run()  # Table 6 is CIFAR-10's: no column beside others
+    assert "paper, Table 6 (%)" not in at.dataframe[0].value and list(at.dataframe[0].value["net"]) == ["plain-20"]
 
 
 def test_an_empty_room_says_what_will_appear_and_a_first_run_brings_the_filters(app_class_home):

@@ -236,6 +236,7 @@ def test_damaged_rows_are_reported_and_do_not_break_the_pages(workshop_store, ap
 
 
 def test_the_shared_metric_cache_keeps_only_the_runs_polled_last(workshop_store, monkeypatch):
+    """Bounded by rows, not runs: three runs of 3 rows fit in 9, not in 8."""
     from explorer import runs as app_runs
 
     store = workshop_store
@@ -244,11 +245,17 @@ def test_the_shared_metric_cache_keeps_only_the_runs_polled_last(workshop_store,
         store.add_metrics(run_id, [{"iteration": i, "kind": "train", "epoch": 0, "loss": float(run_id)}
                                    for i in range(1, 4)])
     cache = app_runs._MetricCache()
-    monkeypatch.setattr(cache, "MAX_RUNS", 2)
+    monkeypatch.setattr(cache, "MAX_ROWS", 9)
     for run_id in ids:
         assert [row["loss"] for row in cache.rows(store, store.run(run_id))["train"]] == [float(run_id)] * 3
-    assert [key[1] for key in cache._runs] == ids[1:]  # the first was dropped
+    assert [key[1] for key in cache._runs] == ids  # a room's short runs all stay
+    monkeypatch.setattr(cache, "MAX_ROWS", 8)
+    cache.rows(store, store.run(ids[1]))  # polled again: now the newest
+    assert [key[1] for key in cache._runs] == [ids[2], ids[1]]  # the one polled longest ago was dropped
     assert len(cache.rows(store, store.run(ids[0]))["train"]) == 3  # and is simply read again
+    assert [key[1] for key in cache._runs] == [ids[1], ids[0]] and cache._rows == 6
+    monkeypatch.setattr(cache, "MAX_ROWS", 1)  # a run bigger than the bound is still served, alone
+    assert len(cache.rows(store, store.run(ids[2]))["train"]) == 3 and list(cache._runs) == [(str(store.home), ids[2])]
 
 
 @pytest.mark.parametrize("page", sorted(path.name for path in PAGES.glob("*.py")))
