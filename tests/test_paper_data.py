@@ -12,7 +12,8 @@ from torch import nn
 
 from resnet_core.explain import trained  # its test_pipeline, imported bare, would be collected as a test
 from resnet_core.explain.catalog import reference
-from resnet_core.explain.classifier import Classifier, export_classifier, from_checkpoint, run_classifier
+from resnet_core.explain.classifier import (Classifier, export_classifier, from_checkpoint, run_classifier,
+                                           uploaded_classifier)
 from resnet_core.nets.model import ResNet
 from resnet_core.nets.specs import get_spec
 from resnet_core.runs.store import Store
@@ -251,6 +252,10 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     path = store.latest_checkpoint(ids["per-pixel"])[1]
     recorded = load_training_checkpoint(path).normalization
     assert recorded.kind == "per-pixel" and torch.equal(recorded.mean, data.pixel_mean)
+    assert load_training_checkpoint(path).classes == data.classes
+    uploaded = uploaded_classifier(path.read_bytes(), "mine.safetensors")  # away from its data: names its classes
+    assert uploaded.classes == data.classes and uploaded.label == "mine.safetensors (resnet8)"
+    assert torch.equal(uploaded.normalization.mean, data.pixel_mean)
     classifier = run_classifier(store, ids["per-pixel"])
     assert torch.equal(classifier.normalization.mean, data.pixel_mean)
     export_classifier(tmp_path / "exported.safetensors", classifier)
@@ -263,7 +268,7 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     # A checkpoint from before normalisation was recorded: per channel with its data's statistics, as it was.
     old_path = store.latest_checkpoint(ids["per-channel"])[1]
     old = load_training_checkpoint(old_path)
-    save_checkpoint(old_path, dataclasses.replace(old, normalization=None))
+    save_checkpoint(old_path, dataclasses.replace(old, normalization=None, classes=None))
     legacy = run_classifier(store, ids["per-channel"])
     assert torch.equal(legacy.normalization.mean, data.channel_mean)
     assert torch.equal(legacy.normalization.std, data.channel_std)

@@ -113,8 +113,9 @@ def uploaded_classifier(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTE
     Runs page downloads it) or an exported one. Read by `load_model`, so refused exactly as `load_checkpoint`
     refuses a file, and never unpickled, whatever its name says; raises `InvalidCheckpointError` in one sentence.
 
-    A run's checkpoint names no classes (its dataset stays on the machine that trained it): a 10-class CIFAR net
-    is taken to be a CIFAR-10 one, the only such dataset the app trains on besides the synthetic patterns.
+    A run's checkpoint records its dataset's class names; one from before they were recorded names none: a 10-class
+    CIFAR net is then taken to be a CIFAR-10 one, the only such dataset the app trains on besides the synthetic
+    patterns.
     """
     shown = Path(name).name
     if len(data) > max_bytes:
@@ -151,19 +152,23 @@ def export_classifier(path: str | os.PathLike, classifier: Classifier, **metadat
 
 # ------------------------------------------------------------------------------------------- runs of the store
 def run_classifier(store, run_id: int) -> Classifier:
-    """A run's latest checkpoint, normalised as it records (an old checkpoint that records nothing: per channel with
-    its dataset's statistics). The dataset must be readable here: it names the classes."""
+    """A run's latest checkpoint, with the class names and normalisation it records. An old checkpoint records
+    neither: its dataset, which must then be readable here, names the classes, and it was normalised per channel
+    with that dataset's statistics."""
     from ..training.data import load_data, storage
 
     run = store.run(run_id)
     latest = store.latest_checkpoint(run_id)
     if latest is None:
         raise InvalidCheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
-    model, _ = load_model(latest[1])
+    model, metadata = load_model(latest[1])
+    label = f"run {run_id}: {run.name}"
+    if model.normalization is not None and "classes" in metadata:
+        return _with_classes(model, metadata, latest[1].name, label)
     spec = model.spec
     data = load_data(run.data, **storage(spec.family, spec.input_size), home=store.home)
     normalization = model.normalization or Normalization.of("per-channel", data)
-    return Classifier(f"run {run_id}: {run.name}", model, tuple(data.classes), normalization)
+    return Classifier(label, model, tuple(data.classes), normalization)
 
 
 # ------------------------------------------------------------------------------------------- torchvision ImageNet

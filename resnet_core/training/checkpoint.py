@@ -3,7 +3,8 @@
 Tensors: `model.<name>` (parameters and BN buffers), `optimizer.<index>.momentum_buffer`, `rng.torch`, and
 `normalization.mean`, `normalization.std`: the input normalisation the net was trained with (augment.Normalization).
 Metadata key `resnet_explorer`: format, spec, recipe, iteration, the optimizer's hyper-parameters,
-the trainer's own state (warm-up, smoothed values, elapsed time, plateau scheduler) and `normalization` (its kind).
+the trainer's own state (warm-up, smoothed values, elapsed time, plateau scheduler), `normalization` (its kind) and
+`classes` (the dataset's class names, so the file classifies away from its data).
 Checkpoints written before normalisation was recorded have none: their nets were normalised per channel with the
 statistics of their dataset, which every reader then computes again (see `Checkpoint.normalization`).
 Written to a temporary file in the same folder and renamed, so a crash leaves the old file or the new one.
@@ -36,6 +37,7 @@ class Checkpoint:
     rng_state: torch.Tensor
     trainer_state: dict  # JSON-able
     normalization: Normalization | None = None  # None: an old checkpoint, per channel with its dataset's statistics
+    classes: tuple[str, ...] | None = None  # the dataset's class names, in label order; None: an old checkpoint
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -48,6 +50,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
                 "iteration": checkpoint.iteration, "param_groups": checkpoint.optimizer_state["param_groups"],
                 "trainer": checkpoint.trainer_state}
     _add_normalization(tensors, metadata, checkpoint.normalization)
+    if checkpoint.classes is not None:  # so the file classifies on its own, away from its dataset (an upload)
+        metadata["classes"] = list(checkpoint.classes)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -97,7 +101,8 @@ def load_training_checkpoint(path: Path) -> Checkpoint:
             optimizer_state["state"].setdefault(int(index), {})[name] = value
     return Checkpoint(spec=metadata["spec"], recipe=metadata["recipe"], iteration=metadata["iteration"],
                       model_state=model_state, optimizer_state=optimizer_state, rng_state=tensors["rng.torch"],
-                      trainer_state=metadata["trainer"], normalization=_read_normalization(path, metadata, tensors))
+                      trainer_state=metadata["trainer"], normalization=_read_normalization(path, metadata, tensors),
+                      classes=tuple(metadata["classes"]) if "classes" in metadata else None)
 
 
 def _add_normalization(tensors: dict, metadata: dict, normalization: Normalization | None) -> None:

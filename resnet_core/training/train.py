@@ -206,7 +206,7 @@ class _Loop:
             trainer_state={"warming_up": self.warming_up, "smoothed": self.smoothed, "elapsed_s": self._elapsed(),
                            "plateau": self.plateau.state_dict() if self.plateau else None,
                            "replica_fingerprints": fingerprints},
-            normalization=self.pipeline.normalization))
+            normalization=self.pipeline.normalization, classes=self.data.classes))
         self.store.add_checkpoint(self.run_id, self.iteration, path)
 
     def _fingerprint(self) -> str:
