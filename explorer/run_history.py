@@ -56,9 +56,9 @@ def history() -> pd.DataFrame:
 
 
 def choices() -> dict[int, str]:
-    """Run id -> `#3 ResNet-8 on synthetic (finished)`, newest first."""
-    return {run.id: f"{run.name} (read-only)" if run.reference else
-            f"#{run.id} {net_label(run.model)} on {run.data} ({run.status})"
+    """Run id -> `#3 ResNet-8 on synthetic`, newest first. No status: a link carries the label (url_state), and a
+    run's label must still match once it has finished; the table above gives the status."""
+    return {run.id: f"{run.name} (read-only)" if run.reference else f"#{run.id} {net_label(run.model)} on {run.data}"
             for run in reversed(store().runs(references=True))}
 
 

@@ -6,7 +6,7 @@ import io
 
 import pandas as pd
 import pytest
-from conftest import REPO, app_assert_figures_download, app_url_round_trip, eventually
+from conftest import REPO, app_assert_figures_download, app_test, app_url_params, app_url_round_trip, eventually
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
@@ -150,6 +150,23 @@ def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(ap
     assert created and trained_here(first) == [1]  # the snapshot is from before the new run
     monkeypatch.setattr(Store, "runs", original_runs)
     assert trained_here(run_history.history()) == [2, 1]
+
+
+def test_a_link_still_opens_its_run_after_the_run_changed_status(app_runs):
+    spec = get_spec("resnet8")
+    run_id, newer = (app_runs.create_run(name="resnet8 on synthetic", spec=spec.to_dict(), data="synthetic",
+                                         recipe=paper_recipe(spec).to_dict(), device="cpu", precision="fp32", seed=0)
+                     for _ in range(2))
+    for cancelled in (run_id, newer):
+        app_runs.cancel_queued(cancelled)
+    at = app_test(PAGE)
+    at.selectbox(key="runs_selected").set_value(run_id).run()  # not the newest, the page's default
+    params = app_url_params(at, ["runs_selected"])
+    app_runs.finish(run_id, "failed", "out of memory")  # e.g. a run that was training when the link was sent
+    opened = AppTest.from_file(PAGE, default_timeout=60)
+    opened.query_params.update(params)
+    opened.run()
+    assert opened.selectbox(key="runs_selected").value == run_id and opened.query_params == params
 
 
 def test_a_link_to_the_page_reproduces_its_overlay_and_chosen_run(app_runs):
