@@ -101,6 +101,21 @@ def test_image_folders_for_imagenet_nets_keep_their_aspect_and_their_shorter_sid
     assert torch.allclose(data.pixel_mean, squares.mean(0), atol=1 / 255)  # AlexNet's mean image, small
 
 
+def test_a_panorama_and_a_tower_in_one_folder_are_cut_to_2_to_1_not_stored_on_a_huge_canvas(tmp_path):
+    pixels = {"panorama": torch.randint(0, 256, (3, 40, 400), dtype=torch.uint8, generator=seeded(0)),
+              "tower": torch.randint(0, 256, (3, 300, 30), dtype=torch.uint8, generator=seeded(1)),
+              "photo": torch.randint(0, 256, (3, 45, 60), dtype=torch.uint8, generator=seeded(2))}
+    for split in ("train", "test"):
+        for name, image in pixels.items():
+            (tmp_path / "f" / split / name).mkdir(parents=True)
+            TF.to_pil_image(image).save(tmp_path / "f" / split / name / "0.png")
+    data = load_data(str(tmp_path / "f"), image_size=28, shorter_side=56, home=tmp_path / "home")
+    assert data.train_sizes.tolist() == [[40, 80], [45, 60], [60, 30]]  # classes in name order; 4:3 kept
+    assert data.train_images.shape == (3, 3, 60, 80)  # not 300 x 400
+    assert torch.equal(data.train_images[0, :, :40, :80], pixels["panorama"][:, :, 160:240])  # the centre
+    assert torch.equal(data.train_images[2, :, :60, :30], pixels["tower"][:, 120:180])
+
+
 def test_pca_lighting_shifts_each_image_along_the_rgb_eigenvectors_with_alpha_of_std_0_1():
     # Pixels drawn with a known covariance: the components recover it.
     mixing = torch.tensor([[0.20, 0.05, 0.0], [0.05, 0.15, 0.02], [0.0, 0.02, 0.05]])

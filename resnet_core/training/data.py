@@ -25,10 +25,15 @@ logger = logging.getLogger(__name__)
 BUILTIN_SOURCES = ("cifar10", "cifar100", "synthetic")
 # What torchvision.io decodes natively; anything else in a class folder is ignored, as ImageFolder does.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-CACHE_FORMAT = 2  # bump when the cached tensors change meaning (2: image folders for ImageNet nets keep their aspect)
+CACHE_FORMAT = 3  # bump when the cached tensors change meaning (2: image folders for ImageNet nets keep their
+# aspect; 3: up to MAX_ASPECT)
 # §3.4 samples shorter sides up to 480: image folders for ImageNet nets are stored with their shorter side brought down
 # to this (a smaller one is kept: upsampling happens per batch, on the device), aspect ratio kept.
 IMAGENET_SHORTER_SIDE = 480
+# Every stored image gets the canvas of the tallest and the widest (`_canvas`): one 480 x 4000 panorama beside one
+# portrait would make each image of the folder 4000 x 4000 (48 MB). Longer sides are cut to this many times the
+# shorter one (2:1; photographs are 4:3 to 16:9), so a canvas stays within 960 x 960.
+MAX_ASPECT = 2
 SOURCE_HELP = "cifar10, cifar100, synthetic, or a folder with train/<class>/ and test/<class>/ images"
 
 
@@ -293,10 +298,14 @@ def _decode_folder(folder: Path, image_size: int, shorter_side: int | None = Non
 
 
 def _shrunk(image: torch.Tensor, shorter_side: int) -> torch.Tensor:
-    """uint8 (1, 3, H, W) with its shorter side brought down to `shorter_side` (a smaller one kept), aspect kept."""
-    if min(image.shape[-2:]) <= shorter_side:
-        return image
-    return resize_shorter(image, shorter_side).round().clamp(0, 255).to(torch.uint8)
+    """uint8 (1, 3, H, W) with its shorter side brought down to `shorter_side` (a smaller one kept), aspect kept up to
+    MAX_ASPECT: a longer side beyond that is cut to its centre."""
+    if min(image.shape[-2:]) > shorter_side:
+        image = resize_shorter(image, shorter_side).round().clamp(0, 255).to(torch.uint8)
+    height, width = image.shape[-2:]
+    longest = MAX_ASPECT * min(height, width)
+    top, left = max(0, (height - longest) // 2), max(0, (width - longest) // 2)
+    return image[..., top:top + min(height, longest), left:left + min(width, longest)]
 
 
 def _canvas(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
