@@ -83,14 +83,19 @@ def test_every_image_gets_its_own_scale_and_crop_as_resizing_it_alone_would_give
         assert torch.allclose(crops[index], expected, atol=1e-3)
 
 
-def test_image_folders_for_imagenet_nets_keep_their_aspect_and_their_shorter_side_up_to_the_limit(tmp_path):
-    pixels = {"wide": torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8, generator=seeded(0)),
-              "tall": torch.randint(0, 256, (3, 90, 50), dtype=torch.uint8, generator=seeded(1))}
+def folder_of(tmp_path, pixels: dict[str, torch.Tensor]) -> str:
+    """An image folder with one PNG per class (named as `pixels`' keys) in train/ and in test/."""
     for split in ("train", "test"):
         for name, image in pixels.items():
             (tmp_path / "f" / split / name).mkdir(parents=True)
             TF.to_pil_image(image).save(tmp_path / "f" / split / name / "0.png")
-    data = load_data(str(tmp_path / "f"), image_size=36, shorter_side=56, home=tmp_path / "home")
+    return str(tmp_path / "f")
+
+
+def test_image_folders_for_imagenet_nets_keep_their_aspect_and_their_shorter_side_up_to_the_limit(tmp_path):
+    pixels = {"wide": torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8, generator=seeded(0)),
+              "tall": torch.randint(0, 256, (3, 90, 50), dtype=torch.uint8, generator=seeded(1))}
+    data = load_data(folder_of(tmp_path, pixels), image_size=36, shorter_side=56, home=tmp_path / "home")
     assert data.train_sizes.tolist() == [[90, 50], [56, 74]]  # tall kept (50 < 56); wide down to 56, aspect kept
     assert torch.equal(data.train_images[0, :, :90, :50], pixels["tall"])
     shrunk = TF.resize(pixels["wide"].float(), 56, antialias=True).round()
@@ -105,11 +110,7 @@ def test_a_panorama_and_a_tower_in_one_folder_are_cut_to_2_to_1_not_stored_on_a_
     pixels = {"panorama": torch.randint(0, 256, (3, 40, 400), dtype=torch.uint8, generator=seeded(0)),
               "tower": torch.randint(0, 256, (3, 300, 30), dtype=torch.uint8, generator=seeded(1)),
               "photo": torch.randint(0, 256, (3, 45, 60), dtype=torch.uint8, generator=seeded(2))}
-    for split in ("train", "test"):
-        for name, image in pixels.items():
-            (tmp_path / "f" / split / name).mkdir(parents=True)
-            TF.to_pil_image(image).save(tmp_path / "f" / split / name / "0.png")
-    data = load_data(str(tmp_path / "f"), image_size=28, shorter_side=56, home=tmp_path / "home")
+    data = load_data(folder_of(tmp_path, pixels), image_size=28, shorter_side=56, home=tmp_path / "home")
     assert data.train_sizes.tolist() == [[40, 80], [45, 60], [60, 30]]  # classes in name order; 4:3 kept
     assert data.train_images.shape == (3, 3, 60, 80)  # not 300 x 400
     assert torch.equal(data.train_images[0, :, :40, :80], pixels["panorama"][:, :, 160:240])  # the centre
