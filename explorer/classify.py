@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 import resnet_core as rc
 from explorer import models, plots
 from explorer.url_state import IN_URL, index_of
-from resnet_core.explain.images import ALLOWED_EXTENSIONS
+from resnet_core.training.image_files import ALLOWED_EXTENSIONS
 from resnet_core.training.data import stored_size
 
 METHOD_LABELS = {"grad_cam": "Grad-CAM", "integrated_gradients": "Integrated Gradients (50 steps)",

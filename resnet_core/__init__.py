@@ -12,7 +12,7 @@ import importlib.util
 _MODULES = {
     **{name: f"nets.{name}" for name in ("specs", "blocks", "model", "summary", "paper")},
     **{name: f"training.{name}" for name in ("recipe", "data", "augment", "train", "evaluate", "checkpoint", "device",
-                                             "memory")},
+                                             "memory", "image_files")},
     **{name: f"runs.{name}" for name in ("store", "schema", "queue", "workers", "settings")},
     **{name: f"explain.{name}" for name in ("attribution", "analysis", "images", "classifier")},
 }
@@ -22,8 +22,8 @@ _EXPORTS = {
     **{name: ("model", name) for name in ("ResNet", "build_model")},
     **{name: ("paper", name) for name in ("PaperFact", "paper_facts")},
     **{name: ("summary", name) for name in ("activation_bytes", "count_parameters", "layer_table", "stage_table")},
-    **{name: ("images", name) for name in ("InvalidImageError", "load_image", "model_input_to_image",
-                                           "to_model_input")},
+    **{name: ("image_files", name) for name in ("InvalidImageError", "load_image")},
+    **{name: ("images", name) for name in ("model_input_to_image", "to_model_input")},
     **{name: ("attribution", name) for name in ("Attribution", "attribute")},
     **{name: ("analysis", name) for name in ("gradient_norms", "layer_response_stds")},
     "InvalidCheckpointError": ("checkpoint", "InvalidCheckpointError"),

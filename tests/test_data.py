@@ -11,6 +11,7 @@ from resnet_core.errors import DatasetError
 from resnet_core.training import data as data_module
 from resnet_core.training.augment import Pipeline, epoch_order, iteration_generator, pad_crop_flip, ten_crops
 from resnet_core.training.data import load_data, synthetic_data
+from resnet_core.training.image_files import load_image
 from resnet_core.training.recipe import Recipe
 
 
@@ -49,6 +50,39 @@ def test_image_folder_is_resized_cached_and_reloaded_without_decoding(tmp_path, 
     monkeypatch.setattr(data_module, "_decode_folder", no_decoding)
     cached = load_data(str(folder), image_size=32, home=tmp_path / "home")
     assert torch.equal(cached.train_images, data.train_images) and cached.classes == data.classes
+
+
+def test_odd_but_valid_files_in_an_image_folder_are_read_as_classify_reads_them(tmp_path):
+    """EXIF rotation, 16-bit samples, alpha, palettes, CMYK, grey, GIF and BMP: the pixels training stores are
+    load_image's (torchvision's decoder ignored the rotation and turned 16-bit PNGs white)."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    rotated = Image.fromarray(pixels)
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    files = {"exif.jpg": lambda path: rotated.save(path, exif=exif, quality=95),
+             "deep.png": lambda path: Image.fromarray((rng.integers(0, 65536, (12, 16))).astype(np.uint16)).save(path),
+             "alpha.png": lambda path: Image.fromarray(pixels).convert("RGBA").save(path),
+             "palette.png": lambda path: Image.fromarray(pixels).convert("P").save(path),
+             "cmyk.jpg": lambda path: Image.fromarray(pixels).convert("CMYK").save(path),
+             "grey.jpg": lambda path: Image.fromarray(pixels).convert("L").save(path),
+             "anim.gif": lambda path: Image.fromarray(pixels).save(path),
+             "plain.bmp": lambda path: Image.fromarray(pixels).save(path)}
+    for split in ("train", "test"):
+        (tmp_path / "odd" / split / "things").mkdir(parents=True)
+    for name, write in files.items():
+        write(tmp_path / "odd" / "train" / "things" / name)
+    write(tmp_path / "odd" / "test" / "things" / "one.bmp")
+    data = load_data(str(tmp_path / "odd"), image_size=16, shorter_side=480, home=tmp_path / "home")
+    paths = sorted((tmp_path / "odd" / "train" / "things").iterdir())
+    assert len(paths) == len(data.train_images) == len(files)
+    for index, path in enumerate(paths):
+        expected = torch.from_numpy(np.array(load_image(path))).permute(2, 0, 1)
+        height, width = data.train_sizes[index].tolist()
+        assert torch.equal(data.train_images[index, :, :height, :width], expected), path.name
+    assert data.train_sizes[paths.index(tmp_path / "odd" / "train" / "things" / "exif.jpg")].tolist() == [16, 12]
+    deep = data.train_images[paths.index(tmp_path / "odd" / "train" / "things" / "deep.png")]
+    assert 0 < deep.float().mean() < 250  # scaled to 8 bits, not clipped white
 
 
 @pytest.mark.parametrize("problem, message", [

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet_core.explain.images import (IMAGENET_CROP_FRACTION, InvalidImageError, load_image, model_input_to_image,
-                                        to_model_input)
+from resnet_core.explain.images import IMAGENET_CROP_FRACTION, model_input_to_image, to_model_input
 from resnet_core.training.augment import Normalization
+from resnet_core.training.image_files import InvalidImageError, load_image
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 CIFAR = Normalization.from_stats((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))

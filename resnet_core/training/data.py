@@ -19,12 +19,13 @@ from torch.nn import functional as F
 
 from ..errors import DatasetError
 from .augment import eval_side, resize_shorter, resize_square, square_views
+from .image_files import ALLOWED_EXTENSIONS, ALLOWED_FORMATS_TEXT, InvalidImageError, image_tensor
 
 logger = logging.getLogger(__name__)
 
 BUILTIN_SOURCES = ("cifar10", "cifar100", "synthetic")
-# What torchvision.io decodes natively; anything else in a class folder is ignored, as ImageFolder does.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# What load_image reads; anything else in a class folder is ignored, as ImageFolder does.
+IMAGE_SUFFIXES = tuple(f".{extension}" for extension in ALLOWED_EXTENSIONS)
 CACHE_FORMAT = 3  # bump when the cached tensors change meaning (2: image folders for ImageNet nets keep their
 # aspect; 3: up to MAX_ASPECT)
 # §3.4 samples shorter sides up to 480: image folders for ImageNet nets are stored with their shorter side brought down
@@ -267,8 +268,6 @@ def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
 
 
 def _decode_folder(folder: Path, image_size: int, shorter_side: int | None = None) -> ImageData:
-    from torchvision.io import ImageReadMode, decode_image
-
     train, test = list_split(folder, "train"), list_split(folder, "test")
     unknown = sorted(set(test) - set(train))
     if unknown:
@@ -280,11 +279,11 @@ def _decode_folder(folder: Path, image_size: int, shorter_side: int | None = Non
         images, labels = [], []
         for label, name in enumerate(classes):
             for path in listing.get(name, []):
-                try:
-                    image = decode_image(str(path), mode=ImageReadMode.RGB).unsqueeze(0)
-                except Exception as error:
-                    raise DatasetError(f"Cannot read image {path} ({str(error).splitlines()[0]}); image folders "
-                                       "may hold only readable JPEG, PNG or WebP files.") from None
+                try:  # as Classify reads an upload: EXIF orientation, alpha on white, 16-bit scaled, size capped
+                    image = image_tensor(path)
+                except InvalidImageError as error:
+                    raise DatasetError(f"Cannot read image {path}: {error} Image folders may hold only readable "
+                                       f"{ALLOWED_FORMATS_TEXT} files.") from None
                 images.append(resize_square(image, image_size) if shorter_side is None else _shrunk(image, shorter_side))
                 labels.append(label)
         if shorter_side is None:
