@@ -291,7 +291,7 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
         assert list(shown) == ["plain-8", "plain-20", "plain-32", "plain-44", "plain-56", "ResNet-8", "ResNet-20",
                                "ResNet-32", "ResNet-44", "ResNet-56"], rows
         assert [shown[net][header.index("people")] for net in ("plain-20", "ResNet-56")] == ["2", "1"], rows
-        assert shown["ResNet-56"][header.index("paper, Table 6 (%)")] == "6.97", rows
+        assert "paper, Table 6 (%)" not in header, header  # Table 6 is CIFAR-10's; this room trained on synthetic
         assert {shown[net][header.index("you")] for net in ("plain-8", "ResNet-8")} == {""}  # the teacher's view
         assert "People per cell: 20 layers: 1, 32 layers: 0" in teacher_main.inner_text()  # the participant's
         names = {trace["name"] for trace in plots(teacher)[0]}
