@@ -6,7 +6,6 @@ Under `torchrun` every process runs `train`; rank 0 alone writes the store and p
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from .errors import UserError
+from .json_output import json_text
 
 EPILOG = """examples:
   python -m resnet_core train --model resnet20 --data cifar10 --epochs 10
@@ -304,7 +304,7 @@ def _runs(args: argparse.Namespace) -> int:
     for problem in store.damaged_runs().values():  # reported on stderr, so --json stays parseable
         print(f"warning: {problem}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summaries, indent=2))
+        print(json_text(summaries))
         return 0
 
     def percent(value):
@@ -327,7 +327,7 @@ def _models(args: argparse.Namespace) -> int:
         print(f"warning: {problem}", file=sys.stderr)
     entries = available_models(Store(args.home))
     if args.json:
-        print(json.dumps([entry.to_dict() for entry in entries], indent=2))
+        print(json_text([entry.to_dict() for entry in entries]))
         return 0
     print(f"{'name':<20}  {'source':<11}  {'test err':>8}  label / path")
     for entry in entries:
@@ -346,7 +346,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(Store(args.home), args.run_id, ten_crop=args.ten_crop, multi_scale=args.multi_scale,
                           device=args.device)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json_text(report.to_dict()))
         return 0
     print(f"{report.data} {report.split}: error {100 * report.test_error:.2f}% (top-5 {100 * report.top5_error:.2f}%), "
           f"loss {report.test_loss:.4f}" + (" (10-crop)" if report.ten_crop else "")

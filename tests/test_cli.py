@@ -11,7 +11,9 @@ import pytest
 
 from resnet_core.cli import main
 from resnet_core.errors import UserError
+from resnet_core.nets.specs import get_spec
 from resnet_core.runs.store import Store
+from resnet_core.training.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "resnet8", "--data", "synthetic", "--batch-size", "32", "--precision", "fp32"]
@@ -90,15 +92,36 @@ def train_home(tmp_path_factory):
 def test_runs_and_evaluate_print_the_promised_json(train_home, capsys):
     capsys.readouterr()
     assert main(["runs", "--json", "--home", str(train_home)]) == 0
-    runs = json.loads(capsys.readouterr().out)
+    runs = strict_json(capsys.readouterr().out)
     assert {"id", "name", "model", "data", "status", "iterations_done", "train_error", "test_error"} <= set(runs[0])
     assert (runs[0]["name"], runs[0]["model"], runs[0]["data"], runs[0]["status"]) == (
         "kept", "resnet8", "synthetic", "finished")
     assert runs[0]["iterations_done"] == 4 and 0 <= runs[0]["test_error"] <= 1
     assert main(["evaluate", str(runs[0]["id"]), "--json", "--home", str(train_home)]) == 0
-    report = json.loads(capsys.readouterr().out)
+    report = strict_json(capsys.readouterr().out)
     assert report["test_error"] == pytest.approx(runs[0]["test_error"])
     assert len(report["per_class_accuracy"]) == 10 and len(report["confusion_matrix"]) == 10
+
+
+def strict_json(text: str):
+    """Parse as RFC 8259 JSON: Python's json.loads takes NaN and Infinity, which jq and JSON.parse refuse."""
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_diverged_runs_nan_loss_is_null_in_standard_json(tmp_path, capsys):
+    store = Store(tmp_path)
+    spec = get_spec("resnet8")
+    run_id = store.create_run(name="blown up", spec=spec.to_dict(), recipe=Recipe(iterations=4).to_dict(),
+                              data="synthetic", device="cpu", precision="fp32", seed=0)
+    store.add_metrics(run_id, [{"iteration": 2, "kind": "train", "epoch": 0, "loss": float("nan"), "error": 0.9},
+                               {"iteration": 2, "kind": "test", "epoch": 0, "loss": float("inf"), "error": 0.9}])
+    capsys.readouterr()
+    assert main(["runs", "--json", "--home", str(tmp_path)]) == 0
+    [run] = strict_json(capsys.readouterr().out)
+    assert (run["train_loss"], run["test_loss"], run["test_error"]) == (None, None, 0.9)
 
 
 def test_summary_prints_the_stage_table(capsys):

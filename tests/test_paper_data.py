@@ -198,6 +198,25 @@ def test_multi_scale_on_a_net_checked_by_hand():
         predict_log_probs(net, images, pipeline, multi_scale=True, ten_crop=True)
 
 
+@pytest.mark.parametrize("test", ["ten_crop", "multi_scale"])
+def test_averaged_scores_too_small_for_float32_still_give_a_finite_loss(test):
+    # Logits 1,000 apart: the wrong classes' softmax underflows to 0. Averaged in log space, log p stays -1000-ish
+    # and not -inf (the loss of a young or broken net was Infinity, and `evaluate --json` printed it).
+    net = MeanColour()
+    with torch.no_grad():
+        net.fc.weight.mul_(1000)
+    colours = torch.tensor([[255, 0, 51], [102, 204, 0]], dtype=torch.uint8)
+    images = colours[:, :, None, None].expand(2, 3, 10, 20).contiguous()
+    data = ImageData("flat", tuple("abcd"), images, torch.zeros(2).long(), images, torch.zeros(2).long(),
+                     torch.zeros(3, 10, 20), torch.ones(3))
+    pipeline = Pipeline.for_recipe(Recipe(augmentation="scale-crop"), data, 8, normalization=net.normalization)
+    log_probs = predict_log_probs(net, images, pipeline, **{test: True})
+    normalised = (colours.float() / 255 - torch.tensor([0.5, 0.4, 0.3])) / torch.tensor([0.2, 0.2, 0.25])
+    by_hand = (normalised @ net.fc.weight.detach().T + net.fc.bias.detach()).log_softmax(-1)
+    assert torch.isfinite(log_probs).all() and by_hand.min() < -1000
+    assert torch.allclose(log_probs, by_hand, rtol=1e-4)
+
+
 def small_resnet18():
     torch.manual_seed(0)
     return ResNet(dataclasses.replace(get_spec("resnet18"), input_size=32, num_classes=10)).eval()

@@ -11,11 +11,11 @@ experiment. Progress goes to stderr, so `--json` stays parseable. Nothing here w
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 
 from ..errors import UserError
+from ..json_output import json_text
 
 MODEL_HELP = "a run id, reference:NET (plain20, resnet20, plain56, resnet56) or a checkpoint path"
 
@@ -87,7 +87,7 @@ def _lesion(args: argparse.Namespace) -> int:
     result = lesion_study(model, data, images=args.images, random_k=args.random_k, draws=args.draws, seed=args.seed,
                           progress=_progress("lesion"))
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json_text(result.to_dict()))
         return 0
     print(f"{model.spec.name} on {result.images} test images of {data.name}: intact {100 * result.baseline_error:.2f}% "
           "error")
@@ -111,7 +111,7 @@ def _landscape(args: argparse.Namespace) -> int:
     result = loss_landscape(model, data, dims=args.dims, points=args.points, span=args.span, images=args.images,
                             seed=args.seed, progress=_progress("landscape"))
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json_text(result.to_dict()))
         return 0
     if args.dims == 1:
         print(f"{'alpha':>7} {'loss':>8} {'error':>7}")
@@ -134,7 +134,7 @@ def _shattering(args: argparse.Namespace) -> int:
     set_cpu_threads()
     points = shattering(depths, points=args.points, seed=args.seed, progress=_progress("shattering"))
     if args.json:
-        print(json.dumps([point.to_dict() for point in points], indent=2))
+        print(json_text([point.to_dict() for point in points]))
         return 0
     print(f"{'model':<10} {'depth':>5} {'lag-1 autocorrelation':>22}")
     for point in points:

@@ -8,9 +8,9 @@ The parser is built without importing torch (every command builds it); the handl
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..errors import UserError
+from ..json_output import json_text
 
 
 def add_reproduce_command(commands, with_home) -> None:
@@ -48,7 +48,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         if queuing:
             raise UserError(f"--report only prints what the runs recorded; drop {', '.join(queuing)}.")
         rows = report(args.table, nets, Store(args.home))
-        print(json.dumps([row.to_dict() for row in rows], indent=2) if args.json else format_report(args.table, rows))
+        print(json_text([row.to_dict() for row in rows]) if args.json else format_report(args.table, rows))
         return 0
     if args.json:
         raise UserError("--json goes with --report; queuing prints the run ids.")

@@ -2,6 +2,7 @@
 view per image, the 10-crop test, or §3.4's fully-convolutional multi-scale test."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -66,17 +67,19 @@ def predict_log_probs(model: nn.Module, images: torch.Tensor, pipeline: Pipeline
             chunk = images[start:start + step]
             chunk_sizes = None if sizes is None else sizes[start:start + step]
             with autocast(chunk.device, precision):
+                # Softmax scores are averaged over views as the paper does, in log space (logsumexp): a score
+                # below float32's smallest is still a finite log, so the loss stays finite.
                 if ten_crop:
                     views = pipeline.ten_crop_batch(chunk, chunk_sizes)  # (10, B, 3, crop, crop)
-                    outputs.append(_softmax(model, views).mean(0).log())
+                    outputs.append(_log_softmax(model, views).logsumexp(0) - math.log(len(views)))
                 elif multi_scale:
                     # The fully-convolutional form: the fc as a 1x1 convolution over the last feature map gives a
                     # score map, averaged over its positions. The fc is linear, so that average is the fc of the
                     # map's global average: exactly the net's own forward on the whole image, at any size.
-                    probs = torch.zeros(len(chunk), model.spec.num_classes, device=chunk.device)
+                    total = torch.full((len(chunk), model.spec.num_classes), -math.inf, device=chunk.device)
                     for indices, views in pipeline.multi_scale_views(chunk, chunk_sizes):  # (2, n, 3, H, W)
-                        probs.index_add_(0, indices, _softmax(model, views).sum(0))
-                    outputs.append((probs / (2 * len(pipeline.test_scales))).log())
+                        total[indices] = torch.logaddexp(total[indices], _log_softmax(model, views).logsumexp(0))
+                    outputs.append(total - math.log(2 * len(pipeline.test_scales)))
                 else:
                     logits = model(pipeline.test_batch(chunk, chunk_sizes).contiguous(memory_format=torch.channels_last))
                     outputs.append(logits.float().log_softmax(-1))
@@ -85,10 +88,10 @@ def predict_log_probs(model: nn.Module, images: torch.Tensor, pipeline: Pipeline
     return torch.cat(outputs)
 
 
-def _softmax(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """Softmax scores (V, B, classes) of views (V, B, 3, H, W)."""
+def _log_softmax(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """Log softmax scores (V, B, classes) of views (V, B, 3, H, W)."""
     logits = model(views.flatten(0, 1).contiguous(memory_format=torch.channels_last))
-    return logits.float().softmax(-1).unflatten(0, views.shape[:2])
+    return logits.float().log_softmax(-1).unflatten(0, views.shape[:2])
 
 
 def loss_and_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, pipeline: Pipeline,
