@@ -292,6 +292,8 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     assert uploaded.classes == data.classes and uploaded.label == "mine.safetensors (resnet8)"
     assert torch.equal(uploaded.normalization.mean, data.pixel_mean)
     classifier = run_classifier(store, ids["per-pixel"])
+    [tested] = store.metrics(ids["per-pixel"], "test")  # at iteration 2, where the checkpoint is
+    assert (classifier.label, classifier.test_error) == ("run 1: per-pixel", tested["error"])
     assert torch.equal(classifier.normalization.mean, data.pixel_mean)
     export_classifier(tmp_path / "exported.safetensors", classifier)
     assert torch.equal(from_checkpoint(tmp_path / "exported.safetensors").normalization.mean, data.pixel_mean)
@@ -305,6 +307,7 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     old = load_training_checkpoint(old_path)
     save_checkpoint(old_path, dataclasses.replace(old, normalization=None, classes=None))
     legacy = run_classifier(store, ids["per-channel"])
+    assert legacy.test_error == store.metrics(ids["per-channel"], "test")[0]["error"]
     assert torch.equal(legacy.normalization.mean, data.channel_mean)
     assert torch.equal(legacy.normalization.std, data.channel_std)
     model.load_state_dict(old.model_state)

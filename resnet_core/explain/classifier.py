@@ -162,13 +162,15 @@ def run_classifier(store, run_id: int) -> Classifier:
     if latest is None:
         raise InvalidCheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
     model, metadata = load_model(latest[1])
-    label = f"run {run_id}: {run.name}"
+    # The test error of exactly these weights: a run tests at each checkpoint it writes (not at a cancel's).
+    error = next((row["error"] for row in store.metrics(run_id, "test") if row["iteration"] == latest[0]), None)
+    metadata = {**metadata, "label": f"run {run_id}: {run.name}", "test_error": error}
     if model.normalization is not None and "classes" in metadata:
-        return _with_classes(model, metadata, latest[1].name, label)
+        return _with_classes(model, metadata, latest[1].name)
     spec = model.spec
     data = load_data(run.data, **storage(spec.family, spec.input_size), home=store.home)
     normalization = model.normalization or Normalization.of("per-channel", data)
-    return Classifier(label, model, tuple(data.classes), normalization)
+    return Classifier(metadata["label"], model, tuple(data.classes), normalization, test_error=metadata["test_error"])
 
 
 # ------------------------------------------------------------------------------------------- torchvision ImageNet
