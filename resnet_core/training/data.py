@@ -249,6 +249,12 @@ def _folder_dirs(folder: Path) -> list[Path]:
     return dirs + sorted(child for split in dirs if split.is_dir() for child in split.iterdir() if child.is_dir())
 
 
+def _hidden(path: Path) -> bool:
+    """Dot files and folders, and the __MACOSX folder that macOS puts in a zip: its `._0001.jpg` files are resource
+    forks, not images, and would stop the whole folder from loading."""
+    return path.name.startswith(".") or path.name == "__MACOSX"
+
+
 def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
     """Class name -> image files of `folder`'s `split` (train or test), checked as `load_data` checks them; nothing
     is decoded."""
@@ -257,8 +263,9 @@ def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
         raise DatasetError(f"Image folder {folder} has no {split}/ folder; it needs train/<class>/ and "
                            "test/<class>/ folders of images.")
     listing = {}
-    for class_dir in sorted(path for path in split_dir.iterdir() if path.is_dir()):
-        files = sorted(path for path in class_dir.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    for class_dir in sorted(path for path in split_dir.iterdir() if path.is_dir() and not _hidden(path)):
+        files = sorted(path for path in class_dir.iterdir()
+                       if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path))
         if files:
             listing[class_dir.name] = files
     if not listing:
