@@ -20,8 +20,8 @@ from resnet_core.runs.classroom import CELL_DEPTHS, Assignment
 from resnet_core.runs.pooling import POOLED, NetPool, RunRows, pool_nets
 from resnet_core.runs.schema import ACTIVE, Run
 
-ASSIGNED_STATE = "train_assigned"
-PAPER_COLUMN = "paper, Table 6 (%)"  # the cell last put into this session's Train widgets
+ASSIGNED_STATE = "train_assigned"  # the cell last put into this session's Train widgets
+PAPER_COLUMN = "paper, Table 6 (%)"
 HOUR_S = 3600
 
 
@@ -75,15 +75,16 @@ def paper_error(model: str) -> float | None:
 
 
 def summary_table(nets: list[NetPool], dataset: str) -> pd.DataFrame:
-    """One line per net: people, runs by status, the pooled final test error (beside Table 6's on CIFAR-10, the only
-    dataset it has numbers for), and "you"."""
+    """One line per net: people, runs by status, the pooled final test error (beside Table 6's where the runs are on
+    CIFAR-10's own images, run_history.beside_table6), and "you"."""
+    paper = run_history.beside_table6(dataset)
     rows = [{"net": runs.net_label(net.model), "people": net.people, "runs": net.runs, **net.counts,
              "final test error, median (%)": run_history.percent(pd.Series(net.final).median() if net.final else None),
              "lowest (%)": run_history.percent(min(net.final, default=None)),
              "highest (%)": run_history.percent(max(net.final, default=None)),
-             **({PAPER_COLUMN: paper_error(net.model)} if dataset == "cifar10" else {}),
+             **({PAPER_COLUMN: paper_error(net.model)} if paper else {}),
              "you": "you" if net.yours else ""} for net in nets]
-    return pd.DataFrame(rows).astype({PAPER_COLUMN: float} if dataset == "cifar10" else {})
+    return pd.DataFrame(rows).astype({PAPER_COLUMN: float} if paper else {})
 
 
 # ------------------------------------------------------------------------------------------- assignments

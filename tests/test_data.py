@@ -97,6 +97,16 @@ def test_what_macos_and_editors_leave_in_an_image_folder_is_not_read(tmp_path):
     assert data.classes == ("cat", "dog") and len(data.train_images) == 6
 
 
+def test_a_camera_photo_over_the_upload_limit_is_a_folders_own_and_loads(tmp_path):
+    # 45 MP: over the 40 MP Classify takes from anyone, an ordinary photo in the owner's own folder.
+    folder = write_folder(tmp_path / "pets", size=(60, 80))
+    Image.new("RGB", (7500, 6000), (200, 30, 30)).save(folder / "train" / "cat" / "camera.jpg", quality=90)
+    data = load_data(str(folder), image_size=32, shorter_side=48, home=tmp_path / "home")
+    camera = 3  # after the cat folder's 0.jpg, 1.png, 2.jpg
+    assert data.train_sizes[camera].tolist() == [48, 60]  # shrunk to the stored shorter side, aspect kept
+    assert data.train_images[camera, :, :48, :60].float().mean(dim=(1, 2)).round().tolist() == [200, 30, 30]
+
+
 @pytest.mark.parametrize("problem, message", [
     ("empty", "holds no images"),
     ("unknown test class", "appear in"),

@@ -308,6 +308,15 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     save_checkpoint(old_path, dataclasses.replace(old, normalization=None, classes=None))
     legacy = run_classifier(store, ids["per-channel"])
     assert legacy.test_error == store.metrics(ids["per-channel"], "test")[0]["error"]
+
+    # A run evaluated on a held-out validation split: its error is that one's, as the model menu shows.
+    recipe = Recipe(batch_size=8, iterations=2, eval_interval=2, validation_images=64)
+    held_out = store.create_run(name="held out", spec=spec.to_dict(), recipe=recipe.to_dict(), data="synthetic",
+                                device="cpu", precision="fp32", seed=0)
+    store.claim(held_out, 1)
+    list(train(spec, data.with_validation_split(64), recipe, store=store, run_id=held_out, precision="fp32"))
+    [validated] = store.metrics(held_out, "validation")
+    assert run_classifier(store, held_out).test_error == validated["error"] is not None
     assert torch.equal(legacy.normalization.mean, data.channel_mean)
     assert torch.equal(legacy.normalization.std, data.channel_std)
     model.load_state_dict(old.model_state)
@@ -330,8 +339,12 @@ def test_an_imagenet_net_with_a_mean_image_classifies_an_upload_as_its_test_pipe
     assert x.shape == (1, 3, 224, 224)
     assert torch.allclose(x, pipeline.test_batch(pixels[None]), atol=1e-6)
     assert torch.equal(TF.pil_to_tensor(classifier.seen_image(x)), pixels[:, 16:240, 16:240])
-    photo = Image.fromarray(torch.randint(0, 256, (480, 640, 3), dtype=torch.uint8, generator=seeded(3)).numpy())
-    assert len(classifier.top_k(classifier.model_input(photo))) == 3
+    # A photo of another size is resized by Pillow here and by torch there: the same view, to resampling's rounding.
+    smooth = TF.resize(torch.randint(0, 256, (3, 12, 16), dtype=torch.uint8, generator=seeded(3)), [384, 512])
+    x = classifier.model_input(Image.fromarray(smooth.permute(1, 2, 0).numpy()))
+    difference = (x - pipeline.test_batch(smooth[None])).abs() * 255  # grey levels
+    assert difference.mean() < 0.5 and difference.max() < 3, (difference.mean(), difference.max())
+    assert len(classifier.top_k(x)) == 3
 
 
 def test_the_paper_table_shows_top5_beside_top1_where_the_paper_has_it():

@@ -3,6 +3,9 @@ sets them beside the paper's numbers, and bad input or a CPU run too long for th
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,7 +14,7 @@ from resnet_core.cli import main
 from resnet_core.nets.model import ResNet
 from resnet_core.nets.specs import get_spec
 from resnet_core.nets.summary import count_parameters
-from resnet_core.runs import reproduce, settings, workers
+from resnet_core.runs import queue, reproduce, settings, workers
 from resnet_core.runs.queue import SOURCE_SIZES
 from resnet_core.runs.store import Store
 from resnet_core.training.recipe import training_recipe
@@ -125,6 +128,23 @@ def test_queuing_a_table_again_finishes_it_instead_of_training_it_twice(home, ca
     [again] = reproduce.queue_table("table6", ["resnet20"], iterations=8, device="cpu", data="synthetic", store=store)
     assert (again.run_id, again.action) == (7, "queued")
     assert len(store.runs()) == 7
+
+
+def test_a_table_run_whose_process_died_unseen_is_resumed_not_kept(home, monkeypatch):
+    """After a reboot no page may have looked: the run still reads "running" until a dispatcher settles it."""
+    store = Store(home)
+    monkeypatch.setattr(reproduce, "dispatch", lambda store: [])
+    [run] = reproduce.queue_table("table6", ["resnet20"], iterations=4, device="cpu", data="synthetic", store=store)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert store.claim(run.run_id, gone.pid) and store.run(run.run_id).status == "running"
+
+    launched = []  # the real dispatcher, with a stand-in for the training process it would start
+    monkeypatch.setattr(reproduce, "dispatch", queue.dispatch)
+    monkeypatch.setattr(queue, "_launch", lambda store, run, threads, spares: launched.append(run.id) or os.getpid())
+    [again] = reproduce.queue_table("table6", ["resnet20"], iterations=4, device="cpu", data="synthetic", store=store)
+    assert (again.run_id, again.action, launched) == (run.run_id, "resumed", [run.run_id])
+    assert len(store.runs()) == 1
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -162,8 +162,10 @@ def run_classifier(store, run_id: int) -> Classifier:
     if latest is None:
         raise InvalidCheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")
     model, metadata = load_model(latest[1])
-    # The test error of exactly these weights: a run tests at each checkpoint it writes (not at a cancel's).
-    error = next((row["error"] for row in store.metrics(run_id, "test") if row["iteration"] == latest[0]), None)
+    # The error of exactly these weights: a run evaluates (its test or validation split) at each checkpoint it writes,
+    # not at a cancel's.
+    error = next((row["error"] for row in store.metrics(run_id)
+                  if row["kind"] != "train" and row["iteration"] == latest[0]), None)
     metadata = {**metadata, "label": f"run {run_id}: {run.name}", "test_error": error}
     if model.normalization is not None and "classes" in metadata:
         return _with_classes(model, metadata, latest[1].name)

@@ -89,7 +89,7 @@ def queue_table(table: str, nets: Sequence[str] | None = None, *, iterations: in
 
     The command finishes a table rather than doubling it: a net whose latest run of the table with the same settings
     (recipe, data, seed, device) is waiting, training, finished or diverged is kept as it is; one that was cancelled,
-    failed or interrupted is resumed from its last checkpoint; the others are queued, all or none.
+    failed or interrupted is resumed from its last checkpoint; the others are queued (the new runs all or none).
     `device` defaults to CUDA when available. On a CPU a table estimated to take longer than CPU_LIMIT_S is
     refused with the estimate and a number of iterations that fits.
     """
@@ -98,6 +98,7 @@ def queue_table(table: str, nets: Sequence[str] | None = None, *, iterations: in
     iterations = FULL_ITERATIONS if iterations is None else iterations
     store = store or Store()
     planned = dict(zip(nets, planned_runs(nets, data, iterations=iterations, recipe="paper")))
+    dispatch(store)  # a run whose process died unseen (a reboot, an OOM kill) is marked interrupted: resumed below
     earlier = _latest_same_runs(table, planned, data, seed, device, store)
     to_train = [net for net in nets if net not in earlier or earlier[net].status in RESUMABLE]
     if device == "cpu" and to_train:

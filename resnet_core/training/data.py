@@ -1,7 +1,8 @@
 """Datasets decoded once into uint8 tensors; `augment` turns their batches into a network's input.
 
-Decoding is the slow part (50k JPEGs: ~2.5 s, PIL ~8 s), so a decoded dataset is cached as a
-safetensors file under the data folder and the next run loads it in well under a second.
+Decoding is the slow part (image folders are read by Pillow, as uploads are: ~16 s for CIFAR-10's 50k JPEGs on one
+core), so a decoded dataset is cached as a safetensors file under the data folder and the next run loads it in well
+under a second.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import logging
 import os
 import pickle
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from torch.nn import functional as F
 
 from ..errors import DatasetError
 from .augment import eval_side, resize_shorter, resize_square, square_views
-from .image_files import ALLOWED_EXTENSIONS, ALLOWED_FORMATS_TEXT, InvalidImageError, image_tensor
+from .image_files import ALLOWED_EXTENSIONS, InvalidImageError, image_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +158,9 @@ def _cached(home: Path, key: str, watched: list[Path], decode, name: str) -> Ima
             path.unlink(missing_ok=True)
     data = replace(decode(), name=name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    # One temporary file per thread: two sessions of the app (threads of one process) may decode the same data at
+    # once; the second rename then replaces the first's file with the same bytes.
+    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     tensors = {key: getattr(data, key).contiguous() for key in TENSORS if getattr(data, key) is not None}
     save_file(tensors, tmp, metadata={"classes": json.dumps(list(data.classes)), "source": name})
     os.replace(tmp, path)
@@ -250,9 +254,9 @@ def _folder_dirs(folder: Path) -> list[Path]:
 
 
 def _hidden(path: Path) -> bool:
-    """Dot files and folders, and the __MACOSX folder that macOS puts in a zip: its `._0001.jpg` files are resource
-    forks, not images, and would stop the whole folder from loading."""
-    return path.name.startswith(".") or path.name == "__MACOSX"
+    """Dot files and folders: e.g. the `._0001.jpg` resource forks a zip from a Mac holds (in `__MACOSX/`, which is
+    then a folder without images, and beside the photos), not images, which would stop the whole folder loading."""
+    return path.name.startswith(".")
 
 
 def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
@@ -289,8 +293,7 @@ def _decode_folder(folder: Path, image_size: int, shorter_side: int | None = Non
                 try:  # as Classify reads an upload: EXIF orientation, alpha on white, 16-bit scaled, size capped
                     image = image_tensor(path)
                 except InvalidImageError as error:
-                    raise DatasetError(f"Cannot read image {path}: {error} Image folders may hold only readable "
-                                       f"{ALLOWED_FORMATS_TEXT} files.") from None
+                    raise DatasetError(f"Cannot read image {path}: {error}") from None
                 images.append(resize_square(image, image_size) if shorter_side is None else _shrunk(image, shorter_side))
                 labels.append(label)
         if shorter_side is None:

@@ -21,7 +21,9 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 ALLOWED_FORMATS_TEXT = "PNG, JPEG, WebP, GIF or BMP"
 # For file pickers and the listing of image folders: `load_image` itself goes by content, whatever the name says.
 ALLOWED_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif", "bmp")
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = 40_000_000  # an upload from anyone
+# A folder's images are its owner's own photos (a 48 MP phone shot is ordinary): only Pillow's own limit.
+FOLDER_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 # 16-bit samples (0…65535) map onto 8-bit (0…255) by dividing by 65535/255.
 _SIXTEEN_BIT_PER_EIGHT_BIT = 257
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -105,7 +107,7 @@ def _first_line(error: Exception) -> str:
     return text[0].rstrip(".") if text else type(error).__name__
 
 
-def image_tensor(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def image_tensor(path: str | Path, *, max_pixels: int = FOLDER_MAX_PIXELS) -> torch.Tensor:
     """`load_image(path)` as a uint8 (1, 3, H, W) tensor: what training reads from an image folder, so it sees the
     very pixels Classify shows for the same file."""
     return torch.from_numpy(np.array(load_image(path, max_pixels=max_pixels))).permute(2, 0, 1)[None]
