@@ -250,15 +250,15 @@ def _train(args: argparse.Namespace) -> int:
         torch.distributed.broadcast_object_list(setup, src=0)
     run_id, spec_dict, recipe_dict, source, seed, precision = setup[0]
     spec, recipe = NetSpec.from_dict(spec_dict), Recipe.from_dict(recipe_dict)
-    if data is None:
-        try:
+    try:
+        if data is None:
             data = load_data(source, **storage(spec.family, spec.input_size), home=args.home)
-        except UserError as error:  # e.g. a folder deleted, or CIFAR offline: the run says why in the store
-            if store is not None:
-                store.finish(run_id, "failed", str(error))
-            raise
-    if recipe.validation_images:
-        data = data.with_validation_split(recipe.validation_images, seed)
+        if recipe.validation_images:
+            data = data.with_validation_split(recipe.validation_images, seed)
+    except UserError as error:  # e.g. a folder deleted or changed, or CIFAR offline: the run says why in the store
+        if store is not None:
+            store.finish(run_id, "failed", str(error))
+        raise
     if rank == 0:
         print(f"run {run_id}: {spec.name} on {data.name} ({len(data.train_labels)} training images), "
               f"{recipe.iterations} iterations of {recipe.batch_size}, {device.type}; store {store.path}", flush=True)

@@ -174,6 +174,9 @@ def damage_checkpoint(home, damage):
     ("no such run", "No run 42"),
     ("nan loss", "lower --lr"),
     ("batch of 0", "batch_size must be a whole number of at least 1; got 0"),  # never silently 128
+    ("batch over the images", "The batch size (4096) must not exceed the 2048 training images"),
+    ("validation split too large", "The validation split must hold between 1 and 2047 images; got 2048"),
+    ("negative validation split", "The validation split must hold between 1 and 2047 images; got -1"),
 ])
 def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, case, message):
     store = Store(train_home)
@@ -198,6 +201,12 @@ def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, c
         "nan loss": ["train", *TINY, "--iterations", "6", "--lr", "1e30", *home],
         "batch of 0": ["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "2", "--batch-size", "0",
                        *home],
+        # With a test interval given, nothing counted epochs: these were refused only after the run was recorded.
+        "batch over the images": ["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "2",
+                                  "--batch-size", "4096", "--eval-every", "2", *home],
+        "validation split too large": ["train", *TINY, "--iterations", "2", "--validation-images", "2048",
+                                       "--eval-every", "2", *home],
+        "negative validation split": ["train", *TINY, "--iterations", "2", "--validation-images", "-1", *home],
     }[case]
     capsys.readouterr()
     assert main(argv) == 2
@@ -211,6 +220,31 @@ def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, c
         assert len(store.metrics(diverged.id, "train")) >= 1  # its history is kept
     else:
         assert len(store.runs()) == run_count
+
+
+def test_relative_data_and_home_paths_are_recorded_absolute(tmp_path, monkeypatch, capsys):
+    """A run's worker starts in the package's folder, and later commands run from anywhere: the paths typed
+    relative to where `train` ran must still name the same folders."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    for split in ("train", "test"):
+        for index, name in enumerate(("cat", "dog")):
+            (tmp_path / "pets" / split / name).mkdir(parents=True)
+            for shade in range(4):
+                Image.new("RGB", (32, 32), (60 * shade, 200 * index, 90)).save(tmp_path / "pets" / split / name /
+                                                                              f"{shade}.png")
+    assert main(["train", "--model", "resnet8", "--data", "pets", "--iterations", "2", "--batch-size", "4",
+                 "--eval-every", "2", "--precision", "fp32", "--home", "home"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    store = Store(tmp_path / "home")
+    [run] = store.runs()
+    assert run.data == str(tmp_path / "pets") and store.latest_checkpoint(run.id)[1].is_absolute()
+    capsys.readouterr()
+    assert main(["evaluate", str(run.id), "--json", "--home", str(tmp_path / "home")]) == 0
+    assert strict_json(capsys.readouterr().out)["data"] == str(tmp_path / "pets")
 
 
 def test_the_cli_and_python_submit_the_same_run_for_the_same_settings(tmp_path, capsys):

@@ -62,6 +62,12 @@ def workshop_limits() -> dict[str, int]:
     return dict(per_owner=runs_per_user(), max_waiting=max_waiting_runs(), cap=max_concurrent_runs())
 
 
+def recorded_source(source: str) -> str:
+    """The data as a run records it: a built-in source by its name, a folder by its absolute path (as load_data names
+    it), so the run's worker (started in another folder) and every later command find it from wherever they run."""
+    return source if source in SOURCE_SIZES else str(Path(source).expanduser().resolve())
+
+
 def dataset_shape(source: str) -> tuple[int, int]:
     """(classes, training images) of a source, without decoding it."""
     if source in SOURCE_SIZES:
@@ -111,6 +117,7 @@ def submit_all(models: list[str], data: str, *, seed: int = 0, device: str = "cp
     store = store or Store()
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("This server has no usable CUDA GPU; train on the cpu.")
+    data = recorded_source(data)
     train_images = dataset_shape(data)[1]
     runs = []
     for spec, recipe in planned_runs(models, data, **settings):

@@ -23,7 +23,7 @@ from ..nets.specs import NetSpec, get_spec
 from ..nets.summary import count_parameters
 from ..training.device import pick_device
 from ..training.recipe import Recipe
-from .queue import dispatch, planned_runs, submit_all
+from .queue import dispatch, planned_runs, recorded_source, submit_all
 from .schema import RESUMABLE
 from .store import Run, Store
 
@@ -97,6 +97,7 @@ def queue_table(table: str, nets: Sequence[str] | None = None, *, iterations: in
     device = pick_device(device).type
     iterations = FULL_ITERATIONS if iterations is None else iterations
     store = store or Store()
+    data = recorded_source(data)  # as submit_all records it, so earlier runs of a folder are found
     planned = dict(zip(nets, planned_runs(nets, data, iterations=iterations, recipe="paper")))
     dispatch(store)  # a run whose process died unseen (a reboot, an OOM kill) is marked interrupted: resumed below
     earlier = _latest_same_runs(table, planned, data, seed, device, store)

@@ -190,7 +190,11 @@ def training_recipe(spec: NetSpec, *, iterations: int | None = None, epochs: int
             raise UserError(f"Unknown normalisation {normalization!r}; allowed: {', '.join(NORMALIZATIONS)}.")
         overrides["per_pixel_mean"] = normalization == "per-pixel"
     recipe = Recipe.from_dict({**paper_recipe(spec).to_dict(), **overrides})
+    if recipe.validation_images and not 0 < recipe.validation_images < train_images:  # as ImageData's split says
+        raise UserError(f"The validation split must hold between 1 and {train_images - 1} images; got "
+                        f"{recipe.validation_images}.")
     trained_on = train_images - recipe.validation_images
+    recipe.iterations_per_epoch(trained_on)  # refuses a batch larger than the training images, before any run exists
     recipe = recipe.shortened(iterations=iterations, epochs=epochs, train_images=trained_on)
     kind = kind or default_recipe_kind(spec, recipe.iterations)
     if kind not in RECIPE_KINDS:
