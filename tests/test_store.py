@@ -1,6 +1,7 @@
 """The run store: the queue's statuses, transactional metrics, checkpoints and their failure modes."""
 import json
 import os
+import shutil
 import sqlite3
 import threading
 
@@ -163,6 +164,26 @@ def checkpoint_at(iteration):
     return Checkpoint(spec=get_spec("resnet8").to_dict(), recipe={"iterations": 10}, iteration=iteration,
                       model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
                       rng_state=torch.get_rng_state(), trainer_state={"warming_up": False})
+
+
+def test_a_moved_data_folder_keeps_its_runs_checkpoints(tmp_path):
+    store = Store(tmp_path / "old")
+    run_id, written_before = new_run(store), new_run(store)
+    for run in (run_id, written_before):
+        save_checkpoint(store.run_dir(run) / "checkpoint-5.safetensors", checkpoint_at(5))
+        store.add_checkpoint(run, 5, store.run_dir(run) / "checkpoint-5.safetensors")
+    with sqlite3.connect(store.path) as db:  # as rows were written before: the absolute path of the old folder
+        db.execute("UPDATE checkpoints SET path=? WHERE run_id=?",
+                   (str(store.run_dir(written_before) / "checkpoint-5.safetensors"), written_before))
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    moved = Store(tmp_path / "new")
+    for run in (run_id, written_before):
+        iteration, path = moved.latest_checkpoint(run)
+        assert path == tmp_path / "new" / "runs" / str(run) / "checkpoint-5.safetensors" and path.is_file()
+        assert load_training_checkpoint(path).iteration == iteration == 5
+    with pytest.raises(ValueError, match="belongs in"):
+        moved.add_checkpoint(run_id, 6, tmp_path / "elsewhere.safetensors")
+    assert moved.latest_checkpoint(run_id)[0] == 5
 
 
 def test_checkpoints_round_trip_and_only_the_newest_is_kept(tmp_path):

@@ -48,22 +48,30 @@ class RecordedData:
         return self.home / "runs" / str(run_id)
 
     def add_checkpoint(self, run_id: int, iteration: int, path: Path, keep: int = 1) -> None:
-        """Record a checkpoint already on disk, and delete all but the newest `keep`."""
+        """Record a checkpoint already on disk in the run's folder, and delete all but the newest `keep`.
+
+        The table keeps the file's name; it is read back under `run_dir` of this store's home, so a data folder that
+        was moved or copied keeps its runs (rows written before hold absolute paths: only their name counts)."""
+        if path.parent.resolve() != self.run_dir(run_id).resolve():
+            raise ValueError(f"A checkpoint of run {run_id} belongs in {self.run_dir(run_id)}, not {path.parent}.")
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
-                       (run_id, iteration, str(path), time.time()))
+                       (run_id, iteration, path.name, time.time()))
             stale = db.execute("SELECT iteration, path FROM checkpoints WHERE run_id=? ORDER BY iteration DESC "
                                "LIMIT -1 OFFSET ?", (run_id, keep)).fetchall()
             db.executemany("DELETE FROM checkpoints WHERE run_id=? AND iteration=?",
                            [(run_id, row["iteration"]) for row in stale])
         for row in stale:  # after the commit: a crash in between leaves a stray file, never a dangling row
-            if row["path"] != str(path):
-                Path(row["path"]).unlink(missing_ok=True)
+            if Path(row["path"]).name != path.name:
+                self._checkpoint_file(run_id, row["path"]).unlink(missing_ok=True)
 
     def latest_checkpoint(self, run_id: int) -> tuple[int, Path] | None:
         row = self._db.execute("SELECT iteration, path FROM checkpoints WHERE run_id=? ORDER BY iteration DESC "
                                "LIMIT 1", (run_id,)).fetchone()
-        return (row["iteration"], Path(row["path"])) if row else None
+        return (row["iteration"], self._checkpoint_file(run_id, row["path"])) if row else None
+
+    def _checkpoint_file(self, run_id: int, recorded: str) -> Path:
+        return self.run_dir(run_id) / Path(recorded).name
 
     # ------------------------------------------------------------------------------------ experiment results
     def add_result(self, run_id: int, step: int, payload: dict) -> None:
