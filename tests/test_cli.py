@@ -247,6 +247,35 @@ def test_relative_data_and_home_paths_are_recorded_absolute(tmp_path, monkeypatc
     assert strict_json(capsys.readouterr().out)["data"] == str(tmp_path / "pets")
 
 
+@pytest.mark.parametrize("change, message", [
+    ("add a class", "has 3 classes but run 1's resnet8 was trained on 2"),
+    ("rename a class", "classes are not the ones run 1's resnet8 was trained on (new: ant; gone: dog)"),
+])
+def test_evaluate_refuses_a_folder_whose_classes_changed_since_training(tmp_path, monkeypatch, capsys, change,
+                                                                        message):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for index, name in enumerate(("cat", "dog")):
+            (tmp_path / "pets" / split / name).mkdir(parents=True)
+            for shade in range(4):
+                Image.new("RGB", (32, 32), (60 * shade, 200 * index, 90)).save(tmp_path / "pets" / split / name /
+                                                                              f"{shade}.png")
+    home = ["--home", str(tmp_path / "home")]
+    assert main(["train", "--model", "resnet8", "--data", str(tmp_path / "pets"), "--iterations", "2",
+                 "--batch-size", "4", "--eval-every", "2", "--precision", "fp32", *home]) == 0
+    for split in ("train", "test"):
+        if change == "add a class":
+            (tmp_path / "pets" / split / "eel").mkdir()
+            Image.new("RGB", (32, 32)).save(tmp_path / "pets" / split / "eel" / "0.png")
+        else:
+            (tmp_path / "pets" / split / "dog").rename(tmp_path / "pets" / split / "ant")
+    capsys.readouterr()
+    assert main(["evaluate", "1", "--json", *home]) == 2  # a traceback, or labels meaning other classes, before
+    [line] = capsys.readouterr().err.splitlines()
+    assert message in line
+
+
 def test_the_cli_and_python_submit_the_same_run_for_the_same_settings(tmp_path, capsys):
     """One submission path: `train --model` records what `queue.submit` queues, recipe and all."""
     from resnet_core.runs import queue

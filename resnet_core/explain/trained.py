@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..nets.model import ResNet
 from ..training.augment import Pipeline
 from ..training.checkpoint import load_model
-from ..training.data import ImageData, load_data, storage
+from ..training.data import ImageData, check_classes, load_data, storage
 from ..training.recipe import Recipe
 
 
@@ -46,9 +46,7 @@ def trained_model(name: str, home: str | os.PathLike | None = None) -> ResNet:
 def probe_data(model: ResNet, source: str, home: str | os.PathLike | None = None) -> ImageData:
     """`source` loaded as `model` sees it, refused in one line when its classes are not the model's."""
     data = load_data(source, **storage(model.spec.family, model.spec.input_size), home=home)
-    if len(data.classes) != model.spec.num_classes:
-        raise UserError(f"{data.name} has {len(data.classes)} classes but {model.spec.name} was trained on "
-                        f"{model.spec.num_classes}; pass the dataset it was trained on.")
+    check_classes(data, model.spec.name, model.spec.num_classes)
     return data
 
 

@@ -98,6 +98,20 @@ TENSORS = ("train_images", "train_labels", "test_images", "test_labels", "pixel_
            "test_sizes")
 
 
+def check_classes(data: ImageData, net: str, num_classes: int, classes: tuple[str, ...] | None = None) -> None:
+    """Refuse in one line data whose classes are not the ones `net` learned: their number, and their names (in label
+    order) where its checkpoint records them. A class folder added, removed or renamed since training would
+    otherwise give labels that mean other classes."""
+    if len(data.classes) != num_classes:
+        raise DatasetError(f"{data.name} has {len(data.classes)} classes but {net} was trained on {num_classes}; "
+                           "pass the dataset it was trained on.")
+    if classes is not None and tuple(classes) != data.classes:
+        new, gone = [name for name in data.classes if name not in classes], [name for name in classes
+                                                                               if name not in data.classes]
+        raise DatasetError(f"{data.name}'s classes are not the ones {net} was trained on (new: {', '.join(new)}; "
+                           f"gone: {', '.join(gone)}); pass the dataset it was trained on.")
+
+
 def stored_size(family: str, input_size: int) -> int:
     """Side of the cached square images: the input size for CIFAR nets; for ImageNet nets the 256/224 margin that
     the test-time center and 10 crops cut from (§3.4)."""

@@ -13,7 +13,7 @@ from ..nets.model import ResNet
 from ..nets.specs import NetSpec
 from .augment import Pipeline
 from .checkpoint import load_training_checkpoint
-from .data import ImageData, load_data, storage
+from .data import ImageData, check_classes, load_data, storage
 from .device import autocast, pick_device, pick_precision
 from .recipe import Recipe
 
@@ -159,6 +159,7 @@ def evaluate_run(store, run_id: int, *, ten_crop: bool = False, multi_scale: boo
     model.normalization = checkpoint.normalization
     model.to(target).to(memory_format=torch.channels_last)
     recipe = Recipe.from_dict(run.recipe)
-    data = load_data(run.data, **storage(spec.family, spec.input_size), home=store.home).to(target)
-    return evaluation_report(model, data, recipe, ten_crop=ten_crop, multi_scale=multi_scale,
+    data = load_data(run.data, **storage(spec.family, spec.input_size), home=store.home)
+    check_classes(data, f"run {run_id}'s {spec.name}", spec.num_classes, checkpoint.classes)
+    return evaluation_report(model, data.to(target), recipe, ten_crop=ten_crop, multi_scale=multi_scale,
                              precision=pick_precision(target, run.precision))
