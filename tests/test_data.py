@@ -52,6 +52,20 @@ def test_image_folder_is_resized_cached_and_reloaded_without_decoding(tmp_path, 
     assert torch.equal(cached.train_images, data.train_images) and cached.classes == data.classes
 
 
+def test_an_image_overwritten_in_place_is_decoded_again(tmp_path):
+    import os
+
+    folder = write_folder(tmp_path / "pets")
+    before = load_data(str(folder), image_size=32, home=tmp_path / "home")
+    image, class_dir = folder / "train" / "cat" / "0.jpg", folder / "train" / "cat"
+    kept = class_dir.stat()
+    Image.new("RGB", (48, 40), (0, 255, 0)).save(image)  # same name: the folder's own time may not move
+    os.utime(class_dir, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+    after = load_data(str(folder), image_size=32, home=tmp_path / "home")
+    assert not torch.equal(after.train_images[0], before.train_images[0])
+    assert after.train_images[0, 1].float().mean() > 250 and torch.equal(after.train_images[1:], before.train_images[1:])
+
+
 def test_odd_but_valid_files_in_an_image_folder_are_read_as_classify_reads_them(tmp_path):
     """EXIF rotation, 16-bit samples, alpha, palettes, CMYK, grey, GIF and BMP: the pixels training stores are
     load_image's (torchvision's decoder ignored the rotation and turned 16-bit PNGs white)."""

@@ -147,16 +147,15 @@ def load_data(source: str, *, image_size: int = 32, home: str | os.PathLike | No
     if not folder.is_dir():
         raise DatasetError(f"Unknown dataset {source!r}; allowed: {SOURCE_HELP}.")
     folder = folder.resolve()
-    return _cached(home_dir, f"folder-{image_size}-{shorter_side}-{folder}", _folder_dirs(folder),
+    return _cached(home_dir, f"folder-{image_size}-{shorter_side}-{folder}", _watched_paths(folder),
                    lambda: _decode_folder(folder, image_size, shorter_side), str(folder))
 
 
 def _cached(home: Path, key: str, watched: list[Path], decode, name: str) -> ImageData:
-    """Decode once; reuse while the watched folders keep their modification times (adding or removing a file
-    changes its folder's mtime)."""
+    """Decode once; reuse while the watched folders and files keep their modification times and sizes."""
     from safetensors.torch import load_file, save_file
 
-    stamps = [(str(path), path.stat().st_mtime_ns if path.exists() else None) for path in watched]
+    stamps = [(str(path), *_stamp(path)) for path in watched]
     digest = hashlib.sha256(json.dumps([CACHE_FORMAT, key, stamps]).encode()).hexdigest()[:20]
     path = home / "cache" / f"{digest}.safetensors"
     if path.exists():
@@ -179,6 +178,14 @@ def _cached(home: Path, key: str, watched: list[Path], decode, name: str) -> Ima
     save_file(tensors, tmp, metadata={"classes": json.dumps(list(data.classes)), "source": name})
     os.replace(tmp, path)
     return data
+
+
+def _stamp(path: Path) -> tuple[int, int] | tuple[None]:
+    try:
+        status = path.stat()
+    except FileNotFoundError:  # e.g. CIFAR not downloaded yet
+        return (None,)
+    return status.st_mtime_ns, status.st_size
 
 
 def statistics(train_images: torch.Tensor, sizes: torch.Tensor | None = None,
@@ -262,9 +269,14 @@ def _read_cifar_batches(folder: Path, names: list[str]) -> tuple[torch.Tensor, t
     return torch.cat(images), torch.tensor(labels)
 
 
-def _folder_dirs(folder: Path) -> list[Path]:
-    dirs = [folder / "train", folder / "test"]
-    return dirs + sorted(child for split in dirs if split.is_dir() for child in split.iterdir() if child.is_dir())
+def _watched_paths(folder: Path) -> list[Path]:
+    """What an image folder's cache depends on: its split and class folders (a file added or removed changes their
+    modification time) and every image file (one overwritten in place changes only its own)."""
+    splits = [folder / "train", folder / "test"]
+    classes = sorted(child for split in splits if split.is_dir() for child in split.iterdir() if child.is_dir())
+    images = sorted(path for class_dir in classes for path in class_dir.iterdir()
+                    if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path))
+    return splits + classes + images
 
 
 def _hidden(path: Path) -> bool:
