@@ -124,6 +124,21 @@ def test_a_diverged_runs_nan_loss_is_null_in_standard_json(tmp_path, capsys):
     assert (run["train_loss"], run["test_loss"], run["test_error"]) == (None, None, 0.9)
 
 
+@pytest.mark.parametrize("command", [["train", *TINY, "--iterations", "2"],
+                                     ["lesion", "reference:resnet20", "--data", "synthetic"],
+                                     ["landscape", "reference:resnet20", "--data", "synthetic"],
+                                     ["shattering"], ["reproduce", "table6"]])
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999", "1.5"])
+def test_every_seed_is_checked_alike_in_one_line(command, seed, tmp_path, capsys):
+    """A huge seed overflowed SQLite or torch with a traceback; -1 was taken by some commands, refused by others."""
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--seed", seed, "--home", str(tmp_path)] if command[0] != "shattering" else
+             [*command, "--seed", seed])
+    [line] = capsys.readouterr().err.splitlines()
+    assert exited.value.code == 2 and "a seed is a whole number from 0 to 4,294,967,295" in line
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
 def test_summary_prints_the_stage_table(capsys):
     assert main(["summary", "resnet20"]) == 0
     out = capsys.readouterr().out

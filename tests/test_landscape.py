@@ -176,6 +176,7 @@ def test_a_bowl_surface_is_convex_and_a_saddle_is_not():
     ("images", 97, "got 97"),
     ("span", 0.0, "span must be a positive number"),
     ("span", math.nan, "span must be a positive number"),
+    ("span", 1e300, "at most 100; got 1e+300"),  # overflowed the float32 weights with a traceback
     ("dims", 3, "dims must be 1 (a slice) or 2 (a surface)"),
 ])
 def test_bad_arguments_are_one_line_user_errors_before_any_work(data, option, value, message):

@@ -181,6 +181,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(checkpoint, capsys, argv, message)
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
 
 
+def test_by_default_a_small_test_set_is_used_whole(checkpoint, capsys):
+    """1,000 test images unless told, or all of a smaller set (synthetic's 512): the default was refused there."""
+    assert main(["lesion", str(checkpoint), "--data", "synthetic"]) == 0
+    assert "on 512 test images of synthetic" in capsys.readouterr().out
+
+
 def test_cli_refuses_a_plain_net_whose_block_cannot_be_deleted(tmp_path, capsys):
     path = tmp_path / "plain8-b.safetensors"
     save_model(path, trained_looking("plain8", shortcut="B"))

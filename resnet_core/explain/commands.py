@@ -14,6 +14,7 @@ import argparse
 import statistics
 import sys
 
+from .. import arguments
 from ..errors import UserError
 from ..json_output import json_text
 
@@ -26,11 +27,11 @@ def add_commands(commands, with_home) -> None:
         "lesion", help="delete blocks of a trained net at test time and measure its error (Veit et al. 2016)"))
     lesion.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     lesion.add_argument("--data", required=True, metavar="SOURCE", help="the dataset the net was trained on")
-    lesion.add_argument("--images", type=int, default=1000, metavar="N", help="test images (default 1000)")
+    lesion.add_argument("--images", type=int, metavar="N", help="test images (default 1000, or all of a smaller set)")
     lesion.add_argument("--random-k", type=int, default=0, metavar="K",
                         help="also delete k = 1…K random blocks at once (default 0: single blocks only)")
     lesion.add_argument("--draws", type=int, default=10, metavar="D", help="random draws per k (default 10)")
-    lesion.add_argument("--seed", type=int, default=0)
+    lesion.add_argument("--seed", type=arguments.seed, default=0)
     lesion.add_argument("--json", action="store_true", help="print the result as JSON (errors as fractions)")
 
     landscape = with_home(commands.add_parser(
@@ -42,9 +43,9 @@ def add_commands(commands, with_home) -> None:
     landscape.add_argument("--points", type=int, default=41, metavar="P", help="points per axis (default 41)")
     landscape.add_argument("--span", type=float, default=1.0, metavar="S",
                            help="step sizes from -S to S along each direction (default 1)")
-    landscape.add_argument("--images", type=int, default=1000, metavar="N",
-                           help="training images, a fixed subset (default 1000)")
-    landscape.add_argument("--seed", type=int, default=0, help="seed of the directions and the subset")
+    landscape.add_argument("--images", type=int, metavar="N",
+                           help="training images, a fixed subset (default 1000, or all of a smaller set)")
+    landscape.add_argument("--seed", type=arguments.seed, default=0, help="seed of the directions and the subset")
     landscape.add_argument("--json", action="store_true", help="print the result as JSON")
 
     shattering = commands.add_parser(
@@ -53,7 +54,7 @@ def add_commands(commands, with_home) -> None:
     shattering.add_argument("--depths", default="8,20,56,110", metavar="D,D,…",
                             help="CIFAR depths 6n+2 (default 8,20,56,110)")
     shattering.add_argument("--points", type=int, default=256, metavar="P", help="inputs along the line (256)")
-    shattering.add_argument("--seed", type=int, default=0)
+    shattering.add_argument("--seed", type=arguments.seed, default=0)
     shattering.add_argument("--json", action="store_true", help="print the result as JSON")
     for parser, handler in ((lesion, _lesion), (landscape, _landscape), (shattering, _shattering)):
         parser.set_defaults(handler=handler)

@@ -37,6 +37,10 @@ from .trained import test_pipeline
 
 BATCH_SIZE = 100  # images per forward pass: the fastest of 32 to 500 for ResNet-56 on 2 CPU cores
 MAX_POINTS = 401  # per axis; the authors' finest 1-D plots have 401 points
+# Steps along a filter-normalised direction: at 1 the weights move by their own size (Li et al. plot up to 1); far
+# beyond, float32 weights overflow.
+MAX_SPAN = 100.0
+DEFAULT_IMAGES = 1000  # training images of the subset, when not given
 
 Progress = Callable[[int, int], None]  # (points done, points in all)
 Direction = dict[str, torch.Tensor]  # parameter name -> a tensor of its shape
@@ -144,15 +148,18 @@ def training_subset(model: ResNet, data: ImageData, images: int, seed: int) -> t
 
 
 def iter_landscape_rows(model: ResNet, data: ImageData, *, dims: int = 1, points: int = 41, span: float = 1.0,
-                        images: int = 1000, seed: int = 0, progress: Progress | None = None) -> Iterator[LandscapeRow]:
+                        images: int | None = None, seed: int = 0,
+                        progress: Progress | None = None) -> Iterator[LandscapeRow]:
     """Each row of the landscape as soon as it is computed: `points` rows of a 2-D surface (betas[j], j = 0 …), or
-    the one row of a 1-D slice. Bad arguments raise a one-line UserError here, before any work."""
+    the one row of a 1-D slice, on `images` training images (default DEFAULT_IMAGES, or all of a smaller training
+    set). Bad arguments raise a one-line UserError here, before any work."""
+    images = min(DEFAULT_IMAGES, len(data.train_labels)) if images is None else images
     _check(data, dims, points, span, images)
     return _rows(model, data, dims, points, span, images, seed, progress)
 
 
 def loss_landscape(model: ResNet, data: ImageData, *, dims: int = 1, points: int = 41, span: float = 1.0,
-                   images: int = 1000, seed: int = 0, progress: Progress | None = None) -> Landscape:
+                   images: int | None = None, seed: int = 0, progress: Progress | None = None) -> Landscape:
     """Training loss and error of `model` around its weights: along one direction from -span to span (`dims=1`) or
     on the square spanned by two (`dims=2`), `points` per axis, on `images` training images, all drawn from `seed`."""
     rows = list(iter_landscape_rows(model, data, dims=dims, points=points, span=span, images=images, seed=seed,
@@ -172,8 +179,9 @@ def _check(data: ImageData, dims: int, points: int, span: float, images: int) ->
     if not isinstance(images, int) or not 1 <= images <= available:
         raise UserError(f"images must be a whole number from 1 to {available}, the training images of {data.name}; "
                         f"got {images!r}.")
-    if not 0 < span < float("inf"):
-        raise UserError(f"span must be a positive number of filter-normalised steps; got {span!r}.")
+    if not 0 < span <= MAX_SPAN:
+        raise UserError(f"span must be a positive number of filter-normalised steps, at most {MAX_SPAN:g}; got "
+                        f"{span!r}.")
 
 
 def _rows(model: ResNet, data: ImageData, dims: int, points: int, span: float, images: int, seed: int,

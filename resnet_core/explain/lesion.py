@@ -39,6 +39,7 @@ from .trained import test_pipeline
 # Images per forward pass: for ResNet-56 on 2 CPU threads (fp32, channels-last) 100 and 250 ran alike, 1,000 2x
 # slower.
 BATCH_SIZE = 250
+DEFAULT_IMAGES = 1000  # test images, when not given
 
 
 class SkipPath(nn.Module):
@@ -136,18 +137,19 @@ def _shape_change(block: nn.Module) -> tuple[int, int, int]:
     return convs[0].in_channels, convs[-1].out_channels, math.prod(conv.stride[0] for conv in convs)
 
 
-def iter_lesions(model: ResNet, data: ImageData, *, images: int = 1000, random_k: int = 0, draws: int = 10,
+def iter_lesions(model: ResNet, data: ImageData, *, images: int | None = None, random_k: int = 0, draws: int = 10,
                  seed: int = 0, batch_size: int = BATCH_SIZE) -> Iterator[LesionRecord]:
     """Measure and yield, one at a time: the intact net's error, the error with each block deleted (forward order),
     then for k = 1…`random_k` the error with k blocks deleted at once, `draws` times each.
 
-    The test images are `images` of `data`'s test set drawn without replacement with `seed`; the k blocks of a draw
-    are drawn without replacement from all blocks by `random.Random(seed)`, k = 1 first, so a larger `random_k`
-    keeps the smaller k's draws. A set of blocks already measured (every single block) is not measured again.
+    The test images are `images` (default DEFAULT_IMAGES, or all of a smaller test set) of `data`'s test set drawn
+    without replacement with `seed`; the k blocks of a draw are drawn without replacement from all blocks by
+    `random.Random(seed)`, k = 1 first, so a larger `random_k` keeps the smaller k's draws. A set of blocks already measured (every single block) is not measured again.
     `model` is left as it was: the study runs on a copy in eval mode (BN with its running statistics), fp32,
     channels-last (NCHW convs of ResNet-56 ran 2-20x slower on our CPUs, depending on the batch), on the model's
     device. Bad counts and undeletable blocks raise UserError at the call, before any record.
     """
+    images = min(DEFAULT_IMAGES, len(data.test_labels)) if images is None else images
     _check_counts(data, len(lesion_sites(model)), images, random_k, draws)
     return _lesions(model, data, images, random_k, draws, seed, batch_size)
 
@@ -187,7 +189,7 @@ def _lesions(model: ResNet, data: ImageData, images: int, random_k: int, draws: 
             yield RandomLesion(k, draw, tuple(sites[index].name for index in sorted(deleted)), measured[deleted])
 
 
-def lesion_study(model: ResNet, data: ImageData, *, images: int = 1000, random_k: int = 0, draws: int = 10,
+def lesion_study(model: ResNet, data: ImageData, *, images: int | None = None, random_k: int = 0, draws: int = 10,
                  seed: int = 0, progress: Callable[[int, int], None] | None = None,
                  batch_size: int = BATCH_SIZE) -> LesionStudy:
     """`iter_lesions` collected into one result; `progress(done, total)` after each measurement (and once at 0)."""

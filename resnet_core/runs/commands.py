@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import arguments
 from ..errors import UserError
 from ..json_output import json_text
 
@@ -30,7 +31,7 @@ def add_reproduce_command(commands, with_home) -> None:
                            "64000; a CPU refuses a table it would take over 2 hours for and suggests an N)")
     reproduce.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     reproduce.add_argument("--data", metavar="SOURCE", help=f"{SOURCE_HELP} (default: cifar10, the paper's)")
-    reproduce.add_argument("--seed", type=int, help="seed of every run (default 0)")
+    reproduce.add_argument("--seed", type=arguments.seed, help="seed of every run (default 0)")
     reproduce.add_argument("--report", action="store_true", help="print net, parameters, paper error, our error, "
                            "iterations and wall time of each net's latest run, and queue nothing")
     reproduce.add_argument("--json", action="store_true", help="with --report: print a JSON list instead")
