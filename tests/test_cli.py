@@ -186,6 +186,7 @@ def damage_checkpoint(home, damage):
     ("resume with settings", "drop --model"),
     ("no length", "--epochs or --iterations"),
     ("unwritable home", "Cannot write to the data folder"),
+    ("empty home", "The data folder given is empty"),
     ("no such run", "No run 42"),
     ("nan loss", "lower --lr"),
     ("batch of 0", "batch_size must be a whole number of at least 1; got 0"),  # never silently 128
@@ -212,6 +213,7 @@ def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, c
         "resume with settings": ["train", "--resume", str(kept_id), "--model", "resnet8", *home],
         "no length": ["train", "--model", "resnet8", "--data", "synthetic", *home],
         "unwritable home": ["runs", "--home", str(Path(__file__))],
+        "empty home": ["runs", "--home", ""],
         "no such run": ["evaluate", "42", *home],
         "nan loss": ["train", *TINY, "--iterations", "6", "--lr", "1e30", *home],
         "batch of 0": ["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "2", "--batch-size", "0",

@@ -99,7 +99,7 @@ def test_odd_but_valid_files_in_an_image_folder_are_read_as_classify_reads_them(
     assert 0 < deep.float().mean() < 250  # scaled to 8 bits, not clipped white
 
 
-def test_what_macos_and_editors_leave_in_an_image_folder_is_not_read(tmp_path):
+def test_what_macos_editors_and_moves_leave_in_an_image_folder_is_not_read(tmp_path):
     folder = write_folder(tmp_path / "pets")
     (folder / "train" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 Mac OS X resource fork")
     (folder / "train" / "cat" / ".DS_Store").write_bytes(b"Bud1")
@@ -107,6 +107,8 @@ def test_what_macos_and_editors_leave_in_an_image_folder_is_not_read(tmp_path):
     (folder / "train" / "__MACOSX" / "._1.jpg").write_bytes(b"\x00\x05\x16\x07")
     (folder / "train" / ".thumbnails").mkdir()
     (folder / "train" / ".thumbnails" / "0.png").write_bytes(b"not even a png")
+    (folder / "train" / "cat" / "album.png").mkdir()  # a folder, not an image, whatever its name
+    (folder / "train" / "dog" / "moved.jpg").symlink_to(tmp_path / "gone.jpg")  # a link to nothing
     data = load_data(str(folder), image_size=32, home=tmp_path / "home")
     assert data.classes == ("cat", "dog") and len(data.train_images) == 6
 

@@ -38,7 +38,10 @@ _writable_homes: set[Path] = set()
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
     """The data folder: `home`, else $RESNET_EXPLORER_HOME, else ~/.resnet-explorer; created and checked writable."""
-    # Absolute: runs record their checkpoints' paths, and their workers start in another folder.
+    if home is not None and not str(home).strip():  # "" would quietly mean the default folder, someone else's store
+        raise StoreError("The data folder given is empty; pass --home DIR with a folder, or leave it out for "
+                         f"${HOME_VARIABLE} or {DEFAULT_HOME}.")
+    # Absolute: the queue's workers start in another folder.
     path = Path(home or os.environ.get(HOME_VARIABLE) or DEFAULT_HOME).expanduser().absolute()
     if path in _writable_homes and path.is_dir():  # probed once per process: pages resolve it on every poll
         return path

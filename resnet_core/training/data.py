@@ -275,7 +275,7 @@ def _watched_paths(folder: Path) -> list[Path]:
     splits = [folder / "train", folder / "test"]
     classes = sorted(child for split in splits if split.is_dir() for child in split.iterdir() if child.is_dir())
     images = sorted(path for class_dir in classes for path in class_dir.iterdir()
-                    if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path))
+                    if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path) and path.is_file())
     return splits + classes + images
 
 
@@ -295,7 +295,7 @@ def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
     listing = {}
     for class_dir in sorted(path for path in split_dir.iterdir() if path.is_dir() and not _hidden(path)):
         files = sorted(path for path in class_dir.iterdir()
-                       if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path))
+                       if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path) and path.is_file())
         if files:
             listing[class_dir.name] = files
     if not listing:
