@@ -178,7 +178,9 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
     length.press("Enter")
     settle(teacher)
     teacher.get_by_role("button", name="Hand out cells").click()
-    teacher.get_by_text(f"Handing out cells of {ITERATIONS} iterations").wait_for(timeout=WAIT_MS)
+    # The panel's caption (the toast says it too, for a few seconds: two matches while it shows).
+    teacher.get_by_test_id("stMain").get_by_text(f"Handing out cells of {ITERATIONS} iterations, in turn as "
+                                                 "people open Train").wait_for(timeout=WAIT_MS)
 
     # 4. Train: the participant's cell is waiting, preselected; they train the 8-layer preset instead (fast).
     open_page(page, "Train", "Train")
