@@ -239,18 +239,22 @@ def test_bad_input_is_one_line_and_loses_nothing(train_home, tmp_path, capsys, c
         assert len(store.runs()) == run_count
 
 
+def pets_folder(root: Path) -> None:
+    """Two classes of four flat 32x32 images each, in train/ and test/: enough for a batch of 4."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for index, name in enumerate(("cat", "dog")):
+            (root / split / name).mkdir(parents=True)
+            for shade in range(4):
+                Image.new("RGB", (32, 32), (60 * shade, 200 * index, 90)).save(root / split / name / f"{shade}.png")
+
+
 def test_relative_data_and_home_paths_are_recorded_absolute(tmp_path, monkeypatch, capsys):
     """A run's worker starts in the package's folder, and later commands run from anywhere: the paths typed
     relative to where `train` ran must still name the same folders."""
-    from PIL import Image
-
     monkeypatch.chdir(tmp_path)
-    for split in ("train", "test"):
-        for index, name in enumerate(("cat", "dog")):
-            (tmp_path / "pets" / split / name).mkdir(parents=True)
-            for shade in range(4):
-                Image.new("RGB", (32, 32), (60 * shade, 200 * index, 90)).save(tmp_path / "pets" / split / name /
-                                                                              f"{shade}.png")
+    pets_folder(tmp_path / "pets")
     assert main(["train", "--model", "resnet8", "--data", "pets", "--iterations", "2", "--batch-size", "4",
                  "--eval-every", "2", "--precision", "fp32", "--home", "home"]) == 0
     elsewhere = tmp_path / "elsewhere"
@@ -272,12 +276,7 @@ def test_evaluate_refuses_a_folder_whose_classes_changed_since_training(tmp_path
                                                                         message):
     from PIL import Image
 
-    for split in ("train", "test"):
-        for index, name in enumerate(("cat", "dog")):
-            (tmp_path / "pets" / split / name).mkdir(parents=True)
-            for shade in range(4):
-                Image.new("RGB", (32, 32), (60 * shade, 200 * index, 90)).save(tmp_path / "pets" / split / name /
-                                                                              f"{shade}.png")
+    pets_folder(tmp_path / "pets")
     home = ["--home", str(tmp_path / "home")]
     assert main(["train", "--model", "resnet8", "--data", str(tmp_path / "pets"), "--iterations", "2",
                  "--batch-size", "4", "--eval-every", "2", "--precision", "fp32", *home]) == 0
