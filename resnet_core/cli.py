@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "shorter than 64,000 iterations, paper otherwise; the Train page's Start uses the same rule")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     train.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 where the hardware supports it")
-    train.add_argument("--seed", type=arguments.seed, default=0, help="seed of weights, data order and augmentation (default 0)")
+    train.add_argument("--seed", type=arguments.seed, default=0,
+                       help="seed of weights, data order and augmentation (default 0)")
     train.add_argument("--name", help="a label for the run (default: MODEL on SOURCE)")
     train.add_argument("--eval-every", type=int, metavar="N", help="iterations between test evaluations and "
                        f"checkpoints (default: once per epoch, or {TEST_POINTS} times in a shorter run)")

@@ -200,7 +200,8 @@ def test_model_input_keeps_aspect_and_crops_the_centre():
 
 
 def test_imagenet_crop_fraction():
-    x = to_model_input(Image.new("RGB", (640, 480)), 224, Normalization.from_stats((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    imagenet = Normalization.from_stats((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    x = to_model_input(Image.new("RGB", (640, 480)), 224, imagenet,
                        crop_fraction=IMAGENET_CROP_FRACTION)
     assert x.shape == (1, 3, 224, 224)
 

@@ -164,7 +164,7 @@ def run_classifier(store, run_id: int) -> Classifier:
     model, metadata = load_model(latest[1])
     # The error of exactly these weights: a run evaluates (its test or validation split) at each checkpoint it writes,
     # not at a cancel's.
-    error = next((row["error"] for row in store.metrics(run_id)
+    error = next((row["error"] for row in store.metrics(run_id, after_iteration=latest[0] - 1)
                   if row["kind"] != "train" and row["iteration"] == latest[0]), None)
     metadata = {**metadata, "label": f"run {run_id}: {run.name}", "test_error": error}
     if model.normalization is not None and "classes" in metadata:

@@ -40,7 +40,8 @@ def to_model_input(image: Image.Image, input_size: int, normalization: Normaliza
 
 
 def model_input_to_image(x: torch.Tensor, normalization: Normalization) -> Image.Image:
-    """The image "as the network sees it": undo `to_model_input`'s normalisation of a (1, 3, H, W) or (3, H, W) tensor."""
+    """The image "as the network sees it": undo `to_model_input`'s normalisation of a (1, 3, H, W) or (3, H, W)
+    tensor."""
     if x.dim() == 4:
         if x.shape[0] != 1:
             raise ValueError(f"Expected one image, got a batch of {x.shape[0]}.")

@@ -144,7 +144,8 @@ def iter_lesions(model: ResNet, data: ImageData, *, images: int | None = None, r
 
     The test images are `images` (default DEFAULT_IMAGES, or all of a smaller test set) of `data`'s test set drawn
     without replacement with `seed`; the k blocks of a draw are drawn without replacement from all blocks by
-    `random.Random(seed)`, k = 1 first, so a larger `random_k` keeps the smaller k's draws. A set of blocks already measured (every single block) is not measured again.
+    `random.Random(seed)`, k = 1 first, so a larger `random_k` keeps the smaller k's draws. A set of blocks already
+    measured (every single block) is not measured again.
     `model` is left as it was: the study runs on a copy in eval mode (BN with its running statistics), fp32,
     channels-last (NCHW convs of ResNet-56 ran 2-20x slower on our CPUs, depending on the batch), on the model's
     device. Bad counts and undeletable blocks raise UserError at the call, before any record.

@@ -273,10 +273,18 @@ def _watched_paths(folder: Path) -> list[Path]:
     """What an image folder's cache depends on: its split and class folders (a file added or removed changes their
     modification time) and every image file (one overwritten in place changes only its own)."""
     splits = [folder / "train", folder / "test"]
-    classes = sorted(child for split in splits if split.is_dir() for child in split.iterdir() if child.is_dir())
-    images = sorted(path for class_dir in classes for path in class_dir.iterdir()
-                    if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path) and path.is_file())
-    return splits + classes + images
+    classes = [class_dir for split in splits if split.is_dir() for class_dir in _class_dirs(split)]
+    return splits + classes + [path for class_dir in classes for path in _image_files(class_dir)]
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    return sorted(path for path in split_dir.iterdir() if path.is_dir() and not _hidden(path))
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    """The images of a class folder, by suffix: not folders or dangling links named like images, not dot files."""
+    return sorted(path for path in class_dir.iterdir()
+                  if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path) and path.is_file())
 
 
 def _hidden(path: Path) -> bool:
@@ -293,9 +301,8 @@ def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
         raise DatasetError(f"Image folder {folder} has no {split}/ folder; it needs train/<class>/ and "
                            "test/<class>/ folders of images.")
     listing = {}
-    for class_dir in sorted(path for path in split_dir.iterdir() if path.is_dir() and not _hidden(path)):
-        files = sorted(path for path in class_dir.iterdir()
-                       if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path) and path.is_file())
+    for class_dir in _class_dirs(split_dir):
+        files = _image_files(class_dir)
         if files:
             listing[class_dir.name] = files
     if not listing:
