@@ -223,21 +223,21 @@ def _train(args: argparse.Namespace) -> int:
     store = Store(args.home) if rank == 0 else None
     setup = [None]
     if store is not None:
+        # A run this process trains itself is recorded running for it in the same transaction that creates or
+        # resumes it: a dispatcher in between (another run ending) would otherwise start it too.
         if args.resume is not None:
-            store.requeue_for_resume(args.resume)
-            run_id, take = args.resume, store.claim
+            run_id = store.requeue_for_resume(args.resume, taken_by=os.getpid()).id
         elif args.run_id is not None:  # started by the queue: confirm what a dispatcher launched this process for
-            run_id, take = args.run_id, store.confirm
-        else:  # submitted as the app's and Python's runs are, then taken by this process at once
+            run_id = args.run_id
+            if not store.confirm(run_id, os.getpid()):
+                raise UserError(f"Run {run_id} is no longer waiting for this process: it was cancelled, has ended, "
+                                "or another process took it.")
+        else:  # submitted as the app's and Python's runs are
             run_id = submit(args.model, args.data, seed=args.seed, device=device.type, precision=args.precision,
                             name=args.name, store=store, server_limits=False, iterations=args.iterations,
                             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
                             recipe=args.recipe, validation_images=args.validation_images or None,
-                            normalization=args.normalization)
-            take = store.claim
-        if not take(run_id, os.getpid()):
-            raise UserError(f"Run {run_id} is no longer waiting for this process: it was cancelled, has ended, or "
-                            "another process took it.")
+                            normalization=args.normalization, taken_by=os.getpid())
         run = store.run(run_id)
         if run.experiment:  # a queued experiment (explain.jobs) rather than a training run
             from .explain.jobs import run_experiment

@@ -315,6 +315,38 @@ def test_the_cli_and_python_submit_the_same_run_for_the_same_settings(tmp_path, 
     assert len(store.runs()) == 2
 
 
+@pytest.mark.parametrize("how", ["new", "resume"])
+def test_a_dispatcher_running_as_train_records_its_run_cannot_start_it_again(tmp_path, monkeypatch, how):
+    """`train` records the run it trains itself as running for its own process in the transaction that creates
+    (or resumes) it: another run ending at that moment starts whatever is queued, and must not take this one."""
+    from resnet_core.runs import queue, settings
+
+    monkeypatch.setenv(settings.CAP_VARIABLE, "2")
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
+    store = Store(tmp_path)
+    if how == "resume":
+        stopped = queue.submit("resnet8", "synthetic", precision="fp32", store=store, iterations=4, batch_size=32)
+        store.claim(stopped, 2 ** 22 + 12345)  # beyond pid_max: its process is gone
+        store.finish(stopped, "interrupted")
+        args = ["--resume", str(stopped)]
+    else:
+        args = [*TINY, "--iterations", "4"]
+    started = []
+    for method in ("create_runs", "requeue_for_resume"):
+        def then_dispatch(self, *positional, _original=getattr(Store, method), **keywords):
+            result = _original(self, *positional, **keywords)
+            started.extend(queue.dispatch(Store(tmp_path)))  # another process's dispatcher, at the worst moment
+            return result
+        monkeypatch.setattr(Store, method, then_dispatch)
+    try:
+        assert main(["train", "--home", str(tmp_path), *args]) == 0
+    finally:
+        for run_id in started:
+            queue.cancel(run_id, Store(tmp_path))
+    (run,) = store.runs()
+    assert started == [] and run.status == "finished" and run.pid == os.getpid()
+
+
 @pytest.mark.parametrize("damage, message", [
     ("missing", "is missing"), ("truncated", "truncated"), ("foreign", "not a ResNet Explorer checkpoint")])
 def test_damaged_checkpoints_fail_evaluate_and_resume_in_one_line(tmp_path, capsys, damage, message):

@@ -7,10 +7,11 @@ import torch
 from resnet_core.nets.model import ResNet
 from resnet_core.nets.specs import NetSpec, get_spec
 from resnet_core.runs.store import Store
+from resnet_core.training import train as training
 from resnet_core.training.data import synthetic_data
 from resnet_core.training.evaluate import evaluate, evaluation_report
 from resnet_core.training.recipe import Recipe
-from resnet_core.training.train import RunEnd, TestMetrics, TrainMetrics, train
+from resnet_core.training.train import RunEnd, TrainMetrics, train
 
 SPEC = get_spec("resnet8")
 DATA = synthetic_data(256, 64)
@@ -30,7 +31,7 @@ def claimed_run(store, run_recipe):
 def test_loss_falls_and_records_come_in_order():
     records = list(train(SPEC, DATA, recipe(40), precision="fp32"))
     trains = [r for r in records if isinstance(r, TrainMetrics)]
-    tests = [r for r in records if isinstance(r, TestMetrics)]
+    tests = [r for r in records if isinstance(r, training.TestMetrics)]
     assert [r.iteration for r in trains] == list(range(1, 41))
     assert [r.iteration for r in tests] == [8, 16, 24, 32, 40]
     assert records[-1] == RunEnd(40, "finished")

@@ -105,14 +105,15 @@ def planned_runs(models: list[str], data: str, *, iterations: int | None = None,
 
 def submit_all(models: list[str], data: str, *, seed: int = 0, device: str = "cpu", precision: str | None = None,
                name: str | None = None, owner: str | None = None, store: Store | None = None,
-               server_limits: bool = True, **settings) -> list[int]:
+               server_limits: bool = True, taken_by: int | None = None, **settings) -> list[int]:
     """Queue one run per model with the recipe `planned_runs` gives it for `settings` (iterations or epochs,
     batch_size, lr, eval_every, recipe, validation_images, normalization), all or none; returns their ids.
 
     Checks what can be checked without the data (names, sizes, the memory a run needs, and with `server_limits`
     the CPU limits of a shared server) and, for an `owner` (a person using the app), the per-person limit and the
     queue's bound; a dataset that cannot be loaded makes the run fail with its reason when it starts. The CLI's
-    `train` submits here without `server_limits` (the machine is its user's) and trains the run itself.
+    `train` submits here without `server_limits` (the machine is its user's) and trains the run itself: `taken_by`
+    its pid records the run running for it at once, so no dispatcher starts it too.
     """
     store = store or Store()
     if device == "cuda" and not torch.cuda.is_available():
@@ -125,7 +126,7 @@ def submit_all(models: list[str], data: str, *, seed: int = 0, device: str = "cp
         runs.append(dict(name=name or f"{spec.name} on {data}", spec=spec.to_dict(), recipe=recipe.to_dict(),
                          data=data, device=device, precision=pick_precision(torch.device(device), precision),
                          seed=seed))
-    return store.create_runs(runs, owner=owner, **workshop_limits())
+    return store.create_runs(runs, owner=owner, taken_by=taken_by, **workshop_limits())
 
 
 def _check_fits(spec: NetSpec, recipe: Recipe, device: str, train_images: int, server_limits: bool) -> None:

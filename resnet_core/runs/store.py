@@ -92,11 +92,13 @@ class Store(RecordedData, ClassroomData):
                                       precision=precision, seed=seed)])[0]
 
     def create_runs(self, runs: list[dict], *, owner: str | None = None, per_owner: int | None = None,
-                    max_waiting: int | None = None, cap: int = 1) -> list[int]:
+                    max_waiting: int | None = None, cap: int = 1, taken_by: int | None = None) -> list[int]:
         """Queue `runs` (dicts of create_run's arguments) all or none, for `owner` (None: no limits); their ids.
 
         The limits are `_check_room`'s; counting and inserting are one write transaction, so thirty people
-        pressing Start at once cannot overshoot them.
+        pressing Start at once cannot overshoot them. `taken_by`: the pid of the process that trains them itself
+        (the CLI in the foreground); they are recorded running for it in the same transaction, so no dispatcher
+        can start them in between.
         """
         with self._transaction() as db:
             self._check_room(db, len(runs), owner, per_owner, max_waiting, cap)
@@ -110,6 +112,8 @@ class Store(RecordedData, ClassroomData):
                      run["data"], run["device"], run["precision"], run["seed"], time.time(), owner,
                      experiment and json.dumps(experiment)))
                 ids.append(cursor.lastrowid)
+                if taken_by is not None:
+                    self._take(db, cursor.lastrowid, taken_by, "1")
             return ids
 
     @staticmethod
@@ -146,18 +150,23 @@ class Store(RecordedData, ClassroomData):
                                               f"(pid IS NULL OR pid=:pid)) OR (status='{Status.RUNNING}' AND pid=:pid))")
 
     def _set_running(self, run_id: int, pid: int, condition: str) -> bool:
-        values = dict(pid=pid, process_started=processes.start_time(pid), now=time.time(), id=run_id)
         with self._transaction() as db:
-            cursor = db.execute(
-                f"UPDATE runs SET status='{Status.RUNNING}', pid=:pid, process_started=:process_started, "
-                f"started=COALESCE(started, :now), ended=NULL, error=NULL, claimed=NULL WHERE id=:id AND {condition}",
-                values)
-            return cursor.rowcount == 1
+            return self._take(db, run_id, pid, condition)
+
+    @staticmethod
+    def _take(db: sqlite3.Connection, run_id: int, pid: int, condition: str) -> bool:
+        """Within a write transaction: run `run_id` is running in process `pid` if it meets SQL `condition`."""
+        values = dict(pid=pid, process_started=processes.start_time(pid), now=time.time(), id=run_id)
+        cursor = db.execute(
+            f"UPDATE runs SET status='{Status.RUNNING}', pid=:pid, process_started=:process_started, "
+            f"started=COALESCE(started, :now), ended=NULL, error=NULL, claimed=NULL WHERE id=:id AND {condition}",
+            values)
+        return cursor.rowcount == 1
 
     def requeue_for_resume(self, run_id: int, *, per_owner: int | None = None, max_waiting: int | None = None,
-                           cap: int = 1) -> Run:
-        """Put a stopped run back in the queue so it can be claimed again; refuses runs that cannot continue, and
-        (`create_runs`'s limits) a run whose owner has no room for it."""
+                           cap: int = 1, taken_by: int | None = None) -> Run:
+        """Put a stopped run back in the queue so it can be claimed again (or, `taken_by`, running for that process);
+        refuses runs that cannot continue, and (`create_runs`'s limits) a run whose owner has no room for it."""
         with self._transaction() as db:
             run = self._run(db, run_id)
             if run.status == Status.FINISHED:
@@ -172,8 +181,11 @@ class Store(RecordedData, ClassroomData):
                 raise StoreError(f"Run {run_id} is still running in process {run.pid}; cancel it before resuming.")
             if run.status in RESUMABLE:  # a busy run whose process died is already counted
                 self._check_room(db, 1, run.owner, per_owner, max_waiting, cap)
-            db.execute(f"UPDATE runs SET status='{Status.QUEUED}', pid=NULL, process_started=NULL, claimed=NULL "
-                       "WHERE id=?", (run_id,))
+            if taken_by is not None:  # `create_runs`'s: running for that process at once, never seen queued
+                self._take(db, run_id, taken_by, "1")
+            else:
+                db.execute(f"UPDATE runs SET status='{Status.QUEUED}', pid=NULL, process_started=NULL, claimed=NULL "
+                           "WHERE id=?", (run_id,))
             return run
 
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
