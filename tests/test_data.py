@@ -10,7 +10,7 @@ from PIL import Image
 from resnet_core.errors import DatasetError
 from resnet_core.training import data as data_module
 from resnet_core.training.augment import Pipeline, epoch_order, iteration_generator, pad_crop_flip, ten_crops
-from resnet_core.training.data import load_data, synthetic_data
+from resnet_core.training.data import list_split, load_data, synthetic_data
 from resnet_core.training.image_files import load_image
 from resnet_core.training.recipe import Recipe
 
@@ -111,6 +111,28 @@ def test_what_macos_editors_and_moves_leave_in_an_image_folder_is_not_read(tmp_p
     (folder / "train" / "dog" / "moved.jpg").symlink_to(tmp_path / "gone.jpg")  # a link to nothing
     data = load_data(str(folder), image_size=32, home=tmp_path / "home")
     assert data.classes == ("cat", "dog") and len(data.train_images) == 6
+
+
+def test_images_in_a_class_folders_subfolders_belong_to_that_class_as_in_imagefolder(tmp_path):
+    """torchvision's ImageFolder reads a class folder at any depth; so does this: `cat/indoor/0.jpg` is a cat."""
+    import torchvision
+
+    folder = write_folder(tmp_path / "pets")
+    nested = folder / "train" / "cat" / "indoor" / "2024"
+    nested.mkdir(parents=True)
+    for name in ("0.jpg", "1.png"):
+        (folder / "train" / "cat" / name).rename(nested / name)
+    reference = torchvision.datasets.ImageFolder(str(folder / "train"))
+    expected = {name: sorted(Path(path) for path, label in reference.samples if label == index)
+                for index, name in enumerate(reference.classes)}
+    (folder / "train" / "cat" / "indoor" / ".cache").mkdir()
+    (folder / "train" / "cat" / "indoor" / ".cache" / "0.jpg").write_bytes(b"not an image")  # a dot folder's
+    (folder / "train" / "dog" / "loop").symlink_to(folder / "train" / "dog")  # a link back up: read once
+    assert list_split(folder, "train") == expected and len(expected["cat"]) == 3
+    data = load_data(str(folder), image_size=32, home=tmp_path / "home")
+    assert data.classes == ("cat", "dog") and data.train_labels.tolist() == [0, 0, 0, 1, 1, 1]
+    (nested / "2.jpg").write_bytes((folder / "train" / "dog" / "0.jpg").read_bytes())  # the cache sees it
+    assert load_data(str(folder), image_size=32, home=tmp_path / "home").train_labels.tolist() == [0] * 4 + [1] * 3
 
 
 def test_a_camera_photo_over_the_upload_limit_is_a_folders_own_and_loads(tmp_path):

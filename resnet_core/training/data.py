@@ -37,7 +37,8 @@ IMAGENET_SHORTER_SIDE = 480
 # portrait would make each image of the folder 4000 x 4000 (48 MB). Longer sides are cut to this many times the
 # shorter one (2:1; photographs are 4:3 to 16:9), so a canvas stays within 960 x 960.
 MAX_ASPECT = 2
-SOURCE_HELP = "cifar10, cifar100, synthetic, or a folder with train/<class>/ and test/<class>/ images"
+SOURCE_HELP = ("cifar10, cifar100, synthetic, or a folder with train/<class>/ and test/<class>/ images (at any depth "
+               "below a class folder, as torchvision's ImageFolder reads them)")
 
 
 @dataclass(frozen=True)
@@ -282,9 +283,20 @@ def _class_dirs(split_dir: Path) -> list[Path]:
 
 
 def _image_files(class_dir: Path) -> list[Path]:
-    """The images of a class folder, by suffix: not folders or dangling links named like images, not dot files."""
-    return sorted(path for path in class_dir.iterdir()
-                  if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path) and path.is_file())
+    """The images of a class folder and of its subfolders at any depth, as torchvision's ImageFolder finds them
+    (links followed, each folder once), by suffix: not folders or dangling links named like images, not dot files
+    or dot folders."""
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree: walked already
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [path for path in map(Path(folder).joinpath, names)
+                  if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path) and path.is_file()]
+    return sorted(found)
 
 
 def _hidden(path: Path) -> bool:
