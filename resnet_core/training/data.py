@@ -37,8 +37,7 @@ IMAGENET_SHORTER_SIDE = 480
 # portrait would make each image of the folder 4000 x 4000 (48 MB). Longer sides are cut to this many times the
 # shorter one (2:1; photographs are 4:3 to 16:9), so a canvas stays within 960 x 960.
 MAX_ASPECT = 2
-SOURCE_HELP = ("cifar10, cifar100, synthetic, or a folder with train/<class>/ and test/<class>/ images (at any depth "
-               "below a class folder, as torchvision's ImageFolder reads them)")
+SOURCE_HELP = "cifar10, cifar100, synthetic, or a folder with train/<class>/ and test/<class>/ images"
 
 
 @dataclass(frozen=True)
