@@ -169,6 +169,29 @@ def test_cli_table_names_every_block(checkpoint, capsys):
                "draws" in out
 
 
+def test_a_ten_class_folder_other_than_the_nets_own_data_is_warned_of(tmp_path, caplog):
+    """Ten classes pass the count check, but a net trained on CIFAR-10 probed with other classes measures nothing
+    of what it learned: the run goes on (a deliberate probe is allowed) and a warning, on the CLI's stderr, says so."""
+    from PIL import Image
+
+    cifar = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    path = tmp_path / "resnet8.safetensors"
+    save_model(path, trained_looking("resnet8"), classes=list(cifar))
+    for folder, names in (("cifar-copy", cifar), ("digits", tuple(str(digit) for digit in range(10)))):
+        for split in ("train", "test"):
+            for name in names:
+                (tmp_path / folder / split / name).mkdir(parents=True)
+                Image.new("RGB", (32, 32), (len(name) * 20, 90, 30)).save(tmp_path / folder / split / name / "0.png")
+    argv = ["lesion", str(path), "--images", "10", "--random-k", "0", "--home", str(tmp_path / "home")]
+    assert main([*argv, "--data", str(tmp_path / "cifar-copy")]) == 0
+    assert main([*argv, "--data", "synthetic"]) == 0
+    assert not [record for record in caplog.records if record.levelname == "WARNING"]
+    assert main([*argv, "--data", str(tmp_path / "digits")]) == 0
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warning.startswith(f"The classes of {tmp_path / 'digits'} (0, 1, 2, 3, 4, 5, 6, 7, 8, 9) are not those "
+                              "resnet8 was trained on (airplane, automobile, ")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--images", "0"], "between 1 and 512 test images of synthetic; got 0"),
     (["--images", "513"], "between 1 and 512 test images of synthetic; got 513"),

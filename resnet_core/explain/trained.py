@@ -6,6 +6,7 @@ and the Experiments page name them, checked to be a CIFAR net of this project wh
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from ..training.augment import Pipeline
 from ..training.checkpoint import load_model
 from ..training.data import ImageData, check_classes, load_data, storage
 from ..training.recipe import Recipe
+
+logger = logging.getLogger(__name__)
 
 
 def trained_model(name: str, home: str | os.PathLike | None = None) -> ResNet:
@@ -44,9 +47,16 @@ def trained_model(name: str, home: str | os.PathLike | None = None) -> ResNet:
 
 
 def probe_data(model: ResNet, source: str, home: str | os.PathLike | None = None) -> ImageData:
-    """`source` loaded as `model` sees it, refused in one line when its classes are not the model's."""
+    """`source` loaded as `model` sees it, refused in one line when it has another number of classes than the
+    model, and logged when it is another dataset than the one its checkpoint records (other class names): the
+    `synthetic` patterns are a fast stand-in for any data, but a real dataset of as many classes is likely a
+    mistake."""
     data = load_data(source, **storage(model.spec.family, model.spec.input_size), home=home)
     check_classes(data, model.spec.name, model.spec.num_classes)
+    if model.classes is not None and model.classes != data.classes and source != "synthetic":
+        logger.warning("The classes of %s (%s) are not those %s was trained on (%s); its errors there do not mean "
+                       "what they would on its own dataset.", data.name, ", ".join(data.classes), model.spec.name,
+                       ", ".join(model.classes))
     return data
 
 

@@ -41,6 +41,8 @@ class ResNet(nn.Module):
         # The input normalisation (training.augment.Normalization) its checkpoint records, so every consumer feeds it
         # what it was trained on; None for a net built here, or read from a checkpoint that records none.
         self.normalization = None
+        # Its dataset's class names in label order, as its checkpoint records them; None where it records none.
+        self.classes: tuple[str, ...] | None = None
         self._init_weights()
 
     @property

@@ -178,6 +178,7 @@ def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
     model = ResNet(spec)
     model.load_state_dict(model_state)
     model.normalization = _read_normalization(path, metadata, tensors)
+    model.classes = tuple(metadata["classes"]) if "classes" in metadata else None
     return model.eval(), metadata
 
 
