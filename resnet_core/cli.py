@@ -362,11 +362,31 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------- summary
+def _refuse_weights_beyond_memory(spec) -> None:
+    """A net whose weights alone exceed the free memory (a --num-classes of 10^8 makes a 800 GB fc layer) is refused
+    in one line; counted on the meta device, which allocates nothing."""
+    import torch
+
+    from .nets.model import ResNet
+    from .nets.summary import count_parameters
+    from .training import memory
+
+    with torch.device("meta"):
+        parameters = count_parameters(ResNet(spec))
+    needed, available = 4 * parameters, memory.available_bytes()
+    if needed > available:
+        raise UserError(f"{spec.name} with {spec.num_classes:,} classes has {parameters:,} weights, "
+                        f"{memory.gigabytes(needed)}, but this machine has {memory.gigabytes(available)} free; "
+                        "use fewer classes.")
+
+
 def _summary(args: argparse.Namespace) -> int:
     from .nets.model import ResNet
     from .nets.summary import layer_table, stage_table
 
-    model = ResNet(_spec(args.model, args.num_classes))
+    spec = _spec(args.model, args.num_classes)
+    _refuse_weights_beyond_memory(spec)
+    model = ResNet(spec)
     table = layer_table(model) if args.layers else stage_table(model)
     print(table.to_string(index=False))
     return 0

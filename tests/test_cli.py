@@ -143,6 +143,16 @@ def test_summary_prints_the_stage_table(capsys):
     assert main(["summary", "resnet20"]) == 0
     out = capsys.readouterr().out
     assert "conv2_x" in out and "conv4_x" in out
+    assert main(["summary", "resnet152", "--num-classes", "21841"]) == 0  # ImageNet-21k's fc: 45 M weights, fine
+    assert "21841" in capsys.readouterr().out
+
+
+def test_a_summary_whose_weights_outgrow_memory_is_refused_before_allocating(capsys):
+    """10^8 classes make an 800 GB fc layer: one line saying so, not an allocator traceback (or the OOM killer)."""
+    assert main(["summary", "resnet152", "--num-classes", "100000000"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: resnet152 with 100,000,000 classes has 204,958,143,808 weights, 819.8 GB, but "
+                           "this machine has ") and line.endswith("free; use fewer classes.")
 
 
 def image_folder(root, problem):
