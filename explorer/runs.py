@@ -65,9 +65,10 @@ def reference_problems() -> tuple[str, ...]:
     return _references_added(str(resolve_home()))
 
 
-@st.cache_resource
+@st.cache_resource(on_release=queue.Dispatcher.stop)
 def _dispatcher(home: str) -> queue.Dispatcher:
-    """One per data folder and server: it advances the queue, so that page polls only read."""
+    """One per data folder and server: it advances the queue, so that page polls only read. Stopped when the cache
+    is cleared (the app's "Clear cache"): no thread is left serving the folder beside the next one."""
     return queue.Dispatcher(Path(home))
 
 

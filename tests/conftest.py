@@ -76,6 +76,15 @@ def app_home(isolated_home, monkeypatch, app_clear_caches, app_torch_threads) ->
 
 
 @pytest.fixture
+def app_no_dispatcher(monkeypatch) -> None:
+    """Pages without the server's dispatcher thread: queued runs stay queued rather than start training processes
+    that would outlive the test."""
+    from resnet_core.runs import queue
+
+    monkeypatch.setattr(queue.Dispatcher, "keep_alive", lambda self: None)
+
+
+@pytest.fixture
 def app_clear_caches() -> Iterator[None]:
     """Empty st.cache_data and st.cache_resource around a test: both outlive AppTest instances."""
     import streamlit as st
@@ -200,7 +209,7 @@ def serve_app(port: int, log: Path, chosen: dict[str, str]) -> Iterator[subproce
         server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
                                   env=server_environment(chosen))
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WAIT_S
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as response:
@@ -257,9 +266,9 @@ def app_finished_run(home: Path, name: str, checkpoint: bytes, model: str = "res
     from resnet_core.runs.store import Store
 
     store = Store(home)
-    run_id = store.create_run(name=name, spec=rc.get_spec(model).to_dict(), recipe=rc.Recipe().to_dict(),
-                              data="synthetic", device="cpu", precision="fp32", seed=0)
-    store.claim(run_id, os.getpid())
+    (run_id,) = store.create_runs([dict(name=name, spec=rc.get_spec(model).to_dict(), recipe=rc.Recipe().to_dict(),
+                                        data="synthetic", device="cpu", precision="fp32", seed=0)],
+                                  taken_by=os.getpid())
     path = store.run_dir(run_id) / "checkpoint.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(checkpoint)

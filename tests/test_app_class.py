@@ -16,7 +16,6 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import teacher
 from resnet_core.nets.specs import get_spec
-from resnet_core.runs import queue
 from resnet_core.runs.classroom import CELL_DEPTHS, KeyGate
 from resnet_core.runs.settings import TEACHER_KEY_VARIABLE
 from resnet_core.runs.store import Store
@@ -29,11 +28,10 @@ ITERATIONS = 40
 
 
 @pytest.fixture
-def app_class_home(app_home, monkeypatch) -> Store:
+def app_class_home(app_home, app_no_dispatcher, monkeypatch) -> Store:
     """An empty store with a teacher key set, no dispatcher (queued runs stay queued) and a fresh key gate on a
     hand-moved clock."""
     monkeypatch.setenv(TEACHER_KEY_VARIABLE, KEY)
-    monkeypatch.setattr(queue.Dispatcher, "keep_alive", lambda self: None)
     monkeypatch.setattr(teacher, "_gate", KeyGate(clock=ManualClock()))
     return Store(app_home)
 
@@ -43,11 +41,12 @@ def add_run(store: Store, owner: str | None, model: str, status: str, test_error
     """A run of `owner` as the queue records it: test points every 10 iterations with `test_errors`, a training
     row at each of them, then `status`."""
     recipe = Recipe(iterations=iterations, batch_size=8, eval_interval=10).to_dict()
+    # A run past the queue is this process's (alive, so no dispatcher calls it interrupted) from the start.
     (run_id,) = store.create_runs([dict(name=f"secret name of {owner}", spec=get_spec(model).to_dict(), recipe=recipe,
-                                        data=data, device="cpu", precision="fp32", seed=0)], owner=owner)
+                                        data=data, device="cpu", precision="fp32", seed=0)], owner=owner,
+                                  taken_by=None if status == "queued" else os.getpid())
     if status == "queued":
         return run_id
-    store.claim(run_id, os.getpid())  # alive, so no dispatcher would call it interrupted
     rows = []
     for index, error in enumerate(test_errors, start=1):
         rows += [{"iteration": 10 * index, "kind": "train", "epoch": 0, "error": error + 0.1,

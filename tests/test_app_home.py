@@ -21,18 +21,17 @@ def test_home_renders_the_story_the_block_and_links():
     assert links == {re.sub(r"^\d+_", "", path.stem) for path in (REPO / "pages").glob("*.py")}
 
 
-def test_home_imports_no_torch_and_loads_in_under_a_second():
-    # A fresh interpreter: this test process has torch loaded already.
+def test_home_imports_no_torch():
+    """The Home page is every visitor's first: it must not pay torch's import (seconds on a loaded server). A fresh
+    interpreter, since this test process has torch loaded already; how fast it loads is not timed here (a loaded
+    machine would make that flaky)."""
     script = f"""
-import sys, time
+import sys
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({HOME!r}, default_timeout=30)
 at.run()
-start = time.perf_counter()
 at.run()
-print(time.perf_counter() - start, "torch" in sys.modules)
+print(not at.exception, "torch" in sys.modules)
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
-    seconds, torch_loaded = result.stdout.split()[-2:]
-    assert torch_loaded == "False"
-    assert float(seconds) < 1.0
+    assert result.stdout.split()[-2:] == ["True", "False"]

@@ -125,7 +125,8 @@ def test_reference_runs_are_read_only(app_home, app_downloads):
     assert (store.run(-4), store.metrics(-4)) == before
 
 
-def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(app_home, monkeypatch):
+def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(app_home, app_no_dispatcher,
+                                                                                  monkeypatch):
     """The page reads the runs and their latest values; a run another process creates between two of its queries
     must not break it (it raised KeyError when the two were separate snapshots)."""
     from explorer import run_history

@@ -12,6 +12,9 @@ from resnet_core.runs import queue, settings
 from resnet_core.runs.store import Store
 
 PAGE = str(REPO / "pages" / "3_Train.py")
+# Runs a test cancels: never at their end on a loaded machine before the test acts (20,000 batches of 8 are within
+# the CPU server's limit of 500,000 images).
+LONG = 20_000
 
 
 def start(at: AppTest, nets: list[str], iterations: int, eval_every: int) -> AppTest:
@@ -64,18 +67,18 @@ def test_a_pair_trains_to_the_end_and_the_curves_hold_the_stores_values(app_home
 
 
 def test_cancel_then_resume_continues_from_the_checkpoint(app_home):
-    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8"], iterations=400, eval_every=5)
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8"], iterations=LONG, eval_every=5)
     poll_until(at, lambda store: store.metrics(1, "train") and store.run(1).status == "running")
     at.button(key="train_cancel_1").click().run()
     poll_until(at, lambda store: store.run(1).status == "cancelled")
     store = Store()
     stopped_at = store.latest_checkpoint(1)[0]
-    assert 0 < stopped_at < 400
+    assert 0 < stopped_at < LONG
     assert at.button(key="train_cancel_1").disabled and not at.button(key="train_resume_1").disabled
     at.button(key="train_resume_1").click().run()
     assert store.run(1).status in ("queued", "starting", "running")
     poll_until(at, lambda store: store.run(1).status == "running" and store.metrics(1, "train", stopped_at))
-    at.button(key="train_cancel_1").click().run()  # stop it again rather than wait for 400 iterations
+    at.button(key="train_cancel_1").click().run()  # stop it again rather than wait for the end
     poll_until(at, lambda store: store.run(1).status == "cancelled")
     iterations = [row["iteration"] for row in store.metrics(1, "train")]
     assert iterations == list(range(1, iterations[-1] + 1)) and iterations[-1] > stopped_at  # no gap, no repeat
@@ -101,7 +104,7 @@ def test_bad_settings_are_one_line_errors(app_home):
 
 def test_a_run_past_the_cap_waits_with_its_queue_position(app_home, monkeypatch):
     monkeypatch.setenv(settings.CAP_VARIABLE, "1")
-    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8", "plain8"], iterations=400, eval_every=5)
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["resnet8", "plain8"], iterations=LONG, eval_every=5)
     titles = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert titles == ["**#1 ResNet-8** on synthetic · :material/play_circle: running",
                       "**#2 plain-8** on synthetic · :material/schedule: queued #1"]
@@ -117,7 +120,7 @@ def test_a_run_past_the_cap_waits_with_its_queue_position(app_home, monkeypatch)
 def test_a_person_gets_a_pair_then_a_clear_refusal_and_a_full_server_says_so(app_home, monkeypatch):
     monkeypatch.setenv(settings.CAP_VARIABLE, "1")
     monkeypatch.setenv(settings.WAITING_VARIABLE, "2")
-    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=2_000,
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=LONG,
                eval_every=100)
     at.button(key="train_start").click().run()  # the same person again: past the two runs a person may have
     assert [error.value for error in at.error] == [
@@ -168,7 +171,7 @@ def test_a_page_opened_on_runs_shows_the_settings_they_were_started_with(app_hom
 
 
 def test_a_fresh_tab_shows_the_persons_own_active_runs(app_home):
-    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=2_000,
+    at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=LONG,
                eval_every=100)
     someone_else = queue.submit("resnet8", "synthetic", iterations=10, owner="someone else")
     fresh = AppTest.from_file(PAGE, default_timeout=60)

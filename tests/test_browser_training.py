@@ -14,9 +14,9 @@ from resnet_core.runs.store import Store
 
 expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
 
-# Long enough to watch (~0.1 s per iteration of ResNet-8 at batch 16 on one thread), short enough for a test;
-# the test cancels the runs once it has seen what it needs.
-ITERATIONS, BATCH, TEST_EVERY = 400, 16, 20
+# ~0.1 s per iteration of ResNet-8 at batch 16 on one thread: the runs cannot end, even on a loaded machine, before
+# the test cancels them once it has seen what it needs.
+ITERATIONS, BATCH, TEST_EVERY = 2_000, 16, 20
 
 pytestmark = pytest.mark.browser
 

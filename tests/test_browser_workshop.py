@@ -60,14 +60,13 @@ def run_card(page, card: str, status: str = ""):
 def add_classmates_runs(store: Store) -> None:
     """Finished runs of six other people, one Fig. 6 cell each, as their training processes would have written
     them (no checkpoints): the deeper the plain net, the higher its error; the residual nets the other way round.
-    Written before the server starts, so its dispatcher never sees them queued."""
+    Recorded as this process's runs as they are created, so no dispatcher ever sees them queued."""
     for person, depth in enumerate((20, 32, 44, 56, 20, 32)):
         for kind, final in (("plain", 0.45 + depth / 200), ("resnet", 0.45 - depth / 400)):
             recipe = Recipe(iterations=ITERATIONS, batch_size=BATCH, eval_interval=TEST_EVERY).to_dict()
             (run_id,) = store.create_runs([dict(name=f"cell {depth}", spec=get_spec(f"{kind}{depth}").to_dict(), recipe=recipe,
                                                 data="synthetic", device="cpu", precision="fp32", seed=person)],
-                                          owner=f"classmate-{person}")
-            store.claim(run_id, os.getpid())
+                                          owner=f"classmate-{person}", taken_by=os.getpid())
             rows = []
             for iteration in range(TEST_EVERY, ITERATIONS + 1, TEST_EVERY):
                 error = 0.9 - (0.9 - final) * iteration / ITERATIONS + 0.01 * person

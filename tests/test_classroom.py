@@ -63,8 +63,8 @@ def test_a_store_of_the_previous_version_gains_the_cells_and_keeps_its_runs(tmp_
     store = Store(tmp_path)
     recipe = Recipe(iterations=10).to_dict()
     run_id = store.create_runs([dict(name="run", spec=get_spec("plain20").to_dict(), recipe=recipe, data="synthetic",
-                                     device="cpu", precision="fp32", seed=0)], owner="someone")[0]
-    store.claim(run_id, os.getpid())
+                                     device="cpu", precision="fp32", seed=0)], owner="someone",
+                               taken_by=os.getpid())[0]
     store.add_metrics(run_id, [{"iteration": 1, "kind": "train", "epoch": 0, "error": 0.5}])
     store.finish(run_id, "finished")
     store.close()

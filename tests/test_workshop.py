@@ -187,11 +187,11 @@ def test_a_sigkilled_run_shows_interrupted_with_its_history(workshop_store, app_
     queue.dispatch(store)
     wait_until(lambda: len(store.metrics(run_id, "test")) >= 2, what=store.run(run_id).error)
     os.kill(store.run(run_id).pid, signal.SIGKILL)
-    wait_until(lambda: not processes.running(store.run(run_id).pid), timeout=10)
+    wait_until(lambda: not processes.running(store.run(run_id).pid), timeout=30)
     history = store.metrics(run_id)
     at = AppTest.from_file(str(PAGES / "4_Runs.py"), default_timeout=60).run()
     # The page only reads; the server's dispatcher, kept going by the page, notices the dead process.
-    wait_until(lambda: store.run(run_id).status == "interrupted", timeout=10)
+    wait_until(lambda: store.run(run_id).status == "interrupted", timeout=30)
     at.run()
     assert not at.exception
     table = at.dataframe[0].value

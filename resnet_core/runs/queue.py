@@ -215,32 +215,44 @@ def _verdicts(store: Store, active: list[Run | DamagedRunError]) -> list[Verdict
 class Dispatcher:
     """Advances one data folder's queue from a thread of a long-lived process (the app's server), so page polls
     only read: every `interval_s` it reads whether there is anything to do and dispatches when there is. The
-    thread ends after `idle_s` without a `keep_alive` call, or when the data folder is gone; `keep_alive` starts
-    it again."""
+    thread ends after `idle_s` without a `keep_alive` call, when the data folder is gone, or at `stop`;
+    `keep_alive` starts it again."""
 
     def __init__(self, home: Path, interval_s: float = 1.0, idle_s: float = 600.0) -> None:
         self.home, self.interval_s, self.idle_s = Path(home), interval_s, idle_s
         self._lock = threading.Lock()
         self._wanted = time.monotonic()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def keep_alive(self) -> None:
         with self._lock:
             self._wanted = time.monotonic()
             if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
                 self._thread = threading.Thread(target=self._serve, name=f"dispatcher {self.home}", daemon=True)
                 self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """End the thread after the dispatch in progress, if any, and wait for it (the server's cache of
+        dispatchers cleared: another takes over the data folder)."""
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
 
     def _serve(self) -> None:
         store = Store(self.home)  # a connection of this thread's own
         try:
-            while self.home.is_dir() and time.monotonic() - self._wanted < self.idle_s:
+            while (not self._stop.is_set() and self.home.is_dir()
+                   and time.monotonic() - self._wanted < self.idle_s):
                 try:
                     if needs_dispatch(store):
                         dispatch(store)
                 except Exception:  # e.g. a bad setting: logged, and tried again at the next tick
                     logger.exception("Dispatching the queue of %s failed.", self.home)
-                time.sleep(self.interval_s)
+                self._stop.wait(self.interval_s)
         finally:
             store.close()
 
