@@ -74,7 +74,7 @@ def paper_error(model: str) -> float | None:
         return None
 
 
-def summary_table(nets: list[NetPool], dataset: str) -> pd.DataFrame:
+def summary_table(nets: list[NetPool], dataset: str | None) -> pd.DataFrame:
     """One line per net: people, runs by status, the pooled final test error (beside Table 6's where the runs are on
     CIFAR-10's own images, run_history.beside_table6), and "you"."""
     paper = run_history.beside_table6(dataset)

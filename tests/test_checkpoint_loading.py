@@ -141,3 +141,15 @@ def test_a_missing_file_and_a_bad_spec_are_refused(tmp_path):
     path = tmp_path / "badspec.pt"
     torch.save({"spec": {"family": "mars"}, "model_state": {}}, path)
     assert "names no valid network" in assert_refused(path)
+
+
+@pytest.mark.parametrize("classes", [5, "airplane", ["airplane", 7]])
+def test_class_names_that_are_not_a_list_of_names_are_refused(tmp_path, classes):
+    """A hand-edited or foreign file's `classes` is refused in one line, by load_checkpoint and by Classify's upload."""
+    from resnet_core.explain.classifier import uploaded_classifier
+
+    path = tmp_path / "odd.safetensors"
+    rc.save_model(path, rc.build_model("resnet8"), classes=classes)
+    assert assert_refused(path) == "odd.safetensors records class names that are not a list of names."
+    with pytest.raises(rc.InvalidCheckpointError, match="not a list of names"):
+        uploaded_classifier(path.read_bytes(), "odd.safetensors")

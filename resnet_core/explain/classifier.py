@@ -96,10 +96,7 @@ def from_checkpoint(path: str | os.PathLike, label: str | None = None) -> Classi
 
 
 def _with_classes(model: ResNet, metadata: dict, name: str, label: str | None = None) -> Classifier:
-    try:
-        classes = tuple(metadata["classes"])
-    except (KeyError, TypeError):
-        classes = ()
+    classes = model.classes or ()
     if model.normalization is None or len(classes) != model.spec.num_classes:
         raise InvalidCheckpointError(f"{name} lacks the class names or the normalisation a classifier "
                                      f"needs ({model.spec.num_classes} names in metadata 'classes', and "
@@ -127,7 +124,7 @@ def uploaded_classifier(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTE
         path.write_bytes(data)
         model, metadata = load_model(path)
     label = f"{shown} ({model.spec.name})"
-    if "classes" in metadata:
+    if model.classes is not None:
         return _with_classes(model, metadata, shown, label)
     spec = model.spec
     if spec.family != "cifar" or spec.num_classes != len(CIFAR10_CLASSES):
@@ -167,7 +164,7 @@ def run_classifier(store, run_id: int) -> Classifier:
     error = next((row["error"] for row in store.metrics(run_id, after_iteration=latest[0] - 1)
                   if row["kind"] != "train" and row["iteration"] == latest[0]), None)
     metadata = {**metadata, "label": f"run {run_id}: {run.name}", "test_error": error}
-    if model.normalization is not None and "classes" in metadata:
+    if model.normalization is not None and model.classes is not None:
         return _with_classes(model, metadata, latest[1].name)
     spec = model.spec
     data = load_data(run.data, **storage(spec.family, spec.input_size), home=store.home)

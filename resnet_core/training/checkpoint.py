@@ -102,7 +102,18 @@ def load_training_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(spec=metadata["spec"], recipe=metadata["recipe"], iteration=metadata["iteration"],
                       model_state=model_state, optimizer_state=optimizer_state, rng_state=tensors["rng.torch"],
                       trainer_state=metadata["trainer"], normalization=_read_normalization(path, metadata, tensors),
-                      classes=tuple(metadata["classes"]) if "classes" in metadata else None)
+                      classes=_read_classes(path, metadata))
+
+
+def _read_classes(path: Path, metadata: dict) -> tuple[str, ...] | None:
+    """The class names a checkpoint records; None for one written before they were recorded. Anything else than a
+    list of names (a foreign or hand-edited file) is refused in one line."""
+    if "classes" not in metadata:
+        return None
+    classes = metadata["classes"]
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+        raise InvalidCheckpointError(f"{path.name} records class names that are not a list of names.")
+    return tuple(classes)
 
 
 def _add_normalization(tensors: dict, metadata: dict, normalization: Normalization | None) -> None:
@@ -178,7 +189,7 @@ def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
     model = ResNet(spec)
     model.load_state_dict(model_state)
     model.normalization = _read_normalization(path, metadata, tensors)
-    model.classes = tuple(metadata["classes"]) if "classes" in metadata else None
+    model.classes = _read_classes(path, metadata)
     return model.eval(), metadata
 
 

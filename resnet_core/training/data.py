@@ -278,7 +278,7 @@ def _watched_paths(folder: Path) -> list[Path]:
 
 
 def _class_dirs(split_dir: Path) -> list[Path]:
-    return sorted(path for path in split_dir.iterdir() if path.is_dir() and not _hidden(path))
+    return sorted(path for path in split_dir.iterdir() if path.is_dir() and not _hidden(path.name))
 
 
 def _image_files(class_dir: Path) -> list[Path]:
@@ -292,16 +292,16 @@ def _image_files(class_dir: Path) -> list[Path]:
             subfolders.clear()
             continue
         seen.add(real)
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        found += [path for path in map(Path(folder).joinpath, names)
-                  if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path) and path.is_file()]
+        subfolders[:] = [name for name in subfolders if not _hidden(name)]
+        found += [path for path in (Path(folder, name) for name in names if not _hidden(name))
+                  if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
     return sorted(found)
 
 
-def _hidden(path: Path) -> bool:
+def _hidden(name: str) -> bool:
     """Dot files and folders: e.g. the `._0001.jpg` resource forks a zip from a Mac holds (in `__MACOSX/`, which is
     then a folder without images, and beside the photos), not images, which would stop the whole folder loading."""
-    return path.name.startswith(".")
+    return name.startswith(".")
 
 
 def list_split(folder: Path, split: str) -> dict[str, list[Path]]:
