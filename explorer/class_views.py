@@ -12,6 +12,7 @@ from resnet_core.runs.classroom import CELL_DEPTHS
 YOURS_BACKGROUND = "background-color: #fff3c4"
 LENGTH_KEY = "class_lesson_iterations"
 SHOWN_LENGTH_KEY = "class_lesson_shown"  # the cells' length the field was last set to
+OUTCOME_KEY = "class_teacher_outcome"  # (done, message) of the teacher's last action, for the panel to say
 ERROR_COLUMNS = ("final test error, median (%)", "lowest (%)", "highest (%)", classroom.PAPER_COLUMN)
 
 
@@ -67,8 +68,8 @@ def keep_valid(key: str, options) -> None:
 
 
 def _do(action: Callable[..., tuple[bool, str]], *args) -> None:
-    done, message = action(*args)
-    st.toast(message, icon=":material/check:" if done else ":material/error:")
+    # Said by the panel's rerun that follows: a callback of a fragment's button must not draw anything itself.
+    st.session_state[OUTCOME_KEY] = action(*args)
 
 
 def _hand_out() -> None:
@@ -80,6 +81,9 @@ def _hand_out() -> None:
 def teacher_panel() -> None:
     """Hand out the cells (with their length), stop, reset them; cancel anyone's queued or running run. Live:
     people arrive and take cells, and runs come and end, while the page stays open."""
+    if OUTCOME_KEY in st.session_state:
+        done, message = st.session_state.pop(OUTCOME_KEY)
+        st.toast(message, icon=":material/check:" if done else ":material/error:")
     handing_out, iterations, counts = classroom.lesson()
     length = classroom.cell_length(iterations)
     # The field shows the cells' length when it changes (here, or in another tab); its first value is put in the
