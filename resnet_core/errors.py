@@ -26,6 +26,10 @@ class StoreError(UserError):
     """A data folder that cannot be written, or a run that does not exist or cannot do what was asked."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database could not be reached (a PostgreSQL server down or restarting); the write may be retried."""
+
+
 class CheckpointError(UserError):
     """A checkpoint that is missing, truncated or written by something else."""
 
@@ -48,10 +52,11 @@ def folder_full_error(error: BaseException, home: Path) -> DataFolderFullError |
     Python raises OSError with the errno; SQLite says "database or disk is full"; safetensors (Rust) only
     names the OS error in its message.
     """
+    cause = getattr(error, "orig", error)  # SQLAlchemy wraps the driver's error
     if isinstance(error, OSError) and error.errno in FULL_ERRNOS:
         reason = error.strerror
-    elif isinstance(error, sqlite3.OperationalError) and "full" in str(error):
-        reason = str(error)
+    elif isinstance(cause, sqlite3.OperationalError) and "full" in str(cause):
+        reason = str(cause)
     else:
         reason = next((os.strerror(code) for code in FULL_ERRNOS if os.strerror(code) in str(error)), None)
     if reason is None:

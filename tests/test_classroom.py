@@ -3,8 +3,10 @@ arrive at once, kept across a restart, reset; a store of the previous version ga
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 from conftest import ManualClock
@@ -12,9 +14,10 @@ from conftest import ManualClock
 from resnet_core.errors import UserError
 from resnet_core.nets.specs import get_spec
 from resnet_core.runs.classroom import CELL_DEPTHS, Assignment, KeyGate
-from resnet_core.runs.schema import SCHEMA_VERSION
 from resnet_core.runs.store import Store
 from resnet_core.training.recipe import Recipe
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_cells_go_in_turn_only_while_handed_out_and_survive_a_restart(tmp_path):
@@ -41,14 +44,12 @@ def test_thirty_people_arriving_at_once_are_spread_evenly(tmp_path):
     barrier, errors = threading.Barrier(30), []
 
     def arrive(index: int) -> None:
-        store = Store(tmp_path)  # a connection of its own, as each server thread has
+        store = Store(tmp_path)  # a store of its own, as each server thread has
         try:
             barrier.wait()
             store.assign(f"person {index}")
         except Exception as error:  # reported below: a thread's exception would vanish
             errors.append(error)
-        finally:
-            store.close()
 
     threads = [threading.Thread(target=arrive, args=(index,)) for index in range(30)]
     for thread in threads:
@@ -59,24 +60,17 @@ def test_thirty_people_arriving_at_once_are_spread_evenly(tmp_path):
 
 
 def test_a_store_of_the_previous_version_gains_the_cells_and_keeps_its_runs(tmp_path):
-    """Version 5 is version 6 without the lesson and assignments tables."""
-    store = Store(tmp_path)
-    recipe = Recipe(iterations=10).to_dict()
-    run_id = store.create_runs([dict(name="run", spec=get_spec("plain20").to_dict(), recipe=recipe, data="synthetic",
-                                     device="cpu", precision="fp32", seed=0)], owner="someone",
-                               taken_by=os.getpid())[0]
-    store.add_metrics(run_id, [{"iteration": 1, "kind": "train", "epoch": 0, "error": 0.5}])
-    store.finish(run_id, "finished")
-    store.close()
+    """Version 5 is version 6 (the committed store written by main before Alembic) without the lesson and
+    assignments tables."""
+    shutil.copytree(FIXTURES / "store_v6", tmp_path, dirs_exist_ok=True)
     old = sqlite3.connect(tmp_path / "runs.sqlite")
     old.executescript("DROP TABLE lesson; DROP TABLE assignments; PRAGMA user_version=5;")
     old.close()
 
     migrated = Store(tmp_path)
-    assert migrated._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
-    (run,) = migrated.runs()
-    assert (run.id, run.status, run.owner) == (run_id, "finished", "someone")
-    assert migrated.metrics(run_id)[0]["error"] == 0.5
+    assert [(run.id, run.status, run.owner) for run in migrated.runs()] == [
+        (1, "finished", None), (2, "cancelled", "alice"), (3, "queued", "bob")]
+    assert len(migrated.metrics(1)) == 6 and migrated.lesson_iterations() == (False, None)
     migrated.hand_out(300)
     assert migrated.assign("someone") == Assignment(20, 300)
 

@@ -1,4 +1,5 @@
-"""The run store: the queue's statuses, transactional metrics, checkpoints and their failure modes."""
+"""The run store: the queue's statuses, transactional metrics, checkpoints and their failure modes; the tests
+that take `database_url` run on the SQLite file and on a real PostgreSQL server."""
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ def test_unwritable_home_is_a_one_line_error(tmp_path):
     assert "\n" not in str(caught.value)
 
 
-def test_runs_are_queued_then_claimed_once(tmp_path):
+def test_runs_are_queued_then_claimed_once(tmp_path, database_url):
     store = Store(tmp_path)
     run_id = new_run(store)
     assert store.run(run_id).status == "queued"
@@ -54,7 +55,7 @@ def test_runs_are_queued_then_claimed_once(tmp_path):
     ("diverged", None, "diverged"),
     ("running", "parent", "still running"),
 ])
-def test_runs_that_cannot_continue_are_not_requeued(tmp_path, status, pid, message):
+def test_runs_that_cannot_continue_are_not_requeued(tmp_path, database_url, status, pid, message):
     store = Store(tmp_path)
     run_id = new_run(store)
     store.claim(run_id, os.getppid() if pid == "parent" else 1)
@@ -65,7 +66,7 @@ def test_runs_that_cannot_continue_are_not_requeued(tmp_path, status, pid, messa
     assert store.run(run_id).status == status
 
 
-def test_a_killed_run_is_requeued(tmp_path):
+def test_a_killed_run_is_requeued(tmp_path, database_url):
     store = Store(tmp_path)
     run_id = new_run(store)
     store.claim(run_id, 2 ** 22 + 12345)  # beyond pid_max: no such process
@@ -115,7 +116,7 @@ def test_an_older_store_gets_the_interrupted_status_and_keeps_every_run_and_valu
     assert Store(tmp_path).run(4).status == "starting"  # opened again: nothing to migrate twice
 
 
-def test_metrics_summaries_and_truncation(tmp_path):
+def test_metrics_summaries_and_truncation(tmp_path, database_url):
     store = Store(tmp_path)
     run_id = new_run(store)
     store.add_metrics(run_id, [{"iteration": i, "kind": "train", "epoch": 0, "loss": 1 / i, "error": 0.5 / i}
@@ -128,7 +129,7 @@ def test_metrics_summaries_and_truncation(tmp_path):
     assert store.metrics(run_id, "test") == [] and store.metrics(run_id, after_iteration=5)[0]["iteration"] == 6
 
 
-def test_a_reader_never_sees_half_a_transaction(tmp_path):
+def test_a_reader_never_sees_half_a_transaction(tmp_path, database_url):
     writer_store, reader = Store(tmp_path), Store(tmp_path)
     run_id = new_run(writer_store)
     rows_per_write, writes = 25, 60
@@ -186,7 +187,7 @@ def test_a_moved_data_folder_keeps_its_runs_checkpoints(tmp_path):
     assert moved.latest_checkpoint(run_id)[0] == 5
 
 
-def test_checkpoints_round_trip_and_only_the_newest_is_kept(tmp_path):
+def test_checkpoints_round_trip_and_only_the_newest_is_kept(tmp_path, database_url):
     store = Store(tmp_path)
     run_id = new_run(store)
     paths = []

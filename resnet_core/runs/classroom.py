@@ -11,15 +11,19 @@ A mixin of `runs.store.Store`, like `runs.recorded`; no UI code here.
 from __future__ import annotations
 
 import hmac
-import sqlite3
 import threading
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Callable
 
+from sqlalchemy import delete, func, select
+
 from ..errors import UserError
+from .database import insert
+from .schema import assignments_table, lesson_table
 from .settings import TEACHER_KEY_VARIABLE
+
+assignments, lesson = assignments_table.c, lesson_table.c
 
 CELL_DEPTHS = (20, 32, 44, 56)  # Fig. 6's plain nets, each with its residual twin
 KEY_TRY_INTERVAL_S = 1.0  # a wrong key locks out the next try for this long: guessing stays slow
@@ -38,32 +42,31 @@ class Assignment:
 
 
 class ClassroomData:
-    # Store's: its connection and its write transactions.
-    _db: sqlite3.Connection
-    _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    """A mixin of Store, whose transactions it uses."""
 
     def lesson_iterations(self) -> tuple[bool, int | None]:
         """(whether cells are being handed out, the length the teacher set or None for the default)."""
-        row = self._db.execute("SELECT iterations FROM lesson").fetchone()
-        return (row is not None, row["iterations"] if row else None)
+        with self._reading() as db:
+            row = db.execute(select(lesson.iterations)).first()
+        return (row is not None, row[0] if row else None)
 
     def hand_out(self, iterations: int | None) -> None:
         """Start handing out cells, each trained for `iterations` (None: the default); or change the length of
         every cell already handed out."""
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO lesson (id, iterations, started) VALUES (1, ?, ?)",
-                       (iterations, time.time()))
+            insert(db, lesson_table, [dict(id=1, iterations=iterations, started=time.time())], replace=True)
 
     def stop_handing_out(self) -> None:
         """People who arrive from now on get no cell; those handed out are kept (a reset forgets them)."""
         with self._transaction() as db:
-            db.execute("DELETE FROM lesson")
+            db.execute(delete(lesson_table))
 
     def assignment(self, owner: str) -> Assignment | None:
         """`owner`'s cell while cells are handed out, else None: a read."""
-        row = self._db.execute("SELECT a.depth, l.iterations FROM assignments a JOIN lesson l WHERE a.owner=?",
-                               (owner,)).fetchone()
-        return Assignment(row["depth"], row["iterations"]) if row else None
+        with self._reading() as db:
+            row = db.execute(select(assignments.depth, lesson.iterations).select_from(assignments_table)
+                             .join(lesson_table, lesson.id == 1).where(assignments.owner == owner)).first()
+        return Assignment(row[0], row[1]) if row else None
 
     def assign(self, owner: str) -> Assignment | None:
         """`owner`'s cell, given them now if they have none yet and cells are being handed out (the next depth in
@@ -72,21 +75,22 @@ class ClassroomData:
             return None
         if assignment := self.assignment(owner):
             return assignment
-        with self._transaction() as db:
-            if not db.execute("SELECT 1 FROM assignments WHERE owner=?", (owner,)).fetchone():
-                arrived = db.execute("SELECT COUNT(*) FROM assignments").fetchone()[0]
-                db.execute("INSERT INTO assignments (owner, depth, assigned) VALUES (?, ?, ?)",
-                           (owner, CELL_DEPTHS[arrived % len(CELL_DEPTHS)], time.time()))
+        with self._transaction() as db:  # counted and recorded under the queue's lock: arrivals take turns
+            if not db.execute(select(assignments.owner).where(assignments.owner == owner)).first():
+                arrived = db.execute(select(func.count()).select_from(assignments_table)).scalar_one()
+                db.execute(assignments_table.insert().values(owner=owner, assigned=time.time(),
+                                                             depth=CELL_DEPTHS[arrived % len(CELL_DEPTHS)]))
         return self.assignment(owner)
 
     def reset_assignments(self) -> int:
         """Forget every cell handed out (the next person starts again at the first depth); how many there were."""
         with self._transaction() as db:
-            return db.execute("DELETE FROM assignments").rowcount
+            return db.execute(delete(assignments_table)).rowcount
 
     def assigned_depths(self) -> dict[int, int]:
         """Depth -> people given that cell, every depth of CELL_DEPTHS included."""
-        counts = dict(self._db.execute("SELECT depth, COUNT(*) FROM assignments GROUP BY depth").fetchall())
+        with self._reading() as db:
+            counts = dict(db.execute(select(assignments.depth, func.count()).group_by(assignments.depth)).all())
         return {depth: counts.get(depth, 0) for depth in CELL_DEPTHS}
 
 

@@ -6,13 +6,11 @@ empty variable means its default.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
-from ..errors import StoreError, UserError
+from ..errors import UserError
+from ..home import DEFAULT_HOME, HOME_VARIABLE, resolve_home  # noqa: F401 (the data folder is one of the settings)
 
-HOME_VARIABLE = "RESNET_EXPLORER_HOME"
-DEFAULT_HOME = "~/.resnet-explorer"
 CAP_VARIABLE = "RESNET_EXPLORER_MAX_RUNS"
 THREADS_VARIABLE = "RESNET_EXPLORER_THREADS_PER_RUN"
 # A CIFAR run on a GPU: CUDA context (~0.5 GB), weights, and ResNet-110's activations at batch 128 (~1.5 GB),
@@ -29,32 +27,20 @@ DEFAULT_MAX_WAITING = 20
 SPARES_VARIABLE = "RESNET_EXPLORER_SPARES"
 DEFAULT_SPARES = 2
 
+# The database of every table (runs.database): unset, the SQLite file runs.sqlite in the data folder.
+DATABASE_VARIABLE = "RESNET_EXPLORER_DATABASE_URL"
+# With PostgreSQL, checkpoints live in the database unless this names a folder every machine of the deployment
+# mounts at the same path.
+CHECKPOINTS_VARIABLE = "RESNET_EXPLORER_CHECKPOINT_DIR"
+# An executing job renews its lease every LEASE_RENEW_S; a lease older than LEASE_S means its executor is gone
+# (killed, its machine lost) and the job reads as interrupted. 30 s outlasts a database restart of ~10 s.
+LEASE_VARIABLE = "RESNET_EXPLORER_LEASE_S"
+DEFAULT_LEASE_S = 30
+LEASE_RENEW_S = 2.0
+
 # Whoever opens the Class page with ?key= equal to this may hand out Fig. 6's cells and cancel anyone's run;
 # unset, nobody can (runs.classroom).
 TEACHER_KEY_VARIABLE = "RESNET_EXPLORER_TEACHER_KEY"
-
-_writable_homes: set[Path] = set()
-
-
-def resolve_home(home: str | os.PathLike | None = None) -> Path:
-    """The data folder: `home`, else $RESNET_EXPLORER_HOME, else ~/.resnet-explorer; created and checked writable."""
-    if home is not None and not str(home).strip():  # "" would quietly mean the default folder, someone else's store
-        raise StoreError("The data folder given is empty; pass --home DIR with a folder, or leave it out for "
-                         f"${HOME_VARIABLE} or {DEFAULT_HOME}.")
-    # Absolute: the queue's workers start in another folder.
-    path = Path(home or os.environ.get(HOME_VARIABLE) or DEFAULT_HOME).expanduser().absolute()
-    if path in _writable_homes and path.is_dir():  # probed once per process: pages resolve it on every poll
-        return path
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):  # a unique name: threads of one process probe at once
-            pass
-    except OSError as error:
-        raise StoreError(f"Cannot write to the data folder {path} ({error.strerror or error}); pass --home DIR or set "
-                         f"{HOME_VARIABLE} to a writable folder.") from None
-    _writable_homes.add(path)
-    return path
-
 
 def whole_number(variable: str, value, unit: str, minimum: int = 1) -> int:
     """`value` of `variable` as a count of `unit`s, at least `minimum`; a UserError naming the variable otherwise."""
@@ -120,3 +106,25 @@ def spares_wanted(cap: int | None = None) -> int:
 def teacher_key() -> str | None:
     """The teacher's key: $RESNET_EXPLORER_TEACHER_KEY, or None (no teacher) when it is unset or empty."""
     return os.environ.get(TEACHER_KEY_VARIABLE) or None
+
+
+def database_url() -> str | None:
+    """$RESNET_EXPLORER_DATABASE_URL, or None for the data folder's SQLite file."""
+    return os.environ.get(DATABASE_VARIABLE) or None
+
+
+def shared_checkpoint_folder() -> Path | None:
+    """$RESNET_EXPLORER_CHECKPOINT_DIR as an absolute folder, or None."""
+    folder = os.environ.get(CHECKPOINTS_VARIABLE)
+    return Path(folder).expanduser().absolute() if folder else None
+
+
+def lease_seconds() -> int:
+    """How long a job's lease lasts without renewal: $RESNET_EXPLORER_LEASE_S, else 30."""
+    lease = _variable(LEASE_VARIABLE, "second", minimum=3)  # at least one renewal must fit in a lease
+    return DEFAULT_LEASE_S if lease is None else lease
+
+
+def lease_renew_seconds() -> float:
+    """How often an executing job renews its lease: every LEASE_RENEW_S, or a third of a shorter lease."""
+    return min(LEASE_RENEW_S, lease_seconds() / 3)
