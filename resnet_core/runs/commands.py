@@ -1,7 +1,10 @@
-"""The `reproduce` subcommand of `python -m resnet_core`: queue a paper table's runs, or report them.
+"""The `reproduce` and `db` subcommands of `python -m resnet_core`: queue a paper table's runs, or report them;
+migrate the run store's database, or copy a data folder's runs into another database.
 
     python -m resnet_core reproduce table6 --nets plain56 resnet56 --iterations 2000
     python -m resnet_core reproduce table6 --report
+    python -m resnet_core db upgrade
+    python -m resnet_core db copy --to postgresql+psycopg://teacher@db.school/resnet --home ~/.resnet-explorer
 
 The parser is built without importing torch (every command builds it); the handler imports `runs.reproduce`.
 """
@@ -64,4 +67,34 @@ def _reproduce(args: argparse.Namespace) -> int:
     home = f" --home {args.home}" if args.home else ""
     print(" ".join(filter(None, said)) + f" Watch them with `python -m resnet_core runs{home}` or on the app's Runs "
           f"page; print the table with `python -m resnet_core reproduce {args.table} --report{home}`.")
+    return 0
+
+
+def add_db_command(commands, with_home) -> None:
+    """Add `db upgrade|copy`, with its handler as the `handler` default, to `commands` (argparse subparsers)."""
+    db = with_home(commands.add_parser(
+        "db", help="migrate the run store's database, or copy a data folder's runs into another database",
+        description="upgrade: bring the database ($RESNET_EXPLORER_DATABASE_URL, else the data folder's runs.sqlite) "
+                    "to the newest schema (opening it does so too). copy --to URL: copy the data folder's runs, "
+                    "metrics, results, checkpoints and lesson into the database at URL, e.g. "
+                    "postgresql+psycopg://USER@HOST/DATABASE; rows already there are kept, so running it twice "
+                    "doubles nothing. Then set RESNET_EXPLORER_DATABASE_URL=URL for the app and every worker."))
+    db.add_argument("action", choices=("upgrade", "copy"))
+    db.add_argument("--to", metavar="URL", help="with copy: the database to copy into")
+    db.set_defaults(handler=_db)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    if (args.action == "copy") != (args.to is not None):
+        raise UserError("db copy needs --to URL, and only db copy takes it.")
+    store = Store(args.home)  # opening migrates
+    if args.action == "upgrade":
+        print(f"The run store {store.where} is at the newest schema.")
+        return 0
+    from .copy import copy_store
+
+    report = copy_store(store, args.to)
+    print(f"Copied {store.where} into {report.target}: {report.describe()}.")
     return 0

@@ -70,13 +70,13 @@ def bring_to_last_version(path: Path) -> None:
         return
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
-        if db.execute("PRAGMA user_version").fetchone()[0] >= LAST_VERSION:  # a read: every poll opens a store
+        if not _before_alembic(db):  # a read: every poll opens a store
             return
         db.execute("PRAGMA foreign_keys=OFF")  # cannot be switched inside a transaction; off, runs can be copied
         db.execute("BEGIN IMMEDIATE")
         try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it meanwhile
-            if version < LAST_VERSION and db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone():
+            if _before_alembic(db):  # another process may have done it meanwhile
+                version = db.execute("PRAGMA user_version").fetchone()[0]
                 logger.warning("Migrating the run store %s from version %s to %s.", path, version, LAST_VERSION)
                 _copy_runs(db)
                 for statement in LATER_TABLES.split(";"):
@@ -90,6 +90,13 @@ def bring_to_last_version(path: Path) -> None:
             raise
     finally:
         db.close()
+
+
+def _before_alembic(db: sqlite3.Connection) -> bool:
+    """Whether this is a store of the old schema below version 6: Alembic's stores leave user_version at 0."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return ("runs" in tables and "alembic_version" not in tables
+            and db.execute("PRAGMA user_version").fetchone()[0] < LAST_VERSION)
 
 
 def _copy_runs(db: sqlite3.Connection) -> None:

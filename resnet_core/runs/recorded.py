@@ -71,7 +71,7 @@ class RecordedData:
                                                            checkpoints.iteration.in_([row[0] for row in stale])))
         for _, recorded in stale:  # after the commit: a crash in between leaves a stray file, never a dangling row
             if Path(recorded).name != path.name:
-                self._checkpoint_file(run_id, recorded).unlink(missing_ok=True)
+                self.checkpoint_file(run_id, recorded).unlink(missing_ok=True)
 
     def latest_checkpoint(self, run_id: int) -> tuple[int, Path] | None:
         """(iteration, file) of the run's newest checkpoint, or None; a file only the database holds is fetched into
@@ -83,7 +83,7 @@ class RecordedData:
         if row is None:
             return None
         iteration, recorded, size = row
-        file = self._checkpoint_file(run_id, recorded)
+        file = self.checkpoint_file(run_id, recorded)
         if size is not None and not (file.exists() and file.stat().st_size == size):
             self._fetch_checkpoint(run_id, iteration, file)
         return iteration, file
@@ -97,7 +97,7 @@ class RecordedData:
         staged.write_bytes(data)
         os.replace(staged, file)  # a reader never sees half a file
 
-    def _checkpoint_file(self, run_id: int, recorded: str) -> Path:
+    def checkpoint_file(self, run_id: int, recorded: str) -> Path:
         return self.run_dir(run_id) / Path(recorded).name
 
     # ------------------------------------------------------------------------------------ experiment results
