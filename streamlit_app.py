@@ -5,7 +5,7 @@ Imports no torch (directly or through explorer), so it loads in well under a sec
 """
 import streamlit as st
 
-from explorer.charts import residual_block_figure
+from explorer.architecture.charts import residual_block_figure
 from explorer.setup import APP_NAME, PAPER_URL, setup_page
 
 PAGES = [

@@ -20,7 +20,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc
-from explorer import cache, charts, tables
+from explorer.architecture import cache, charts, tables
 from explorer.setup import limit_torch_threads
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Architecture.py")

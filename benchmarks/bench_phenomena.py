@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_training import HOME, extracted  # noqa: E402
-from explorer.presets import PRESETS  # noqa: E402
+from explorer.training.presets import PRESETS  # noqa: E402
 from resnet_core.runs.store import Store  # noqa: E402
 from resnet_core.training.data import load_data  # noqa: E402
 from resnet_core.training.recipe import NORMALIZATIONS, Recipe  # noqa: E402

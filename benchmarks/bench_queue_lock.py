@@ -4,9 +4,10 @@ Every training process writes its metrics through the same write lock, so each m
 holds it is a millisecond every run's flush may wait. The benchmark times each write transaction of the store
 (from BEGIN IMMEDIATE to COMMIT, by wrapping `Store._transaction`) in a fresh data folder, with the cap at 2:
 
-- poll: the Train page's poll (`explorer.runs.poll`) and the Runs page's read (`explorer.run_history.history`), with two
-  runs "running" (their processes are `sleep`s, so alive) and four queued behind them;
-- dispatch, nothing to start: `queue.dispatch` in the same state;
+- poll: the Train page's poll (`explorer.training.live_runs.poll`) and the Runs page's read
+  (`explorer.training.run_history.history`), with two runs "running" (their processes are `sleep`s, so alive) and
+  four queued behind them;
+- dispatch, nothing to start: `dispatch.dispatch` in the same state;
 - dispatch, one to start: a slot is freed (one `sleep` is killed), so the dispatch notices the dead run and
   launches the next queued run (a real training process, killed again at once).
 
@@ -26,7 +27,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from resnet_core.runs import queue
+from resnet_core.runs import admission, dispatch
 from resnet_core.runs.store import Store
 
 HOLDS: list[float] = []
@@ -70,8 +71,7 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="bench-queue-lock-")
     os.environ.update(RESNET_EXPLORER_HOME=home, RESNET_EXPLORER_MAX_RUNS="2", RESNET_EXPLORER_SPARES="0",
                       RESNET_EXPLORER_RUNS_PER_USER="1000", RESNET_EXPLORER_MAX_WAITING="1000")
-    from explorer import run_history  # after the environment: it reads the data folder from it
-    from explorer import runs as page_runs
+    from explorer.training import live_runs, run_history  # after the environment: they read the data folder from it
 
     _timed_transactions()
     store = Store(home)
@@ -83,13 +83,13 @@ def main() -> None:
         sleepers.append(sleeper)
         assert store.claim(run_id, sleeper.pid)
 
-    ids = [queue.submit("resnet8", "synthetic", iterations=20, store=store) for _ in range(6)]
+    ids = [admission.submit("resnet8", "synthetic", iterations=20, store=store) for _ in range(6)]
     occupy(ids[0])
     occupy(ids[1])
     results = {
-        "poll: Train page (explorer.runs.poll)": measure(lambda: page_runs.poll(ids), args.repeats),
+        "poll: Train page (live_runs.poll)": measure(lambda: live_runs.poll(ids), args.repeats),
         "poll: Runs page (run_history.history)": measure(run_history.history, args.repeats),
-        "dispatch, nothing to start": measure(lambda: queue.dispatch(store), args.repeats),
+        "dispatch, nothing to start": measure(lambda: dispatch.dispatch(store), args.repeats),
     }
     launched = []
 
@@ -102,10 +102,10 @@ def main() -> None:
                 os.waitpid(run.pid, 0)
             except ChildProcessError:
                 pass
-        queue.submit("resnet8", "synthetic", iterations=20, store=store)
+        admission.submit("resnet8", "synthetic", iterations=20, store=store)
 
     def dispatch_and_note() -> None:
-        launched.extend(queue.dispatch(store))
+        launched.extend(dispatch.dispatch(store))
 
     results["dispatch, one to start"] = measure(dispatch_and_note, args.repeats, between=free_a_slot)
     for run in store.runs():

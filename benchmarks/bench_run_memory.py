@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from resnet_core import get_spec
-from resnet_core.runs import queue
+from resnet_core.runs import admission
 from resnet_core.training import memory
 
 CASES = [("resnet8", 16), ("resnet20", 128), ("resnet110", 128), ("resnet20", 1024), ("resnet56", 512)]
@@ -33,7 +33,7 @@ def peak_rss_bytes(model: str, batch_size: int, home: str) -> int:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    images = queue.SOURCE_SIZES["synthetic"][1]
+    images = admission.SOURCE_SIZES["synthetic"][1]
     print(f"{'net':>10} {'batch':>6} {'measured':>10} {'estimate':>10} {'estimate/measured':>18}")
     with tempfile.TemporaryDirectory() as home:
         baseline = None

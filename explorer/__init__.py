@@ -1,4 +1,9 @@
-"""The Streamlit side of ResNet Explorer: page set-up, widgets, cached summaries and pure figure builders."""
+"""The Streamlit side of ResNet Explorer: the pages' helpers, and the only way the pages reach resnet_core.
+
+One subpackage per page group holds what only those pages use (architecture: Architecture and Compare; training:
+Train and Runs; classroom: Class; classify; inside; experiments). The modules here are shared by several groups:
+page set-up, URL state, figure display, who is asking, the run service, and the models the pages can ask.
+"""
 import os
 
 from explorer.setup import APP_TORCH_THREADS

@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 import resnet_core as rc
-from explorer.runs import net_label, store  # store: one SQLite connection per thread
+from explorer.run_service import net_label, store  # store: one SQLite connection per thread
 from resnet_core.explain import catalog
 from resnet_core.explain import classifier as clf
 from resnet_core.training.data import CIFAR_FOLDERS, ImageData, cifar_folder, load_data, stored_size

@@ -1,7 +1,7 @@
 """Architecture: build any net of the paper, see how it is made and what it costs."""
 import streamlit as st
 
-from explorer import cache, views, widgets
+from explorer.architecture import cache, views, widgets
 from explorer.setup import setup_page
 from explorer.url_state import IN_URL
 

@@ -1,7 +1,8 @@
 """Compare: two nets side by side, typically a plain net and its residual twin."""
 import streamlit as st
 
-from explorer import cache, charts, plots, tables, views, widgets
+from explorer import plots
+from explorer.architecture import cache, charts, tables, views, widgets
 from explorer.setup import setup_page
 from explorer.url_state import IN_URL
 

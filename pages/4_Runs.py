@@ -1,7 +1,8 @@
 """Runs: every training run in the store, from this app or the CLI; overlay curves, download, delete."""
 import streamlit as st
 
-from explorer import run_history, runs, training_views
+from explorer import run_service
+from explorer.training import live_runs, run_history, views
 from explorer.setup import setup_page
 from explorer.url_state import IN_URL
 
@@ -11,12 +12,12 @@ st.caption("Every run in the data folder, whether started here or with `python -
            "the latest recorded; the paper's error shows beside runs of its full recipe (Table 6 on CIFAR-10, top-1 and "
            "top-5 of Table 3 for ImageNet nets).")
 
-for problem in runs.reference_problems():  # the page goes on with the references that are there
+for problem in run_service.reference_problems():  # the page goes on with the references that are there
     st.warning(problem, icon=":material/warning:")
 for run_id, problem in run_history.damaged().items():  # reported, never fatal: the other runs still show
     warning, button = st.columns([5, 1], vertical_alignment="center")
     warning.warning(problem, icon=":material/warning:")
-    button.button(f"Delete run {run_id}", key=f"runs_delete_damaged_{run_id}", on_click=training_views.delete_run,
+    button.button(f"Delete run {run_id}", key=f"runs_delete_damaged_{run_id}", on_click=views.delete_run,
                   args=(run_id,), icon=":material/delete:")
 labels = run_history.choices()
 if all(run_history.is_reference(run_id) for run_id in labels):
@@ -43,11 +44,13 @@ def overview() -> None:
         # After the errors: a whole recipe line is wide, and the numbers are what a person compares first.
         "recipe": st.column_config.TextColumn(width="medium", help="The recipe the run trained with; select a "
                                                                    "cell to read all of it."),
+        "machine": st.column_config.TextColumn(help="The machine it trains or last trained on: a cluster's worker, "
+                                                    "else the host name; empty until it starts."),
         "reason": st.column_config.TextColumn("why it stopped", width="large")})
     # A default, not a value put in st.session_state: a fragment's rerun drops a widget value set that way.
     chosen = st.multiselect("Overlay the curves of", list(labels), default=list(labels)[:2], key="runs_overlay",
                             format_func=labels.get, bind=IN_URL)
-    training_views.curves(runs.poll(chosen), key="runs")
+    views.curves(live_runs.poll(chosen), key="runs")
 
 
 overview()
@@ -69,5 +72,5 @@ with delete:
     confirmed = st.checkbox(f"Yes, delete run {run_id} and its checkpoints", key="runs_confirm_delete",
                             disabled=read_only)
     st.button("Delete run", key="runs_delete", disabled=read_only or not confirmed,
-              on_click=training_views.delete_run, args=(run_id,), icon=":material/delete:", type="primary",
+              on_click=views.delete_run, args=(run_id,), icon=":material/delete:", type="primary",
               help="A shipped reference run is read-only." if read_only else None)

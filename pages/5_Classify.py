@@ -1,7 +1,8 @@
 """Classify: ask trained networks about an image, and see which pixels their answer rests on."""
 import streamlit as st
 
-from explorer import classify, models
+from explorer import model_widgets, models
+from explorer.classify import inputs, predictions
 from explorer.setup import setup_page
 from explorer.url_state import IN_URL
 
@@ -14,26 +15,26 @@ choices = models.model_choices()
 default_left, default_right = models.default_pair(choices)
 with st.sidebar:
     st.header("Networks")
-    choices |= classify.checkpoint_uploader("classify_checkpoints", "classify_left")
-    left = classify.model_picker("Left network", "classify_left", default_left, choices)
+    choices |= inputs.checkpoint_uploader("classify_checkpoints", "classify_left")
+    left = model_widgets.model_picker("Left network", "classify_left", default_left, choices)
     compare = st.toggle("Compare with a second network", value=True, key="classify_compare", bind=IN_URL)
-    right = classify.model_picker("Right network", "classify_right", default_right, choices) \
+    right = model_widgets.model_picker("Right network", "classify_right", default_right, choices) \
         if compare else None
     st.header("Attribution")
-    method = st.selectbox("Method", [None, *classify.METHOD_LABELS], index=1, key="classify_method", bind=IN_URL,
-                          format_func=lambda name: "none" if name is None else classify.METHOD_LABELS[name],
-                          help=classify.METHOD_HELP)
+    method = st.selectbox("Method", [None, *predictions.METHOD_LABELS], index=1, key="classify_method", bind=IN_URL,
+                          format_func=lambda name: "none" if name is None else predictions.METHOD_LABELS[name],
+                          help=predictions.METHOD_HELP)
 
 upload_tab, example_tab = st.tabs(["Your images", "Examples"])
 with upload_tab:
-    files = st.file_uploader("PNG, JPEG, WebP, GIF or BMP images", type=classify.UPLOAD_TYPES,
+    files = st.file_uploader("PNG, JPEG, WebP, GIF or BMP images", type=inputs.UPLOAD_TYPES,
                              accept_multiple_files=True, key="classify_upload")
-    images, errors = classify.decode_all([(file.name, file.getvalue()) for file in files or []])
+    images, errors = inputs.decode_all([(file.name, file.getvalue()) for file in files or []])
     for error in errors:
         st.error(error)
 with example_tab:
-    examples = {**classify.synthetic_examples(), **classify.dataset_examples(left)}
-    if len(examples) == len(classify.synthetic_examples()):
+    examples = {**inputs.synthetic_examples(), **inputs.dataset_examples(left)}
+    if len(examples) == len(inputs.synthetic_examples()):
         st.caption("Test images appear here too once the left network's dataset is on this machine (train a run "
                    "on it, or `python -m resnet_core train --data cifar10 …` downloads CIFAR-10).")
     example = st.selectbox("Example image", [None, *examples], key="classify_example", bind=IN_URL,
@@ -49,7 +50,7 @@ data = images[chosen]
 original, *answers = st.columns([1, 2, 2] if right else [1, 2], gap="large")
 with original:
     st.subheader("Your image")
-    st.image(classify.decode(data), caption=chosen, width="stretch")
+    st.image(inputs.decode(data), caption=chosen, width="stretch")
 for column, choice, side in zip(answers, (left, right), ("left", "right")):
     with column:
-        classify.model_column(choice, data, method, f"classify_{side}")
+        predictions.model_column(choice, data, method, f"classify_{side}")

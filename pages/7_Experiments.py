@@ -4,7 +4,8 @@ import json
 
 import streamlit as st
 
-from explorer import classify, experiment_charts, experiments, plots, runs
+from explorer import model_widgets, plots, run_service
+from explorer.experiments import charts, studies
 from explorer.setup import setup_page
 from explorer.url_state import IN_URL
 
@@ -32,16 +33,16 @@ EXPLAIN = {
 
 def pickers(kind: str) -> tuple[list[str], str]:
     """The two models (plain and residual by default) and the dataset to probe them on."""
-    choices = experiments.model_choices()
+    choices = studies.model_choices()
     left, right, data_column = st.columns([2, 2, 2])
     with left:
-        plain = classify.model_picker("Plain net", f"{kind}_plain", experiments.DEFAULT_PAIR[0], choices)
+        plain = model_widgets.model_picker("Plain net", f"{kind}_plain", studies.DEFAULT_PAIR[0], choices)
     with right:
-        residual = classify.model_picker("Residual net", f"{kind}_residual", experiments.DEFAULT_PAIR[1], choices)
+        residual = model_widgets.model_picker("Residual net", f"{kind}_residual", studies.DEFAULT_PAIR[1], choices)
     with data_column:
-        default = experiments.default_data(residual)
-        options = list(experiments.DATASETS)
-        source = st.radio("Dataset", options, format_func=experiments.DATASETS.get, key=f"{kind}_data", bind=IN_URL,
+        default = studies.default_data(residual)
+        options = list(studies.DATASETS)
+        source = st.radio("Dataset", options, format_func=studies.DATASETS.get, key=f"{kind}_data", bind=IN_URL,
                           index=options.index(default) if default in options else options.index("folder"))
         if source == "folder":
             source = st.text_input("Image folder", value=default if default not in options else "",
@@ -49,21 +50,21 @@ def pickers(kind: str) -> tuple[list[str], str]:
     return [plain, residual], source
 
 
-def cards_and_downloads(kind: str, states: list[experiments.ExperimentState]) -> None:
+def cards_and_downloads(kind: str, states: list[studies.ExperimentState]) -> None:
     for state in states:
         text, button = st.columns([5, 1], vertical_alignment="center")
         text.markdown(f"**#{state.run.id} {state.label}** on {state.run.data} · {state.status} · "
                       f"{len(state.results)} steps measured")
         if state.can_cancel:
             button.button("Cancel", key=f"{kind}_cancel_{state.run.id}", icon=":material/stop:",
-                          on_click=lambda run_id=state.run.id: st.toast(runs.act("cancel", run_id)[1]))
+                          on_click=lambda run_id=state.run.id: st.toast(run_service.act("cancel", run_id)[1]))
         if state.run.error and state.status in ("failed", "interrupted"):
             st.error(state.run.error)
     if states:
         csv, raw = st.columns(2)
-        csv.download_button("Results (CSV)", experiments.results_csv(states), file_name=f"{kind}.csv",
+        csv.download_button("Results (CSV)", studies.results_csv(states), file_name=f"{kind}.csv",
                             mime="text/csv", key=f"{kind}_csv", icon=":material/download:", on_click="ignore")
-        raw.download_button("Results (JSON)", experiments.results_json(states), file_name=f"{kind}.json",
+        raw.download_button("Results (JSON)", studies.results_json(states), file_name=f"{kind}.json",
                             mime="application/json", key=f"{kind}_json", icon=":material/download:",
                             on_click="ignore")
 
@@ -72,9 +73,9 @@ def live_results(kind: str, caption: str) -> None:
     """This person's experiments of `kind`, their figures filled in as the jobs write steps (every 2 s)."""
     @st.fragment(run_every=2)
     def show() -> None:
-        states = experiments.states(experiments.shown(kind))
+        states = studies.states(studies.shown(kind))
         cards_and_downloads(kind, states)
-        for key, figure in experiments.figures(kind, states):
+        for key, figure in studies.figures(kind, states):
             plots.show(figure, key, key.removesuffix("_chart").replace("_", "-"))
         st.caption(caption)
 
@@ -84,7 +85,7 @@ def live_results(kind: str, caption: str) -> None:
 def start_button(kind: str, models: list[str], data: str, **settings) -> None:
     if st.button("Start", key=f"{kind}_start", type="primary", icon=":material/play_arrow:"):
         try:
-            experiments.remember(kind, experiments.start(kind, models, data, **settings))
+            studies.remember(kind, studies.start(kind, models, data, **settings))
         except ValueError as error:  # UserError and its kin: one sentence each
             st.error(str(error))
 
@@ -138,13 +139,13 @@ with shattering_tab:
                                        key="shattering_depths", bind=IN_URL)
     seed = seed_column.number_input("Seed", 0, 2**31 - 1, 0, key="shattering_seed", bind=IN_URL)
     if depths and st.toggle("Measure (a few seconds per net)", key="shattering_measure"):
-        points = experiments.shattering_points(tuple(sorted(depths)), 256, int(seed))
-        plots.show(experiment_charts.shattering_depth_figure(points), "shattering_depth", "shattering-depth")
+        points = studies.shattering_points(tuple(sorted(depths)), 256, int(seed))
+        plots.show(charts.shattering_depth_figure(points), "shattering_depth", "shattering-depth")
         deepest = max(depths)
-        plots.show(experiment_charts.shattering_gradient_figure(
+        plots.show(charts.shattering_gradient_figure(
             {f"{point['model']}": point["gradients"] for point in points if point["depth"] in (min(depths), deepest)}),
             "shattering_lines", "shattering-gradients")
-        table = experiments.shattering_table(points)
+        table = studies.shattering_table(points)
         st.dataframe(table, hide_index=True)
         csv, raw = st.columns(2)
         csv.download_button("Results (CSV)", table.to_csv(index=False).encode(), file_name="shattering.csv",

@@ -13,7 +13,8 @@ _MODULES = {
     **{name: f"nets.{name}" for name in ("specs", "blocks", "model", "summary", "paper")},
     **{name: f"training.{name}" for name in ("recipe", "data", "augment", "train", "evaluate", "checkpoint", "device",
                                              "memory", "image_files")},
-    **{name: f"runs.{name}" for name in ("store", "schema", "queue", "workers", "settings")},
+    **{name: f"runs.{name}" for name in ("store", "schema", "admission", "dispatch", "control", "executor",
+                                         "settings")},
     **{name: f"explain.{name}" for name in ("attribution", "analysis", "images", "classifier")},
 }
 # public name -> (module, attribute)
@@ -35,7 +36,7 @@ _EXPORTS = {
     **{name: ("recipe", name) for name in ("Recipe", "paper_recipe", "training_recipe")},
     "Normalization": ("augment", "Normalization"),
     "Store": ("store", "Store"),
-    **{name: ("train", name) for name in ("RunEnd", "TestMetrics", "TrainMetrics", "train")},
+    **{name: ("train", name) for name in ("CheckpointDue", "RunEnd", "TestMetrics", "TrainMetrics", "train")},
     **{name: ("classifier", name) for name in ("Classifier", "WeightsUnavailableError", "demo_classifier",
                                                "imagenet_classifier")},
 }

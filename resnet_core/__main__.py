@@ -1,4 +1,5 @@
 """`python -m resnet_core …`: see `python -m resnet_core --help`."""
-from .cli import main, exit_now
+from .cli import main
+from .shutdown import exit_now
 
 exit_now(main())

@@ -6,12 +6,8 @@ Under `torchrun` every process runs `train`; rank 0 alone writes the store and p
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import sys
-from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from . import arguments
 from .errors import UserError
@@ -39,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .explain.commands import add_commands
-    from .runs.commands import add_reproduce_command
+    from .runs.commands import add_cluster_commands, add_db_command, add_reproduce_command
     from .training.data import SOURCE_HELP
     from .training.recipe import NORMALIZATIONS, RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
 
@@ -87,11 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     stored.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a killed or cancelled run from its "
                         "last checkpoint, with its own settings")
     stored.add_argument("--run-id", type=int, metavar="RUN_ID", help="train a run that the job queue "
-                        "(resnet_core.runs.queue) created and started for this process, with its own settings")
+                        "(resnet_core.runs.dispatch) created and started for this process, with its own settings")
     train.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: the cores shared "
                        "evenly among the processes of a torchrun)")
 
     add_reproduce_command(commands, with_home)
+    add_db_command(commands, with_home)
+    add_cluster_commands(commands, with_home)
 
     runs = with_home(commands.add_parser("runs", help="list the recorded runs"))
     runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -123,15 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def exit_now(code: int) -> None:
-    """End this process without Python's teardown: with torch loaded it takes ~1 s, and over 10 s on a loaded
-    server, while a finished run's ~650 MB stay allocated beside the next run the queue has already started.
-    Everything that matters is committed to the store and flushed to disk by then."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -151,39 +140,21 @@ def _spec(name: str, num_classes: int | None):
 
 
 # ------------------------------------------------------------------------------------------- train
-@contextmanager
-def _stop_requests() -> Iterator[Callable[[], bool]]:
-    """SIGTERM or SIGINT asks the run to stop after its next checkpoint or step; a second signal stops it at once.
-    Yields whether a stop was asked; the handlers before are put back (main() may be called in-process again)."""
-    requested = []
-
-    def request_stop(signum, frame):
-        requested.append(signum)
-        signal.signal(signum, signal.SIG_DFL)
-
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield lambda: bool(requested)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def _train(args: argparse.Namespace) -> int:
-    # A run's process has its stderr in the run's log file (runs.workers), so its warnings are kept with the run.
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
     import torch
+    from tqdm import tqdm
 
-    from .nets.specs import NetSpec
-    from .runs.queue import submit
+    from .runs.executor import execute
+    from .runs.job import configure_logging, report, take
+    from .runs.admission import submit
     from .runs.store import Store
+    from .shutdown import stop_requests
     from .training.data import load_data, storage
     from .training.device import pick_device, set_cpu_threads
     from .training.recipe import Recipe
-    from .training.train import RunEnd, train
+    from .training.train import TestMetrics, TrainMetrics
 
+    configure_logging()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     stored_run = args.resume if args.resume is not None else args.run_id
@@ -220,8 +191,8 @@ def _train(args: argparse.Namespace) -> int:
     if stored_run is None:  # a new run: its data is read first, so a bad dataset is refused before it is recorded
         probe = _spec(args.model, None)
         data = load_data(args.data, **storage(probe.family, probe.input_size), home=args.home)
-    store = Store(args.home) if rank == 0 else None
-    setup = [None]
+    store = Store(args.home) if rank == 0 else None  # under torchrun rank 0 alone records the run
+    run_id = iterations = None
     if store is not None:
         # A run this process trains itself is recorded running for it in the same transaction that creates or
         # resumes it: a dispatcher in between (another run ending) would otherwise start it too.
@@ -229,72 +200,37 @@ def _train(args: argparse.Namespace) -> int:
             run_id = store.requeue_for_resume(args.resume, taken_by=os.getpid()).id
         elif args.run_id is not None:  # started by the queue: confirm what a dispatcher launched this process for
             run_id = args.run_id
-            if not store.confirm(run_id, os.getpid()):
-                raise UserError(f"Run {run_id} is no longer waiting for this process: it was cancelled, has ended, "
-                                "or another process took it.")
+            take(store, run_id)
         else:  # submitted as the app's and Python's runs are
             run_id = submit(args.model, args.data, seed=args.seed, device=device.type, precision=args.precision,
-                            name=args.name, store=store, server_limits=False, iterations=args.iterations,
+                            name=args.name, store=store, iterations=args.iterations,
                             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
                             recipe=args.recipe, validation_images=args.validation_images or None,
                             normalization=args.normalization, taken_by=os.getpid())
         run = store.run(run_id)
-        if run.experiment:  # a queued experiment (explain.jobs) rather than a training run
-            from .explain.jobs import run_experiment
-            from .runs.queue import dispatch
+        if run.experiment is None:  # an experiment's steps have no bar to fill
+            recipe = Recipe.from_dict(run.recipe)
+            iterations = recipe.iterations
+            print(f"run {run_id}: {run.spec['name']} on {run.data}, {iterations} iterations of {recipe.batch_size}, "
+                  f"{device.type}; store {store.path}", flush=True)
 
-            with _stop_requests() as should_stop:
-                print(f"run {run_id} {run_experiment(store, run, should_stop)}")
-            dispatch(store)  # its slot is free
-            return 0
-        setup = [(run.id, run.spec, run.recipe, run.data, run.seed, run.precision)]
-    if world > 1:  # rank 0 read the run; the others follow its settings
-        torch.distributed.broadcast_object_list(setup, src=0)
-    run_id, spec_dict, recipe_dict, source, seed, precision = setup[0]
-    spec, recipe = NetSpec.from_dict(spec_dict), Recipe.from_dict(recipe_dict)
-    try:
-        if data is None:
-            data = load_data(source, **storage(spec.family, spec.input_size), home=args.home)
-        if recipe.validation_images:
-            data = data.with_validation_split(recipe.validation_images, seed)
-    except UserError as error:  # e.g. a folder deleted or changed, or CIFAR offline: the run says why in the store
-        if store is not None:
-            store.finish(run_id, "failed", str(error))
-        raise
-    if rank == 0:
-        print(f"run {run_id}: {spec.name} on {data.name} ({len(data.train_labels)} training images), "
-              f"{recipe.iterations} iterations of {recipe.batch_size}, {device.type}; store {store.path}", flush=True)
-
-    from tqdm import tqdm
-
-    end = None
-    with _stop_requests() as should_stop, tqdm(total=recipe.iterations, disable=None if rank == 0 else True,
-                                                unit="it", dynamic_ncols=True, file=sys.stderr) as progress:
-        for record in train(spec, data, recipe, seed=seed, device=device.type, precision=precision,
-                            compile=args.compile, store=store, run_id=run_id, should_stop=should_stop):
-            if isinstance(record, RunEnd):
-                end = record
-            elif record.kind == "train":
+    with stop_requests() as should_stop, tqdm(total=iterations, disable=None if rank == 0 else True, unit="it",
+                                               dynamic_ncols=True, file=sys.stderr) as progress:
+        def show(record) -> None:
+            if isinstance(record, TrainMetrics):
                 progress.n = record.iteration
                 progress.set_postfix(loss=f"{record.smoothed_loss:.3f}", err=f"{record.smoothed_error:.3f}",
                                      lr=f"{record.lr:g}", refresh=False)
                 progress.update(0)
-            else:
+            elif isinstance(record, TestMetrics):
                 progress.write(f"iteration {record.iteration}: {record.kind} error {record.error:.4f}, "
                                f"loss {record.loss:.4f}")
+
+        outcome = execute(store, run_id, should_stop=should_stop, device=device.type, compile=args.compile,
+                          data=data, on_event=show)
     if world > 1:
         torch.distributed.destroy_process_group()
-    if rank != 0:
-        return 0
-    print(f"run {run_id} {end.status} at iteration {end.iteration}" + (f": {end.message}" if end.message else ""))
-    from .runs.queue import dispatch
-
-    dispatch(store)  # this run's slot is free: start the next queued run, even if no page is open
-    print(run_id)
-    if end.status == "diverged":
-        print(f"error: {end.message}", file=sys.stderr)
-        return 2
-    return 0
+    return report(store, run_id, outcome) if rank == 0 else 0
 
 
 # ------------------------------------------------------------------------------------------- runs

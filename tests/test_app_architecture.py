@@ -1,6 +1,6 @@
 """AppTest of the Architecture page: totals follow every picker change and match resnet_core."""
 import pytest
-from conftest import REPO, app_test, app_url_round_trip
+from helpers import REPO, app_test, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc

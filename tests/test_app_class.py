@@ -11,10 +11,10 @@ import json
 import os
 
 import pytest
-from conftest import REPO, ManualClock, app_assert_figures_download, app_plotly_array, app_url_round_trip
+from helpers import REPO, ManualClock, app_assert_figures_download, app_plotly_array, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
-from explorer import teacher
+from explorer import identity
 from resnet_core.nets.specs import get_spec
 from resnet_core.runs.classroom import CELL_DEPTHS, KeyGate
 from resnet_core.runs.settings import TEACHER_KEY_VARIABLE
@@ -32,7 +32,7 @@ def app_class_home(app_home, app_no_dispatcher, monkeypatch) -> Store:
     """An empty store with a teacher key set, no dispatcher (queued runs stay queued) and a fresh key gate on a
     hand-moved clock."""
     monkeypatch.setenv(TEACHER_KEY_VARIABLE, KEY)
-    monkeypatch.setattr(teacher, "_gate", KeyGate(clock=ManualClock()))
+    monkeypatch.setattr(identity, "_gate", KeyGate(clock=ManualClock()))
     return Store(app_home)
 
 
@@ -155,7 +155,7 @@ def test_the_teacher_key_is_accepted_once_and_taken_out_of_the_url(app_class_hom
 
 
 def test_a_wrong_key_is_refused_in_one_line_and_not_retried_within_a_second(app_class_home):
-    clock = teacher._gate.clock
+    clock = identity._gate.clock
     wrong = page(CLASS, "guesser", key="chalk")
     assert [error.value for error in wrong.error] == [
         "That is not this server's teacher key; check the link you were given."]

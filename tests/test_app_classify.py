@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import (REPO, app_assert_figures_download, app_figures, app_finished_run, app_plotly_array, app_test,
-                      app_url_round_trip)
+from helpers import (REPO, app_assert_figures_download, app_figures, app_finished_run, app_plotly_array, app_test,
+                     app_url_round_trip)
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 

@@ -1,6 +1,6 @@
 """AppTest of the Compare page: two nets, their differences and the depth sweep."""
 import pytest
-from conftest import REPO, app_assert_figures_download, app_figures, app_test, app_url_round_trip
+from helpers import REPO, app_assert_figures_download, app_figures, app_test, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 import resnet_core as rc

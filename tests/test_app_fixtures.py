@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SETTINGS_PREFIX, server_environment
+from helpers import REPO, SETTINGS_PREFIX, server_environment
 from streamlit.testing.v1 import AppTest
 
 from resnet_core.runs import settings

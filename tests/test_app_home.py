@@ -3,7 +3,7 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO, app_figures
+from helpers import REPO, app_figures
 from streamlit.testing.v1 import AppTest
 
 HOME = str(REPO / "streamlit_app.py")

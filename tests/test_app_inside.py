@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, app_assert_figures_download, app_finished_run, app_plotly_array, app_test, app_url_round_trip
+from helpers import REPO, app_assert_figures_download, app_finished_run, app_plotly_array, app_test, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 from explorer import models

@@ -6,14 +6,14 @@ import io
 
 import pandas as pd
 import pytest
-from conftest import REPO, app_assert_figures_download, app_test, app_url_params, app_url_round_trip, eventually
+from helpers import REPO, app_assert_figures_download, app_test, app_url_params, app_url_round_trip, eventually
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import paper_recipe
 from resnet_core.errors import StoreError
 from resnet_core.nets.specs import get_spec
-from resnet_core.runs import queue
+from resnet_core.runs import admission, control, dispatch
 from resnet_core.runs.store import Store
 
 PAGE = str(REPO / "pages" / "4_Runs.py")
@@ -24,9 +24,9 @@ def app_runs(app_home) -> Store:
     """Two tiny finished runs trained by the queue, one failed run, and a full paper run recorded as the CLI does."""
     store = Store(app_home)
     for model in ("resnet8", "plain8"):
-        queue.submit(model, "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
-    queue.dispatch(store, cap=2)
-    failed = queue.submit("resnet8", "synthetic", iterations=4, store=store)
+        admission.submit(model, "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
+    dispatch.dispatch(store, cap=2)
+    failed = admission.submit("resnet8", "synthetic", iterations=4, store=store)
     store.cancel_queued(failed)
     store.finish(failed, "failed", "Cannot read image /data/x.jpg (truncated); image folders may hold only readable "
                                    "JPEG, PNG or WebP files.")
@@ -121,7 +121,7 @@ def test_reference_runs_are_read_only(app_home, app_downloads):
     for action, done in (("delete", "deleted"), ("resume", "resumed"), ("cancel", "cancelled")):
         with pytest.raises(StoreError, match=f"Run -4 is the shipped resnet56 reference; it is read-only and cannot "
                                              f"be {done}."):
-            getattr(queue, action)(-4, store)
+            getattr(control, action)(-4, store)
     assert (store.run(-4), store.metrics(-4)) == before
 
 
@@ -129,27 +129,27 @@ def test_a_run_created_while_the_runs_page_reads_is_shown_whole_or_not_at_all(ap
                                                                                   monkeypatch):
     """The page reads the runs and their latest values; a run another process creates between two of its queries
     must not break it (it raised KeyError when the two were separate snapshots)."""
-    from explorer import run_history
-    from explorer import runs as page_runs
+    from explorer import run_service as page_runs
+    from explorer.training import run_history
 
     store = Store(app_home)
-    queue.submit("resnet8", "synthetic", iterations=4, store=store)
+    admission.submit("resnet8", "synthetic", iterations=4, store=store)
     other_process = Store(app_home)  # its own connection, as another training process or tab has
-    original_runs = Store.runs
+    original_runs = Store._training_runs
     created = []
 
-    def runs_then_another_is_created(self, **kwargs):
-        result = original_runs(self, **kwargs)
+    def runs_then_another_is_created(self, *args):
+        result = original_runs(self, *args)
         if not created:  # the hook: right after the page's first read of the runs
-            created.append(queue.submit("plain8", "synthetic", iterations=4, store=other_process))
+            created.append(admission.submit("plain8", "synthetic", iterations=4, store=other_process))
         return result
 
     page_runs.store()  # the page's first visit adds the reference runs: done before the hook is set
-    monkeypatch.setattr(Store, "runs", runs_then_another_is_created)
+    monkeypatch.setattr(Store, "_training_runs", runs_then_another_is_created)
     first = run_history.history()
     trained_here = lambda table: [run_id for run_id in table["id"] if run_id > 0]  # noqa: E731 (not references)
     assert created and trained_here(first) == [1]  # the snapshot is from before the new run
-    monkeypatch.setattr(Store, "runs", original_runs)
+    monkeypatch.setattr(Store, "_training_runs", original_runs)
     assert trained_here(run_history.history()) == [2, 1]
 
 
@@ -173,3 +173,23 @@ def test_a_link_still_opens_its_run_after_the_run_changed_status(app_runs):
 def test_a_link_to_the_page_reproduces_its_overlay_and_chosen_run(app_runs):
     opened = app_url_round_trip(PAGE, {"runs_overlay": [4, 1, 2], "runs_selected": 2})
     assert opened.multiselect(key="runs_overlay").value == [4, 1, 2]
+
+
+def test_the_table_names_the_machine_each_run_trained_on(app_home, app_no_dispatcher, monkeypatch):
+    """A cluster's run trains on one of its workers: the table says which (runs.node), and leaves the cell empty for a
+    run no machine has taken yet and for the shipped references."""
+    import os
+
+    from resnet_core.runs import settings
+
+    store = Store(app_home)
+    waiting = admission.submit("plain8", "synthetic", iterations=4, store=store)
+    monkeypatch.setenv(settings.NODE_VARIABLE, "worker-7")  # as a cluster's worker sets it
+    trained = admission.submit("resnet8", "synthetic", iterations=4, store=store)
+    assert store.claim(trained, os.getpid())
+    store.finish(trained, "finished")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    machines = at.dataframe[0].value.set_index("id")["machine"]
+    assert machines[trained] == "worker-7"
+    assert machines[waiting] == "" and (machines[machines.index < 0] == "").all()

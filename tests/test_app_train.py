@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import REPO, app_url_round_trip
+from helpers import REPO, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
-from resnet_core.runs import queue, settings
+from resnet_core.runs import admission, control, settings
 from resnet_core.runs.store import Store
 
 PAGE = str(REPO / "pages" / "3_Train.py")
@@ -138,7 +138,7 @@ def test_a_person_gets_a_pair_then_a_clear_refusal_and_a_full_server_says_so(app
     assert [run.owner for run in Store().runs()] == [at.session_state["user_id"]] * 2 + [
         other.session_state["user_id"]]
     for run in Store().runs():
-        queue.cancel(run.id)
+        control.cancel(run.id)
 
 
 def test_sessions_keep_only_ids_and_small_settings(app_home):
@@ -154,10 +154,10 @@ def test_sessions_keep_only_ids_and_small_settings(app_home):
 
 
 def test_a_page_opened_on_runs_shows_the_settings_they_were_started_with(app_home):
-    run_ids = queue.submit_all(["plain14", "resnet14"], "synthetic", iterations=123, batch_size=32, lr=0.05,
+    run_ids = admission.submit_all(["plain14", "resnet14"], "synthetic", iterations=123, batch_size=32, lr=0.05,
                               eval_every=7, seed=5)
     for run_id in run_ids:
-        queue.cancel(run_id)
+        control.cancel(run_id)
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.query_params["runs"] = ",".join(map(str, run_ids))
     at.run()
@@ -173,14 +173,14 @@ def test_a_page_opened_on_runs_shows_the_settings_they_were_started_with(app_hom
 def test_a_fresh_tab_shows_the_persons_own_active_runs(app_home):
     at = start(AppTest.from_file(PAGE, default_timeout=60).run(), ["plain8", "resnet8"], iterations=LONG,
                eval_every=100)
-    someone_else = queue.submit("resnet8", "synthetic", iterations=10, owner="someone else")
+    someone_else = admission.submit("resnet8", "synthetic", iterations=10, owner="someone else")
     fresh = AppTest.from_file(PAGE, default_timeout=60)
     fresh.session_state["user_id"] = at.session_state["user_id"]  # the same browser, as its cookie says
     fresh.run()
     titles = [m.value for m in fresh.markdown if m.value.startswith("**#")]
     assert [title.split()[0] for title in titles] == ["**#1", "**#2"] and f"#{someone_else}" not in str(titles)
     for run in Store().runs():
-        queue.cancel(run.id)
+        control.cancel(run.id)
 
 
 def test_start_and_the_cli_train_with_the_same_recipe_and_the_page_says_which(app_home):
@@ -200,7 +200,7 @@ def test_start_and_the_cli_train_with_the_same_recipe_and_the_page_says_which(ap
     at.button(key="train_start").click().run()
     assert not at.error and not at.exception
     (page_run,) = Store().runs()
-    queue.cancel(page_run.id)
+    control.cancel(page_run.id)
     assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "20",
                  "--home", str(app_home)]) == 0
     cli_run = Store().runs()[-1]

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import REPO, WAIT_MS, load, no_errors, screenshot, serve_app
+from helpers import REPO, WAIT_MS, load, no_errors, screenshot, serve_app
 
 # Streamlit serves pages/N_Name.py at /Name, and the home page at /.
 PAGES = [""] + [re.sub(r"^\d+_", "", path.stem) for path in sorted((REPO / "pages").glob("*.py"))]

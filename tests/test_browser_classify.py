@@ -1,6 +1,6 @@
 """Classify in a real browser: upload an image, see two top-5 bar charts and two attribution overlays."""
 import pytest
-from conftest import FIRST_RUN_MS, IDLE, WAIT_MS, eventually, load, screenshot
+from helpers import FIRST_RUN_MS, IDLE, WAIT_MS, eventually, load, screenshot
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,7 @@ Screenshots land in test-artifacts/ (git-ignored)."""
 from __future__ import annotations
 
 import pytest
-from conftest import WAIT_MS, eventually, load, screenshot, serve_app, start_pair, wait_for_more_points
+from helpers import WAIT_MS, eventually, load, screenshot, serve_app, start_pair, wait_for_more_points
 
 from resnet_core.runs import processes
 from resnet_core.runs.store import Store

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import WAIT_MS, eventually, load, screenshot, start_pair, wait_for_more_points
+from helpers import WAIT_MS, eventually, load, screenshot, start_pair, wait_for_more_points
 
 from resnet_core.runs.store import Store
 

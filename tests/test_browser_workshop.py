@@ -13,7 +13,7 @@ import os
 import re
 
 import pytest
-from conftest import WAIT_MS, eventually, no_errors, plots, screenshot, settle, wait_for_more_points
+from helpers import WAIT_MS, eventually, no_errors, plots, screenshot, settle, wait_for_more_points
 
 from resnet_core.nets.specs import get_spec
 from resnet_core.runs import settings

@@ -1,9 +1,9 @@
 """The pure figure builders and the tables they draw from."""
 import pytest
-from conftest import app_one_torch_thread
+from helpers import app_one_torch_thread
 
 import resnet_core as rc
-from explorer import charts, tables
+from explorer.architecture import charts, tables
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,17 @@
 arrive at once, kept across a restart, reset; a store of the previous version gains them; the teacher key's gate."""
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import ManualClock
+from helpers import ManualClock
 
 from resnet_core.errors import UserError
-from resnet_core.nets.specs import get_spec
 from resnet_core.runs.classroom import CELL_DEPTHS, Assignment, KeyGate
 from resnet_core.runs.store import Store
-from resnet_core.training.recipe import Recipe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

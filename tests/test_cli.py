@@ -303,14 +303,14 @@ def test_evaluate_refuses_a_folder_whose_classes_changed_since_training(tmp_path
 
 
 def test_the_cli_and_python_submit_the_same_run_for_the_same_settings(tmp_path, capsys):
-    """One submission path: `train --model` records what `queue.submit` queues, recipe and all."""
-    from resnet_core.runs import queue
+    """One submission path: `train --model` records what `admission.submit` queues, recipe and all."""
+    from resnet_core.runs import admission
 
     settings = dict(iterations=6, batch_size=8, eval_every=3, lr=0.05)
     assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "6", "--batch-size", "8",
                  "--eval-every", "3", "--lr", "0.05", "--precision", "fp32", "--home", str(tmp_path)]) == 0
     store = Store(tmp_path)
-    python_id = queue.submit("resnet8", "synthetic", precision="fp32", store=store, **settings)
+    python_id = admission.submit("resnet8", "synthetic", precision="fp32", store=store, **settings)
     from_cli, from_python = store.runs()
     assert from_cli.status == "finished" and from_python.id == python_id
     fields = ("model", "spec", "recipe", "data", "device", "precision", "seed", "name")
@@ -318,7 +318,7 @@ def test_the_cli_and_python_submit_the_same_run_for_the_same_settings(tmp_path, 
                                                                      for field in fields}
     capsys.readouterr()
     with pytest.raises(UserError, match="batch_size must be a whole number of at least 1; got 0"):
-        queue.submit("resnet8", "synthetic", store=store, iterations=6, batch_size=0)
+        admission.submit("resnet8", "synthetic", store=store, iterations=6, batch_size=0)
     assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "6", "--batch-size", "0",
                  "--home", str(tmp_path)]) == 2
     assert "batch_size must be a whole number of at least 1; got 0" in capsys.readouterr().err
@@ -329,13 +329,13 @@ def test_the_cli_and_python_submit_the_same_run_for_the_same_settings(tmp_path, 
 def test_a_dispatcher_running_as_train_records_its_run_cannot_start_it_again(tmp_path, monkeypatch, how):
     """`train` records the run it trains itself as running for its own process in the transaction that creates
     (or resumes) it: another run ending at that moment starts whatever is queued, and must not take this one."""
-    from resnet_core.runs import queue, settings
+    from resnet_core.runs import admission, control, dispatch, settings
 
     monkeypatch.setenv(settings.CAP_VARIABLE, "2")
     monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
     store = Store(tmp_path)
     if how == "resume":
-        stopped = queue.submit("resnet8", "synthetic", precision="fp32", store=store, iterations=4, batch_size=32)
+        stopped = admission.submit("resnet8", "synthetic", precision="fp32", store=store, iterations=4, batch_size=32)
         store.claim(stopped, 2 ** 22 + 12345)  # beyond pid_max: its process is gone
         store.finish(stopped, "interrupted")
         args = ["--resume", str(stopped)]
@@ -345,14 +345,14 @@ def test_a_dispatcher_running_as_train_records_its_run_cannot_start_it_again(tmp
     for method in ("create_runs", "requeue_for_resume"):
         def then_dispatch(self, *positional, _original=getattr(Store, method), **keywords):
             result = _original(self, *positional, **keywords)
-            started.extend(queue.dispatch(Store(tmp_path)))  # another process's dispatcher, at the worst moment
+            started.extend(dispatch.dispatch(Store(tmp_path)))  # another process's dispatcher, at the worst moment
             return result
         monkeypatch.setattr(Store, method, then_dispatch)
     try:
         assert main(["train", "--home", str(tmp_path), *args]) == 0
     finally:
         for run_id in started:
-            queue.cancel(run_id, Store(tmp_path))
+            control.cancel(run_id, Store(tmp_path))
     (run,) = store.runs()
     assert started == [] and run.status == "finished" and run.pid == os.getpid()
 

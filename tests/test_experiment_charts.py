@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer import experiment_charts
+from explorer.experiments import charts as experiment_charts
 
 BLOCKS = [{"block": "layer1.0", "downsampling": False, "error": 0.25}, {"block": "layer2.0", "downsampling": True,
                                                                          "error": 0.6}]

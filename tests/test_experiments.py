@@ -3,7 +3,7 @@ line with nothing queued, a job's steps in the store in the order the page draws
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, app_figures, app_url_round_trip, eventually
+from helpers import REPO, app_figures, app_url_round_trip, eventually
 from streamlit.testing.v1 import AppTest
 
 from resnet_core.errors import UserError

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from resnet_core.errors import StoreError, UserError
-from resnet_core.runs import queue as run_queue
-from resnet_core.runs import processes, settings, workers
+from resnet_core.runs import admission, control, dispatch
+from resnet_core.runs import processes, settings
+from resnet_core.runs.launchers import local
 from resnet_core.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ TINY = dict(iterations=4, batch_size=8, eval_every=2)
 
 
 def queue(store: Store, count: int) -> list[int]:
-    return [run_queue.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(count)]
+    return [admission.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(count)]
 
 
 def sleeper() -> subprocess.Popen:
@@ -38,7 +39,7 @@ def sleeper() -> subprocess.Popen:
 
 def launching(monkeypatch, pid_of) -> None:
     """Dispatches launch no training process: `pid_of(run)` stands in for the one they would start."""
-    monkeypatch.setattr(run_queue, "_launch", lambda store, run, threads, spares: pid_of(run))
+    monkeypatch.setattr(local, "start_run", lambda store, run_id, threads, spares: pid_of(store.run(run_id)))
 
 
 # The same racing claim, in threads of this process and in other processes: only the cap decides how many start.
@@ -59,7 +60,7 @@ def last_log_word(store: Store, run_id: int, seconds: float = 60) -> str:
     while processes.running(run.pid, run.process_started):
         assert time.monotonic() < deadline, f"run {run_id}'s process {run.pid} did not exit"
         time.sleep(0.05)
-    return (store.run_dir(run_id) / workers.LOG_NAME).read_text().split()[-1]
+    return (store.run_dir(run_id) / local.LOG_NAME).read_text().split()[-1]
 
 
 def test_cap_holds_under_dispatchers_racing_in_threads_and_processes(tmp_path):
@@ -81,22 +82,22 @@ def test_cap_holds_under_dispatchers_racing_in_threads_and_processes(tmp_path):
     assert all(process.wait(timeout=60) == 0 for process in processes)
     assert store.count_running() == cap
     assert [run.id for run in store.runs() if run.status == "starting"] == [1, 2, 3]  # oldest first
-    assert run_queue.queue_positions(store) == {run_id: run_id - 3 for run_id in range(4, 13)}
+    assert dispatch.queue_positions(store) == {run_id: run_id - 3 for run_id in range(4, 13)}
 
 
 def test_queued_runs_start_in_order_as_runs_finish(tmp_path):
     """Real training processes: with a cap of 1 the second run waits, and the first starts it when it ends."""
     store = Store(tmp_path)
     first, second = queue(store, 2)
-    assert run_queue.queue_positions(store) == {first: 1, second: 2}
+    assert dispatch.queue_positions(store) == {first: 1, second: 2}
     os.environ[settings.CAP_VARIABLE] = "1"  # the first run's own dispatch at its end must see the same cap
     os.environ[settings.SPARES_VARIABLE] = "0"
     try:
-        assert run_queue.dispatch(store) == [first]
-        assert run_queue.queue_positions(store) == {second: 1}
+        assert dispatch.dispatch(store) == [first]
+        assert dispatch.queue_positions(store) == {second: 1}
         deadline = time.monotonic() + 90
         while {store.run(first).status, store.run(second).status} != {"finished"}:
-            assert time.monotonic() < deadline, (tmp_path / "runs" / "1" / workers.LOG_NAME).read_text()
+            assert time.monotonic() < deadline, (tmp_path / "runs" / "1" / local.LOG_NAME).read_text()
             assert store.count_running() <= 1
             time.sleep(0.2)
     finally:
@@ -114,27 +115,27 @@ def test_cancel_twice_delete_running_and_a_dead_process(tmp_path, monkeypatch):
     process = sleeper()
     launching(monkeypatch, lambda run: process.pid)
     try:
-        assert run_queue.dispatch(store, cap=1) == [run_id]
+        assert dispatch.dispatch(store, cap=1) == [run_id]
         assert store.run(run_id).status == "starting" and store.run(run_id).pid == process.pid
         assert store.confirm(run_id, process.pid)  # what the training process does first
-        assert "stops after saving a checkpoint" in run_queue.cancel(run_id, store)
+        assert "stops after saving a checkpoint" in control.cancel(run_id, store)
         with pytest.raises(StoreError, match="already stopping"):
-            run_queue.cancel(run_id, store)  # a second SIGTERM would stop it without its checkpoint
+            control.cancel(run_id, store)  # a second SIGTERM would stop it without its checkpoint
         with pytest.raises(StoreError, match="is running; cancel it and wait"):
-            run_queue.delete(run_id, store)
+            control.delete(run_id, store)
         assert store.run(run_id).status == "running"
     finally:
         process.kill()
         process.wait()
-    assert run_queue.needs_dispatch(store, cap=1)  # a read notices the process is gone
-    run_queue.dispatch(store, cap=1)
+    assert dispatch.needs_dispatch(store, cap=1)  # a read notices the process is gone
+    dispatch.dispatch(store, cap=1)
     run = store.run(run_id)
     assert run.status == "interrupted"
     assert run.error.startswith(f"Interrupted: its process {process.pid} stopped without finishing")
     assert run.error.endswith("resume it to continue from the start.")
     with pytest.raises(StoreError, match="already interrupted"):
-        run_queue.cancel(run_id, store)
-    assert not run_queue.needs_dispatch(store, cap=1)
+        control.cancel(run_id, store)
+    assert not dispatch.needs_dispatch(store, cap=1)
 
 
 def test_cancel_of_a_process_that_exits_just_before_the_signal(tmp_path, monkeypatch):
@@ -143,7 +144,7 @@ def test_cancel_of_a_process_that_exits_just_before_the_signal(tmp_path, monkeyp
     run_id, = queue(store, 1)
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
     launching(monkeypatch, lambda run: process.pid)
-    assert run_queue.dispatch(store, cap=1) == [run_id] and store.confirm(run_id, process.pid)
+    assert dispatch.dispatch(store, cap=1) == [run_id] and store.confirm(run_id, process.pid)
 
     def exits_first(pid, started, signum):  # the hook: the process finishes exactly between check and signal
         process.kill()
@@ -152,8 +153,8 @@ def test_cancel_of_a_process_that_exits_just_before_the_signal(tmp_path, monkeyp
 
     monkeypatch.setattr(processes, "signal_if_same", exits_first)
     with pytest.raises(StoreError, match=f"Run {run_id} had already stopped: its process {process.pid} is gone."):
-        run_queue.cancel(run_id, store)
-    assert not (store.run_dir(run_id) / run_queue.CANCEL_MARKER).exists()
+        control.cancel(run_id, store)
+    assert not store.run(run_id).cancel_requested
     assert store.run(run_id).status == "interrupted" and store.run(run_id).error.startswith("Interrupted")
 
 
@@ -165,7 +166,7 @@ def test_a_reused_pid_is_not_the_runs_process(tmp_path, monkeypatch):
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
     launching(monkeypatch, lambda run: stranger.pid)
     try:
-        assert run_queue.dispatch(store, cap=1) == [run_id]
+        assert dispatch.dispatch(store, cap=1) == [run_id]
         # The hook: the run's own process, recorded at its confirm, started an hour before the stranger did.
         real_start_time = processes.start_time
         monkeypatch.setattr(processes, "start_time", lambda pid: real_start_time(pid) - 3600)
@@ -174,7 +175,7 @@ def test_a_reused_pid_is_not_the_runs_process(tmp_path, monkeypatch):
         run = store.run(run_id)
         assert processes.running(run.pid) and not processes.running(run.pid, run.process_started)
         with pytest.raises(StoreError, match="had already stopped"):
-            run_queue.cancel(run_id, store)
+            control.cancel(run_id, store)
         assert stranger.poll() is None  # not signalled
         assert store.run(run_id).status == "interrupted"
         store.requeue_for_resume(run_id)  # the stranger is alive, but it is not the run's process
@@ -188,21 +189,21 @@ def test_a_crash_between_claim_and_launch_gives_the_run_back_to_the_queue(tmp_pa
     store = Store(tmp_path)
     run_id, = queue(store, 1)
 
-    def crash(store, run, threads, spares):  # the dispatcher dies after its claim committed, before any launch
+    def crash(store, run_id, threads, spares):  # the dispatcher dies after its claim committed, before any launch
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_queue, "_launch", crash)
+    monkeypatch.setattr(local, "start_run", crash)
     with pytest.raises(KeyboardInterrupt):
-        run_queue.dispatch(store, cap=1)
+        dispatch.dispatch(store, cap=1)
     run = store.run(run_id)
     assert run.status == "starting" and run.pid is None
-    assert not run_queue.needs_dispatch(store, cap=1)  # its dispatcher may still be launching it
-    monkeypatch.setattr(run_queue, "STARTING_TIMEOUT_S", 0.0)  # the hook: the claim is now stale
-    assert run_queue.needs_dispatch(store, cap=1)
+    assert not dispatch.needs_dispatch(store, cap=1)  # its dispatcher may still be launching it
+    monkeypatch.setattr(dispatch, "STARTING_TIMEOUT_S", 0.0)  # the hook: the claim is now stale
+    assert dispatch.needs_dispatch(store, cap=1)
     process = sleeper()
     launching(monkeypatch, lambda run: process.pid)
     try:
-        assert run_queue.dispatch(store, cap=1) == [run_id]  # reclaimed and launched again
+        assert dispatch.dispatch(store, cap=1) == [run_id]  # reclaimed and launched again
         assert store.confirm(run_id, process.pid) and store.run(run_id).status == "running"
     finally:
         process.kill()
@@ -213,12 +214,12 @@ def test_a_process_that_dies_before_it_confirms_fails_the_run_with_its_last_word
     store = Store(tmp_path)
     run_id, = queue(store, 1)
     store.run_dir(run_id).mkdir(parents=True)
-    (store.run_dir(run_id) / workers.LOG_NAME).write_text("ImportError: no module named torch\n")
+    (store.run_dir(run_id) / local.LOG_NAME).write_text("ImportError: no module named torch\n")
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     launching(monkeypatch, lambda run: process.pid)
-    assert run_queue.dispatch(store, cap=1) == [run_id]
+    assert dispatch.dispatch(store, cap=1) == [run_id]
     process.wait()
-    run_queue.dispatch(store, cap=1)
+    dispatch.dispatch(store, cap=1)
     run = store.run(run_id)
     assert run.status == "failed"
     assert run.error == (f"It could not start: its process {process.pid} ended before it began (ImportError: no "
@@ -229,8 +230,8 @@ def test_a_run_cancelled_while_starting_is_not_taken_by_its_process(tmp_path, mo
     store = Store(tmp_path)
     run_id, = queue(store, 1)
     launching(monkeypatch, lambda run: os.getpid())
-    assert run_queue.dispatch(store, cap=1) == [run_id]
-    assert run_queue.cancel(run_id, store) == f"Run {run_id} was cancelled before it started."
+    assert dispatch.dispatch(store, cap=1) == [run_id]
+    assert control.cancel(run_id, store) == f"Run {run_id} was cancelled before it started."
     assert not store.confirm(run_id, os.getpid()) and store.run(run_id).status == "cancelled"
 
 
@@ -251,8 +252,8 @@ def test_the_servers_dispatcher_advances_the_queue_and_polls_take_no_write_lock(
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     assert store.claim(first, process.pid)
     process.wait()  # the first run's process died; nothing has noticed yet
-    from explorer import run_history
-    from explorer import runs as page_runs
+    from explorer.training import live_runs as page_runs
+    from explorer.training import run_history
     from resnet_core.explain import catalog
 
     catalog.add_references_to(store)  # what a server's first page visit writes, once; not a poll's doing
@@ -260,13 +261,13 @@ def test_the_servers_dispatcher_advances_the_queue_and_polls_take_no_write_lock(
     real_transaction = Store._transaction
     with monkeypatch.context() as patch:  # no dispatcher thread, and every write transaction counted
         patch.setattr(Store, "_transaction", lambda self: writes.append(1) or real_transaction(self))
-        patch.setattr(run_queue.Dispatcher, "keep_alive", lambda self: None)
+        patch.setattr(dispatch.Dispatcher, "keep_alive", lambda self: None)
         states = page_runs.poll([first, second])
         run_history.history()
     assert writes == [] and [state.status for state in states] == ["running", "queued #1"]
     sleeping = sleeper()
     launching(monkeypatch, lambda run: sleeping.pid)
-    dispatcher = run_queue.Dispatcher(tmp_path, interval_s=0.05)
+    dispatcher = dispatch.Dispatcher(tmp_path, interval_s=0.05)
     dispatcher.keep_alive()
     try:
         deadline = time.monotonic() + 30
@@ -291,7 +292,7 @@ def test_clearing_the_apps_cache_stops_the_dispatcher_it_held(tmp_path, monkeypa
     for ten more minutes beside the new one a page visit starts."""
     import streamlit as st
 
-    from explorer import runs as page_runs
+    from explorer import run_service as page_runs
 
     monkeypatch.setenv("RESNET_EXPLORER_HOME", str(tmp_path))
     page_runs.store()
@@ -305,35 +306,41 @@ def test_clearing_the_apps_cache_stops_the_dispatcher_it_held(tmp_path, monkeypa
 def test_cancel_queued_resume_and_delete(tmp_path):
     store = Store(tmp_path)
     first, second = queue(store, 2)
-    assert run_queue.cancel(first, store) == f"Run {first} was cancelled before it started."
-    assert run_queue.queue_positions(store) == {second: 1}
+    assert control.cancel(first, store) == f"Run {first} was cancelled before it started."
+    assert dispatch.queue_positions(store) == {second: 1}
     with pytest.raises(StoreError, match="already cancelled"):
-        run_queue.cancel(first, store)
+        control.cancel(first, store)
     store.run_dir(first).mkdir(parents=True)
-    assert run_queue.delete(first, store) == f"Run {first} was deleted."
+    assert control.delete(first, store) == f"Run {first} was deleted."
     assert not store.run_dir(first).exists() and [run.id for run in store.runs()] == [second]
     with pytest.raises(StoreError, match="already queued"):
-        run_queue.resume(second, store)
+        control.resume(second, store)
     store.finish(second, "finished")
     with pytest.raises(StoreError, match="has finished"):
-        run_queue.resume(second, store)
+        control.resume(second, store)
     assert store.run(second).status == "finished"
     with pytest.raises(StoreError, match="No run 99"):
-        run_queue.delete(99, store)
+        control.delete(99, store)
 
 
 def test_submit_refuses_what_a_cpu_server_cannot_train(tmp_path, monkeypatch):
+    """A shared server's limits apply when the caller passes them, as the app does; a library caller owns its
+    machine."""
     store = Store(tmp_path)
+    workshop = admission.Limits.workshop()
     with pytest.raises(UserError, match="too deep to train on this CPU-only server"):
-        run_queue.submit("resnet1202", "synthetic", iterations=1, store=store)
+        admission.submit("resnet1202", "synthetic", iterations=1, store=store, limits=workshop)
     with pytest.raises(UserError, match="train on at most 500,000 images"):
-        run_queue.submit("resnet20", "cifar10", epochs=11, store=store)
+        admission.submit("resnet20", "cifar10", epochs=11, store=store, limits=workshop)
+    assert store.runs() == []
+    assert admission.submit("resnet20", "cifar10", epochs=11, store=store) == 1  # no limits asked for
+    assert store.run(1).status == "queued" and store.cancel_queued(1)
     with pytest.raises(UserError, match="Unknown dataset"):
-        run_queue.submit("resnet20", str(tmp_path / "missing"), epochs=1, store=store)
+        admission.submit("resnet20", str(tmp_path / "missing"), epochs=1, store=store)
     monkeypatch.setenv(settings.CAP_VARIABLE, "zero")
     with pytest.raises(UserError, match="must be a whole number"):
         settings.max_concurrent_runs()
-    assert store.runs() == []
+    assert len(store.runs()) == 1
 
 
 def test_threads_share_the_cores(monkeypatch):
@@ -362,10 +369,10 @@ def test_threads_share_the_cores(monkeypatch):
                                             ("-1", r"RESNET_EXPLORER_SPARES must be at least 0 spares; got -1\.")])
 def test_a_bad_spares_setting_is_refused_before_anything_starts(tmp_path, monkeypatch, value, message):
     store = Store(tmp_path)
-    run_id = run_queue.submit("resnet8", "synthetic", store=store, **TINY)
+    run_id = admission.submit("resnet8", "synthetic", store=store, **TINY)
     monkeypatch.setenv(settings.SPARES_VARIABLE, value)
     with pytest.raises(UserError, match=message):
-        run_queue.dispatch(store)
+        dispatch.dispatch(store)
     assert store.run(run_id).status == "queued" and not (tmp_path / "workers").exists()
     monkeypatch.setenv(settings.SPARES_VARIABLE, "0")  # none at all is a valid choice
     assert settings.spares_wanted() == 0
@@ -374,19 +381,19 @@ def test_a_bad_spares_setting_is_refused_before_anything_starts(tmp_path, monkey
 def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkeypatch):
     monkeypatch.setenv(settings.SPARES_VARIABLE, "1")
     store = Store(tmp_path)
-    workers.keep_spares(store)
+    local.keep_spares(store)
     spare, = (tmp_path / "workers").glob("*.spare")
-    workers.keep_spares(store)  # idempotent: still one
+    local.keep_spares(store)  # idempotent: still one
     assert list((tmp_path / "workers").glob("*.spare")) == [spare]
     run_id, = queue(store, 1)
     try:
-        assert run_queue.dispatch(store, cap=1) == [run_id]
+        assert dispatch.dispatch(store, cap=1) == [run_id]
         assert store.run(run_id).pid == int(spare.stem)  # the warm process took it
         replacement, = (tmp_path / "workers").glob("*.spare")
         assert replacement != spare
         deadline = time.monotonic() + 120  # the spare and its replacement both import torch meanwhile
         while store.run(run_id).status != "finished":
-            assert time.monotonic() < deadline, (store.run_dir(run_id) / workers.LOG_NAME).read_text()
+            assert time.monotonic() < deadline, (store.run_dir(run_id) / local.LOG_NAME).read_text()
             time.sleep(0.2)
         assert last_log_word(store, run_id) == str(run_id)
         assert [row["iteration"] for row in store.metrics(run_id, "test")] == [2, 4]
@@ -398,7 +405,7 @@ def test_a_spare_takes_the_next_run_and_a_new_spare_replaces_it(tmp_path, monkey
 def test_sessions_keeping_spares_at_once_start_only_the_missing_ones(tmp_path, monkeypatch):
     monkeypatch.setenv(settings.SPARES_VARIABLE, "2")
     store = Store(tmp_path)
-    threads = [threading.Thread(target=workers.keep_spares, args=(Store(tmp_path),)) for _ in range(4)]
+    threads = [threading.Thread(target=local.keep_spares, args=(Store(tmp_path),)) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import app_one_torch_thread
+from helpers import app_one_torch_thread
 from torch import nn
 
 from resnet_core.cli import main

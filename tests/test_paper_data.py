@@ -2,6 +2,7 @@
 functional transforms, loops over single images): §4.2's per-pixel mean and its padding order, §3.4's per-image
 scale jitter and colour lighting, top-5 error, the 10-crop and multi-scale tests, and what checkpoints record."""
 import dataclasses
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +17,7 @@ from resnet_core.explain.classifier import (Classifier, export_classifier, from_
                                            uploaded_classifier)
 from resnet_core.nets.model import ResNet
 from resnet_core.nets.specs import get_spec
+from resnet_core.runs.executor import execute
 from resnet_core.runs.store import Store
 from resnet_core.training.augment import (TEST_SCALES, Normalization, Pipeline, lighting, rgb_components,
                                           scale_crop_flip)
@@ -23,7 +25,6 @@ from resnet_core.training.checkpoint import load_training_checkpoint, save_check
 from resnet_core.training.data import ImageData, load_data, synthetic_data
 from resnet_core.training.evaluate import evaluate_run, evaluation_report, predict_log_probs
 from resnet_core.training.recipe import Recipe, training_recipe
-from resnet_core.training.train import train
 
 
 def seeded(seed=0):
@@ -282,8 +283,8 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
         recipe = Recipe(batch_size=8, iterations=2, eval_interval=2, per_pixel_mean=kind == "per-pixel")
         ids[kind] = store.create_run(name=kind, spec=spec.to_dict(), recipe=recipe.to_dict(), data="synthetic",
                                      device="cpu", precision="fp32", seed=0)
-        store.claim(ids[kind], 1)
-        list(train(spec, data, recipe, store=store, run_id=ids[kind], precision="fp32"))
+        store.claim(ids[kind], os.getpid())
+        execute(store, ids[kind], data=data)
     path = store.latest_checkpoint(ids["per-pixel"])[1]
     recorded = load_training_checkpoint(path).normalization
     assert recorded.kind == "per-pixel" and torch.equal(recorded.mean, data.pixel_mean)
@@ -313,8 +314,8 @@ def test_runs_record_their_normalisation_and_every_reader_applies_it(tmp_path):
     recipe = Recipe(batch_size=8, iterations=2, eval_interval=2, validation_images=64)
     held_out = store.create_run(name="held out", spec=spec.to_dict(), recipe=recipe.to_dict(), data="synthetic",
                                 device="cpu", precision="fp32", seed=0)
-    store.claim(held_out, 1)
-    list(train(spec, data.with_validation_split(64), recipe, store=store, run_id=held_out, precision="fp32"))
+    store.claim(held_out, os.getpid())
+    execute(store, held_out, data=data)  # held out as the run's recipe says
     [validated] = store.metrics(held_out, "validation")
     assert run_classifier(store, held_out).test_error == validated["error"] is not None
     assert torch.equal(legacy.normalization.mean, data.channel_mean)
@@ -348,7 +349,7 @@ def test_an_imagenet_net_with_a_mean_image_classifies_an_upload_as_its_test_pipe
 
 
 def test_the_paper_table_shows_top5_beside_top1_where_the_paper_has_it():
-    from explorer.cache import paper_context
+    from explorer.architecture.cache import paper_context
 
     imagenet = paper_context(SimpleNamespace(spec=get_spec("resnet50"), params=0, mult_adds=0))
     top1 = imagenet[imagenet["quantity"].str.startswith("ImageNet top-1")].set_index("source")

@@ -4,8 +4,9 @@ import io
 import numpy as np
 import pandas as pd
 
-from explorer import explain_charts, plots, training_charts
-from explorer.training_charts import RunCurves
+from explorer import explain_charts, plots
+from explorer.training import charts as training_charts
+from explorer.training.charts import RunCurves
 
 
 def test_a_bar_charts_csv_has_its_points_and_axis_titles():

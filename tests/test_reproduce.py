@@ -14,8 +14,9 @@ from resnet_core.cli import main
 from resnet_core.nets.model import ResNet
 from resnet_core.nets.specs import get_spec
 from resnet_core.nets.summary import count_parameters
-from resnet_core.runs import queue, reproduce, settings, workers
-from resnet_core.runs.queue import SOURCE_SIZES
+from resnet_core.runs import dispatch, reproduce, settings
+from resnet_core.runs.launchers import local
+from resnet_core.runs.admission import SOURCE_SIZES
 from resnet_core.runs.store import Store
 from resnet_core.training.recipe import training_recipe
 
@@ -44,7 +45,7 @@ def test_two_nets_train_through_the_queue_and_report_beside_the_paper(home, caps
 
     deadline = time.monotonic() + 120  # two real training processes, each a few seconds
     while any(store.run(run.id).status != "finished" for run in runs):
-        assert time.monotonic() < deadline, (store.run_dir(1) / workers.LOG_NAME).read_text()
+        assert time.monotonic() < deadline, (store.run_dir(1) / local.LOG_NAME).read_text()
         time.sleep(0.2)
 
     assert main(["reproduce", "table6", "--report", "--nets", "resnet20", "plain20", "--home", str(home)]) == 0
@@ -140,8 +141,9 @@ def test_a_table_run_whose_process_died_unseen_is_resumed_not_kept(home, monkeyp
     assert store.claim(run.run_id, gone.pid) and store.run(run.run_id).status == "running"
 
     launched = []  # the real dispatcher, with a stand-in for the training process it would start
-    monkeypatch.setattr(reproduce, "dispatch", queue.dispatch)
-    monkeypatch.setattr(queue, "_launch", lambda store, run, threads, spares: launched.append(run.id) or os.getpid())
+    monkeypatch.setattr(reproduce, "dispatch", dispatch.dispatch)
+    monkeypatch.setattr(local, "start_run",
+                        lambda store, run_id, threads, spares: launched.append(run_id) or os.getpid())
     [again] = reproduce.queue_table("table6", ["resnet20"], iterations=4, device="cpu", data="synthetic", store=store)
     assert (again.run_id, again.action, launched) == (run.run_id, "resumed", [run.run_id])
     assert len(store.runs()) == 1

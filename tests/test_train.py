@@ -1,17 +1,19 @@
-"""The training loop: learning, reproducibility, exact resume, divergence, evaluation."""
+"""The training loop: learning, reproducibility, exact resume, divergence, evaluation. Where its records and
+checkpoints go is tests/test_executor.py's."""
+import dataclasses
 import math
 
 import pytest
 import torch
 
+from resnet_core.errors import CheckpointError
 from resnet_core.nets.model import ResNet
 from resnet_core.nets.specs import NetSpec, get_spec
-from resnet_core.runs.store import Store
-from resnet_core.training import train as training
+from resnet_core.training import train as training  # its TestMetrics, imported bare, would be collected
 from resnet_core.training.data import synthetic_data
 from resnet_core.training.evaluate import evaluate, evaluation_report
 from resnet_core.training.recipe import Recipe
-from resnet_core.training.train import RunEnd, TrainMetrics, train
+from resnet_core.training.train import CheckpointDue, RunEnd, TrainMetrics, train
 
 SPEC = get_spec("resnet8")
 DATA = synthetic_data(256, 64)
@@ -21,11 +23,11 @@ def recipe(iterations=24, **changes):
     return Recipe(batch_size=32, eval_interval=8, **changes).shortened(iterations=iterations)
 
 
-def claimed_run(store, run_recipe):
-    run_id = store.create_run(name="t", spec=SPEC.to_dict(), recipe=run_recipe.to_dict(), data="synthetic",
-                              device="cpu", precision="fp32", seed=0)
-    store.claim(run_id, 1)
-    return run_id
+def metric_rows(records):
+    """The metric records as rows, without their wall-clock fields (speed, elapsed and remaining time)."""
+    timing = {"images_per_s", "elapsed_s", "eta_s"}
+    return [{key: value for key, value in dataclasses.asdict(record).items() if key not in timing}
+            for record in records if isinstance(record, (TrainMetrics, training.TestMetrics))]
 
 
 def test_loss_falls_and_records_come_in_order():
@@ -48,52 +50,46 @@ def test_seeded_cpu_runs_repeat_exactly():
     assert losses(3) == losses(3) and losses(3) != losses(4)
 
 
-def test_a_cancelled_run_resumes_into_the_same_curve(tmp_path):
-    store = Store(tmp_path)
-    uninterrupted = claimed_run(store, recipe())
-    reference = [r for r in train(SPEC, DATA, recipe(), store=store, run_id=uninterrupted, precision="fp32")]
-
-    resumed = claimed_run(store, recipe())
-    first = list(train(SPEC, DATA, recipe(), store=store, run_id=resumed, precision="fp32",
-                       should_stop=lambda: len(store.metrics(resumed)) >= 11))
-    assert first[-1].status == "cancelled" and store.run(resumed).status == "cancelled"
-    stopped_at = store.latest_checkpoint(resumed)[0]
-    assert 8 < stopped_at < 24  # a final checkpoint mid-epoch, not just the last periodic one
-    store.requeue_for_resume(resumed)
-    store.claim(resumed, 1)
-    second = list(train(SPEC, DATA, recipe(), store=store, run_id=resumed, precision="fp32"))
-    assert second[0].iteration == stopped_at + 1 and second[-1].status == "finished"
-
-    def curve(run_id):
-        return [(row["kind"], row["iteration"], row["loss"]) for row in store.metrics(run_id)]
-
-    assert curve(resumed) == curve(uninterrupted)
-    assert [r.loss for r in second if isinstance(r, TrainMetrics)] == [
-        r.loss for r in reference if isinstance(r, TrainMetrics)][stopped_at:]
+def test_resuming_from_a_checkpoint_due_yields_exactly_the_uninterrupted_records():
+    uninterrupted = list(train(SPEC, DATA, recipe(), precision="fp32"))
+    at = [index for index, record in enumerate(uninterrupted) if isinstance(record, CheckpointDue)]
+    assert [uninterrupted[index].iteration for index in at] == [8, 16, 24]
+    assert all(isinstance(uninterrupted[index - 1], training.TestMetrics) for index in at)  # each after its evaluation
+    due = uninterrupted[at[0]]  # held while 16 more iterations trained: it must still be the state after 8
+    after = uninterrupted[at[0] + 1:]
+    for _ in range(2):  # twice from the same checkpoint: resuming must not change it
+        resumed = list(train(SPEC, DATA, recipe(), precision="fp32", resume=due.checkpoint))
+        assert resumed[0].iteration == 9 and resumed[-1] == RunEnd(24, "finished")
+        assert metric_rows(resumed) == metric_rows(after)
+        assert [r.iteration for r in resumed if isinstance(r, CheckpointDue)] == [16, 24]
 
 
-def test_a_nan_loss_ends_the_run_as_diverged_and_keeps_its_history(tmp_path):
-    store = Store(tmp_path)
-    huge = recipe(lr=1e30)
-    run_id = claimed_run(store, huge)
-    records = list(train(SPEC, DATA, huge, store=store, run_id=run_id, precision="fp32"))
+def test_a_checkpoint_of_another_net_is_refused():
+    due = next(r for r in train(SPEC, DATA, recipe(8), precision="fp32") if isinstance(r, CheckpointDue))
+    with pytest.raises(CheckpointError, match="holds a resnet8, not this run's resnet14"):
+        next(train(get_spec("resnet14"), DATA, recipe(), precision="fp32", resume=due.checkpoint))
+
+
+def test_a_nan_loss_ends_the_run_as_diverged_without_a_checkpoint():
+    records = list(train(SPEC, DATA, recipe(lr=1e30), precision="fp32"))
     end = records[-1]
     assert end.status == "diverged" and "lower --lr" in end.message and "\n" not in end.message
-    run = store.run(run_id)
-    assert run.status == "diverged" and run.error == end.message
-    kept = store.metrics(run_id, "train")
-    assert [row["iteration"] for row in kept] == list(range(1, end.iteration))
-    assert all(math.isfinite(row["loss"]) for row in kept)
+    assert not any(isinstance(r, CheckpointDue) for r in records)
+    kept = [r for r in records if isinstance(r, TrainMetrics)]
+    assert [r.iteration for r in kept] == list(range(1, end.iteration))
+    assert all(math.isfinite(r.loss) for r in kept)
 
 
-def test_stopping_iteration_early_cancels_the_run(tmp_path):
-    store = Store(tmp_path)
-    run_id = claimed_run(store, recipe())
-    for record in train(SPEC, DATA, recipe(), store=store, run_id=run_id, precision="fp32"):
-        if record.iteration == 3:
-            break
-    assert store.run(run_id).status == "cancelled" and store.latest_checkpoint(run_id)[0] == 3
-    assert [row["iteration"] for row in store.metrics(run_id)] == [1, 2, 3]
+def test_a_stop_request_cancels_after_a_final_checkpoint():
+    seen = []
+
+    def should_stop():  # asked during the step of iteration 3, once iteration 2 has been seen
+        return any(r.iteration >= 2 for r in seen)
+
+    for record in train(SPEC, DATA, recipe(), precision="fp32", should_stop=should_stop):
+        seen.append(record)
+    assert [type(r) for r in seen[-2:]] == [CheckpointDue, RunEnd]
+    assert seen[-2].iteration == 3 and seen[-1] == RunEnd(3, "cancelled", "Cancelled at iteration 3.")
 
 
 def test_a_spec_that_does_not_match_the_data_is_refused():

@@ -1,7 +1,7 @@
 """Training curves in the paper's style: thin training lines, bold test lines, one colour per run, lr on log10."""
 import pandas as pd
 
-from explorer.training_charts import MAX_POINTS_PER_LINE, RunCurves, error_figure, loss_lr_figure, thinned
+from explorer.training.charts import MAX_POINTS_PER_LINE, RunCurves, error_figure, loss_lr_figure, thinned
 from resnet_core.runs.schema import METRIC_COLUMNS
 
 

@@ -17,13 +17,19 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core.errors import RunLimitError, ServerFullError, UserError
 from resnet_core.nets.specs import get_spec
-from resnet_core.runs import processes, queue, settings
+from resnet_core.runs import admission, control, dispatch, processes, settings
+from resnet_core.runs.admission import Limits
 from resnet_core.runs.store import Store
 from resnet_core.training import memory
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "pages"
 TINY = dict(iterations=4, batch_size=8, eval_every=2)
+
+
+def within_limits() -> dict:
+    """TINY runs within the server's limits, as the app submits them (read when called: a fixture's settings)."""
+    return dict(limits=Limits.workshop(), **TINY)
 
 
 def snapshot(store: Store) -> list[tuple]:
@@ -51,20 +57,21 @@ def workshop_store(tmp_path, monkeypatch) -> Store:
 # ------------------------------------------------------------------------------------------- limits
 def test_a_person_may_have_a_pair_and_a_third_run_is_refused(workshop_store):
     store = workshop_store
-    pair = queue.submit_all(["plain8", "resnet8"], "synthetic", owner="ada", store=store, **TINY)
+    pair = admission.submit_all(["plain8", "resnet8"], "synthetic", owner="ada", store=store, **within_limits())
     before = snapshot(store)
     with pytest.raises(RunLimitError, match=r"Each person may have 2 runs queued or running at once and you have 2 "
                                             rf"\(#{pair[0]}, #{pair[1]}\), so 1 more cannot start; wait for one"):
-        queue.submit("resnet8", "synthetic", owner="ada", store=store, **TINY)
+        admission.submit("resnet8", "synthetic", owner="ada", store=store, **within_limits())
     assert snapshot(store) == before
-    assert queue.submit("resnet8", "synthetic", owner="grace", store=store, **TINY)  # another person is not affected
+    # Another person is not affected.
+    assert admission.submit("resnet8", "synthetic", owner="grace", store=store, **within_limits())
     store.cancel_queued(pair[0])  # an ended run frees its place
-    third = queue.submit("resnet8", "synthetic", owner="ada", store=store, **TINY)
+    third = admission.submit("resnet8", "synthetic", owner="ada", store=store, **within_limits())
     with pytest.raises(RunLimitError, match="you have 2"):  # a pair is refused whole, not half queued
-        queue.submit_all(["plain8", "resnet8"], "synthetic", owner="ada", store=store, **TINY)
+        admission.submit_all(["plain8", "resnet8"], "synthetic", owner="ada", store=store, **within_limits())
     assert [run.id for run in store.runs() if run.owner == "ada" and run.status == "queued"] == [pair[1], third]
     with pytest.raises(RunLimitError, match="you have 2"):  # resuming is starting too
-        queue.resume(pair[0], store)
+        control.resume(pair[0], store, limits=Limits.workshop())
     assert store.run(pair[0]).status == "cancelled"
 
 
@@ -72,14 +79,14 @@ def test_past_the_queue_bound_the_server_is_full(workshop_store, monkeypatch):
     store = workshop_store
     monkeypatch.setenv(settings.WAITING_VARIABLE, "3")
     for person in range(2):  # 2 start at once (the cap), 2 wait
-        queue.submit_all(["plain8", "resnet8"], "synthetic", owner=f"p{person}", store=store, **TINY)
-    queue.submit("resnet8", "synthetic", owner="p2", store=store, **TINY)  # the third waiting run
+        admission.submit_all(["plain8", "resnet8"], "synthetic", owner=f"p{person}", store=store, **within_limits())
+    admission.submit("resnet8", "synthetic", owner="p2", store=store, **within_limits())  # the third waiting run
     before = snapshot(store)
     with pytest.raises(ServerFullError, match=r"^The server is full: 3 runs are already waiting for a free slot; try "
                                               r"again in a few minutes\.$"):
-        queue.submit("resnet8", "synthetic", owner="p3", store=store, **TINY)
+        admission.submit("resnet8", "synthetic", owner="p3", store=store, **within_limits())
     assert snapshot(store) == before
-    queue.submit("resnet8", "synthetic", store=store, **TINY)  # the CLI's own runs are not the workshop's
+    admission.submit("resnet8", "synthetic", store=store, **TINY)  # the CLI's own runs are not the workshop's
 
 
 def test_thirty_people_pressing_start_at_once_never_overshoot_a_limit(workshop_store):
@@ -116,7 +123,7 @@ def test_the_memory_guard_refuses_what_the_machine_cannot_hold(workshop_store):
     too_big = memory.available_bytes() // needed + 1
     with pytest.raises(UserError, match=rf"^resnet110 with batches of {1024 * too_big:,} needs about [\d.,]+ GB of "
                                         r"memory to train, but this server has [\d.,]+ GB free; use a smaller batch"):
-        queue.submit("resnet110", "synthetic", iterations=1, batch_size=1024 * too_big, store=workshop_store)
+        admission.submit("resnet110", "synthetic", iterations=1, batch_size=1024 * too_big, store=workshop_store)
     assert workshop_store.runs() == []
     assert memory.training_bytes(get_spec("resnet8"), 16, 2048) < 1.1e9  # measured 0.96 GB: fits easily
 
@@ -133,7 +140,7 @@ def limited_train(home: Path, run_id: int, file_size_limit: int) -> subprocess.C
 
 def test_a_full_data_folder_fails_the_run_clearly_and_the_store_stays_consistent(workshop_store):
     store = workshop_store
-    run_id = queue.submit("resnet8", "synthetic", iterations=12, batch_size=8, eval_every=6, store=store)
+    run_id = admission.submit("resnet8", "synthetic", iterations=12, batch_size=8, eval_every=6, store=store)
     # A ResNet-8 checkpoint (weights + momentum, ~620 kB) cannot be written; the store's small writes can.
     result = limited_train(store.home, run_id, 300_000)
     assert result.returncode == 2, result.stderr
@@ -145,15 +152,16 @@ def test_a_full_data_folder_fails_the_run_clearly_and_the_store_stays_consistent
     assert [row["iteration"] for row in store.metrics(run_id, "train")] == list(range(1, 7))  # all until the failure
     assert store.latest_checkpoint(run_id) is None
     assert sorted(path.name for path in store.run_dir(run_id).iterdir()) == []  # no half-written checkpoint left
-    assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-    queue.resume(run_id, store)  # space freed: the run starts again and finishes
+    control.resume(run_id, store)  # space freed: the run starts again and finishes
     wait_until(lambda: store.run(run_id).status == "finished", what=store.run(run_id).error)
     assert [row["iteration"] for row in store.metrics(run_id, "train")] == list(range(1, 13))
 
 
 FILL_STORE = """
-import resource, sqlite3, sys
+import resource, sys
+from sqlalchemy import exc
 from resnet_core.runs.store import Store
 store = Store(sys.argv[1])
 run_id = int(sys.argv[2])
@@ -162,29 +170,29 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
 try:
     store.add_metrics(run_id, [{"iteration": i, "kind": "train", "epoch": 0, "loss": float(i)}
                                for i in range(2, 50_000)])
-except sqlite3.OperationalError as error:
-    print(error)
+except exc.OperationalError as error:
+    print(error.orig)
 """
 
 
 def test_a_store_write_that_hits_a_full_disk_leaves_nothing_half_written(workshop_store):
     store = workshop_store
-    run_id = queue.submit("resnet8", "synthetic", store=store, **TINY)
+    run_id = admission.submit("resnet8", "synthetic", store=store, **TINY)
     result = subprocess.run([sys.executable, "-c", FILL_STORE, str(store.home), str(run_id)], cwd=REPO,
                             capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     # A file-size limit is an I/O error to SQLite; a full disk would be "database or disk is full".
     assert result.stdout.strip() == "disk I/O error", result.stderr
     fresh = Store(store.home)
     assert [row["iteration"] for row in fresh.metrics(run_id)] == [1]  # the first write, none of the failed one
-    assert fresh._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert sqlite3.connect(fresh.path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     fresh.add_metrics(run_id, [{"iteration": 2, "kind": "train", "epoch": 0, "loss": 2.0}])  # writable again
     assert len(fresh.metrics(run_id)) == 2
 
 
 def test_a_sigkilled_run_shows_interrupted_with_its_history(workshop_store, app_clear_caches, app_torch_threads):
     store = workshop_store
-    run_id = queue.submit("resnet8", "synthetic", iterations=2_000, batch_size=8, eval_every=5, store=store)
-    queue.dispatch(store)
+    run_id = admission.submit("resnet8", "synthetic", iterations=2_000, batch_size=8, eval_every=5, store=store)
+    dispatch.dispatch(store)
     wait_until(lambda: len(store.metrics(run_id, "test")) >= 2, what=store.run(run_id).error)
     os.kill(store.run(run_id).pid, signal.SIGKILL)
     wait_until(lambda: not processes.running(store.run(run_id).pid), timeout=30)
@@ -207,7 +215,7 @@ def test_damaged_rows_are_reported_and_do_not_break_the_pages(workshop_store, ap
 
     monkeypatch.setattr(models, "local_dataset_source", lambda model, choice: None)  # no dataset reading here
     store = workshop_store
-    good, damaged, queued_damaged = (queue.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(3))
+    good, damaged, queued_damaged = (admission.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(3))
     for run_id in (good, damaged):
         store.cancel_queued(run_id)
     with sqlite3.connect(store.path) as db:  # a row cut short by hand, and a queued one with a foreign spec
@@ -215,7 +223,7 @@ def test_damaged_rows_are_reported_and_do_not_break_the_pages(workshop_store, ap
         db.execute("UPDATE runs SET spec='{\"name\": \"resnet8\", \"colour\": \"red\"}' WHERE id=?", (queued_damaged,))
     assert [run.id for run in store.runs()] == [good]
     assert set(store.damaged_runs()) == {damaged, queued_damaged}
-    assert queue.dispatch(store) == []  # the damaged queued run is failed, not started, and the queue goes on
+    assert dispatch.dispatch(store) == []  # the damaged queued run is failed, not started, and the queue goes on
     assert "It could not start: Run 3's record in the store is damaged" in \
         sqlite3.connect(store.path).execute("SELECT error FROM runs WHERE id=3").fetchone()[0]
 
@@ -237,10 +245,10 @@ def test_damaged_rows_are_reported_and_do_not_break_the_pages(workshop_store, ap
 
 def test_the_shared_metric_cache_keeps_only_the_runs_polled_last(workshop_store, monkeypatch):
     """Bounded by rows, not runs: three runs of 3 rows fit in 9, not in 8."""
-    from explorer import runs as app_runs
+    from explorer.training import live_runs as app_runs
 
     store = workshop_store
-    ids = [queue.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(3)]
+    ids = [admission.submit("resnet8", "synthetic", store=store, **TINY) for _ in range(3)]
     for run_id in ids:
         store.add_metrics(run_id, [{"iteration": i, "kind": "train", "epoch": 0, "loss": float(run_id)}
                                    for i in range(1, 4)])
@@ -280,17 +288,17 @@ def test_every_page_keeps_only_ids_and_small_settings_in_the_session(page, works
 
 
 def test_a_store_from_before_owners_gains_the_column_and_keeps_its_runs(tmp_path):
-    from resnet_core.runs.schema import SCHEMA
+    from resnet_core.runs.legacy import RUNS_TABLE
 
-    old_schema = SCHEMA.replace(",\n    owner TEXT", "")
-    assert "owner" not in old_schema.split("CREATE TABLE IF NOT EXISTS metrics")[0].split("pid INTEGER")[1]
+    old_schema = RUNS_TABLE.format(table="runs").replace("    owner TEXT,\n", "")
+    assert "owner" not in old_schema
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:
-        db.executescript(old_schema)
+        db.executescript(old_schema + ";\nPRAGMA user_version=1;")
         db.execute("INSERT INTO runs (name, model, spec, recipe, data, device, precision, seed, status, created) "
                    "VALUES ('old', 'resnet8', ?, '{}', 'synthetic', 'cpu', 'fp32', 0, 'finished', 0)",
                    (json.dumps(get_spec("resnet8").to_dict()),))
     store = Store(tmp_path)
     [run] = store.runs()
     assert (run.name, run.status, run.owner) == ("old", "finished", None)
-    assert queue.submit("resnet8", "synthetic", owner="ada", store=store, **TINY) == 2
+    assert admission.submit("resnet8", "synthetic", owner="ada", store=store, **within_limits()) == 2
     assert store.run(2).owner == "ada"

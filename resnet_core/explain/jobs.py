@@ -6,36 +6,36 @@ each measured step written to the store as it comes so a page can draw it live.
     Store().results(run_ids[0])        # [{"type": "baseline", …}, {"type": "block", "block": "layer1.0", …}, …]
 
 An experiment run is a row of the runs table with its kind and settings in `experiment`; the queue starts it as
-it starts any run (`python -m resnet_core train --run-id ID`), and that process hands it to `run_experiment`.
-Cancelling it stops it between two steps; resuming it measures again from the first.
+it starts any job, and `runs.executor` records the steps `experiment_steps` measures. Cancelling it stops it between
+two steps; resuming it measures again from the first.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Iterator
 
 from ..errors import UserError
-from ..runs import queue
-from ..runs.schema import Status
+from ..runs import admission, dispatch
+from ..runs.admission import Limits
 from ..runs.store import Store
 from ..training.recipe import Recipe
 from .trained import probe_data, trained_model
-
-logger = logging.getLogger(__name__)
 
 KINDS = ("lesion", "landscape")
 
 
 def submit_experiments(kind: str, models: list[str], data: str, *, owner: str | None = None,
-                       store: Store | None = None, seed: int = 0, **settings) -> list[int]:
+                       store: Store | None = None, limits: Limits | None = None, seed: int = 0,
+                       **settings) -> list[int]:
     """Queue one `kind` experiment per model (a run id, `reference:NET` or a checkpoint path) on `data`, all or
-    none, for `owner` (the app's per-person limit applies); their run ids. Checked first, in one line each: the
-    kind, each model (a CIFAR net of this project), the data's classes against each model's, and the settings."""
+    none, for `owner` within `limits` (a shared server's: the app passes them); their run ids. Checked first, in
+    one line each: the kind, each model (a CIFAR net of this project), the data's classes against each model's,
+    and the settings."""
     if kind not in KINDS:
         raise UserError(f"Unknown experiment {kind!r}; allowed: {', '.join(KINDS)}.")
     store = store or Store()
-    classes = queue.dataset_shape(data)[0]
+    classes = admission.dataset_shape(data)[0]
     runs = []
     for name in models:
         model = trained_model(name, store.home)
@@ -46,8 +46,8 @@ def submit_experiments(kind: str, models: list[str], data: str, *, owner: str | 
         runs.append(dict(name=f"{kind}: {name}", spec=model.spec.to_dict(), recipe=Recipe().to_dict(), data=data,
                          device="cpu", precision="fp32", seed=seed,
                          experiment={"kind": kind, "model": name, "seed": seed, **settings}))
-    run_ids = store.create_runs(runs, owner=owner, **queue.workshop_limits())
-    queue.dispatch(store)
+    run_ids = store.create_runs(runs, owner=owner, **(limits.room() if limits else {}))
+    dispatch.dispatch(store)
     return run_ids
 
 
@@ -94,23 +94,10 @@ def _steps(kind: str, model, data, **settings) -> Iterator[dict]:
         yield {"type": "row", "row": row.index, "loss": row.loss, "error": row.error}
 
 
-def run_experiment(store: Store, run, should_stop: Callable[[], bool]) -> str:
-    """Measure experiment `run` (this process has confirmed it), writing each step to the store; its final status.
-    A UserError (e.g. the data gone) fails the run with its message, and is raised again for the CLI."""
+def experiment_steps(run, home: Path) -> Iterator[dict]:
+    """The measured steps of experiment `run` (a row of the runs table), in order, its model and data read from the
+    data folder `home` first; a UserError (e.g. the data gone) says why it cannot go on."""
     settings = dict(run.experiment)
     kind, name = settings.pop("kind"), settings.pop("model")
-    store.clear_results(run.id)
-    try:
-        model = trained_model(name, store.home)
-        data = probe_data(model, run.data, store.home)
-        for step, payload in enumerate(_steps(kind, model, data, **settings)):
-            store.add_result(run.id, step, payload)
-            if should_stop():
-                store.finish(run.id, Status.CANCELLED, f"Cancelled after {step + 1} steps; resume it to measure "
-                                                       "again from the start.")
-                return Status.CANCELLED
-    except UserError as error:
-        store.finish(run.id, Status.FAILED, str(error))
-        raise
-    store.finish(run.id, Status.FINISHED)
-    return Status.FINISHED
+    model = trained_model(name, home)
+    yield from _steps(kind, model, probe_data(model, run.data, home), **settings)

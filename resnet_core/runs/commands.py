@@ -98,3 +98,63 @@ def _db(args: argparse.Namespace) -> int:
     report = copy_store(store, args.to)
     print(f"Copied {store.where} into {report.target}: {report.describe()}.")
     return 0
+
+
+def add_cluster_commands(commands, with_home) -> None:
+    """Add `dispatch` and `cluster`, with their handlers as `handler` defaults, to `commands` (argparse subparsers)."""
+    dispatch = with_home(commands.add_parser(
+        "dispatch", help="run the deployment's dispatcher in the foreground until stopped",
+        description="Hands queued runs to free slots: as local processes, or with RESNET_EXPLORER_RAY_ADDRESS as Ray "
+                    "tasks on the cluster, of which this process is the driver (keep it running; the app starts one "
+                    "itself when none is alive). One per deployment: a second one refuses to start."))
+    dispatch.set_defaults(handler=_dispatch)
+    cluster = with_home(commands.add_parser(
+        "cluster", help="show the Ray cluster's machines, their slots and the runs on each",
+        description="Needs RESNET_EXPLORER_RAY_ADDRESS (auto, or HOST:PORT of the Ray head). Every machine, alive or "
+                    "not, its CPUs and GPUs and the runs training on it; the slots of the live machines and how many "
+                    "are free (docs/SCALING.md)."))
+    cluster.add_argument("--json", action="store_true", help='print {"nodes": [{"id", "address", "alive", "cpus", '
+                         '"gpus", "jobs"}], "slots": N, "free": N} instead of a table')
+    cluster.set_defaults(handler=_cluster)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    import logging
+
+    from .dispatch import dispatcher_lock, serve
+    from .launchers import default_launcher
+    from .store import Store
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = Store(args.home)
+    with dispatcher_lock(store) as mine:
+        if not mine:
+            raise UserError(f"Another dispatcher is already running for {store.where}; a deployment has one.")
+        launcher = default_launcher(dispatcher=True)
+        print(f"Dispatching the queue of {store.where}; Ctrl-C stops.", flush=True)
+        try:
+            serve(store, launcher)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from .settings import RAY_ADDRESS_VARIABLE, ray_address
+    from .store import Store
+
+    address = ray_address()
+    if address is None:
+        raise UserError(f"No cluster is configured: set {RAY_ADDRESS_VARIABLE} to auto or HOST:PORT of the Ray head.")
+    from .launchers.cluster import cluster_state
+
+    state = cluster_state(Store(args.home), address)
+    if args.json:
+        print(json_text(state))
+        return 0
+    print(f"{state['slots']} slots, {state['free']} free")
+    print(f"{'machine':<58}  {'alive':<5}  {'CPUs':>5}  {'GPUs':>5}  runs")
+    for node in state["nodes"]:
+        print(f"{node['address'] + ' ' + node['id']:<58}  {'yes' if node['alive'] else 'no':<5}  {node['cpus']:>5g}  "
+              f"{node['gpus']:>5g}  {', '.join(map(str, node['jobs'])) or '-'}")
+    return 0

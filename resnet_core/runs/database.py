@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The key of PostgreSQL's advisory lock that queue writes and migrations take (any constant of this project's own).
 QUEUE_LOCK = 7_215_360_052
+DISPATCHER_LOCK = 7_215_360_053  # held by the deployment's one dispatcher process for its lifetime
 _engines: dict[str, Engine] = {}
 _current: set[str] = set()  # databases this process has seen at the newest schema: checked once, not every poll
 _lock = threading.Lock()
@@ -41,7 +42,9 @@ def store_url(home: Path) -> str:
 def describe(url: str) -> str:
     """The database for a message, without its password."""
     parsed = make_url(url)
-    return str(parsed.database) if parsed.get_backend_name() == "sqlite" else parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        return str(parsed.database)
+    return parsed.render_as_string(hide_password=True)
 
 
 def engine_for(url: str) -> Engine:
@@ -147,3 +150,30 @@ def insert(connection: Connection, table, rows: list[dict], *, replace: bool) ->
     else:
         statement = statement.on_conflict_do_nothing(index_elements=keys)
     connection.execute(statement, rows)
+
+
+@contextmanager
+def session_lock(engine: Engine, key: int, sqlite_file) -> Iterator[bool]:
+    """Hold a lock for as long as the block runs, without waiting: yields whether this process got it. PostgreSQL's
+    session advisory lock `key` (every machine of a deployment sees it; the server drops it with a dead session), or
+    an flock on `sqlite_file` beside an SQLite store (the processes of one machine)."""
+    if not is_postgresql(engine):
+        import fcntl
+
+        with open(sqlite_file, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        return
+    with unavailable_as_error(engine), engine.connect() as connection:
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one()
+        connection.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()

@@ -39,9 +39,25 @@ CREATE TABLE IF NOT EXISTS {{table}} (
     reference TEXT,
     experiment TEXT
 )"""
-# What version 6 added to the tables above, for a store of version 5 or older.
-LATER_TABLES = """
+# Version 6's other tables, for a store of version 5 or older that lacks some of them.
+OTHER_TABLES = """
 CREATE UNIQUE INDEX IF NOT EXISTS runs_reference ON runs(reference) WHERE reference IS NOT NULL;
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    iteration INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    loss REAL, error REAL, smoothed_loss REAL, smoothed_error REAL, lr REAL,
+    images_per_s REAL, elapsed_s REAL, eta_s REAL,
+    PRIMARY KEY (run_id, kind, iteration)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    iteration INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, iteration)
+);
 CREATE TABLE IF NOT EXISTS results (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     step INTEGER NOT NULL,
@@ -79,7 +95,7 @@ def bring_to_last_version(path: Path) -> None:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 logger.warning("Migrating the run store %s from version %s to %s.", path, version, LAST_VERSION)
                 _copy_runs(db)
-                for statement in LATER_TABLES.split(";"):
+                for statement in OTHER_TABLES.split(";"):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version={LAST_VERSION}")

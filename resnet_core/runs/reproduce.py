@@ -5,7 +5,7 @@
 
 Table 6 / Fig. 6: the plain and residual nets of depth 20 to 110 on CIFAR-10, each trained with §4.2's recipe (lr
 0.1, ÷10 at 32k and 48k of 64k iterations; ResNet-110 warms up at 0.01), its milestones scaled to a shorter length
-when one is asked for. The runs go through the job queue as the app's do (`queue.submit_all`), so the cap holds and
+when one is asked for. The runs go through the job queue as the app's do (`admission.submit_all`), so the cap holds and
 the Runs page shows them. A table's runs carry its name ("reproduce table6"); the report takes each net's latest.
 Queuing a table again finishes it (runs that stopped continue) instead of training its nets twice.
 """
@@ -23,7 +23,8 @@ from ..nets.specs import NetSpec, get_spec
 from ..nets.summary import count_parameters
 from ..training.device import pick_device
 from ..training.recipe import Recipe
-from .queue import dispatch, planned_runs, recorded_source, submit_all
+from .admission import planned_runs, recorded_source, submit_all
+from .dispatch import dispatch
 from .schema import RESUMABLE
 from .store import Run, Store
 
@@ -106,7 +107,7 @@ def queue_table(table: str, nets: Sequence[str] | None = None, *, iterations: in
         _refuse_long_cpu_run([planned[net] for net in to_train])
     new = [net for net in to_train if net not in earlier]
     new_ids = dict(zip(new, submit_all(new, data, seed=seed, device=device, name=run_name(table), store=store,
-                                       server_limits=False, iterations=iterations, recipe="paper") if new else []))
+                                       iterations=iterations, recipe="paper") if new else []))
     for net in to_train:
         if net in earlier:
             store.requeue_for_resume(earlier[net].id)

@@ -73,7 +73,7 @@ runs_table = Table(
     Column("kind", Text, nullable=False, server_default="train"),  # one of JOB_KINDS
     Column("node", Text),  # the machine executing it (or that last did)
     Column("heartbeat", Double),  # when its executor last renewed its lease
-    Column("cancel_requested", Integer, nullable=False, server_default="0"),  # 1: stop at the next step
+    Column("cancel_requested", Double),  # when a stop was asked for: its executor stops at its next step
     Index("runs_reference", "reference", unique=True, sqlite_where=text("reference IS NOT NULL"),
           postgresql_where=text("reference IS NOT NULL")),
     sqlite_autoincrement=True,  # ids are never reused: a deleted run's number stays its own
@@ -105,6 +105,15 @@ lesson_table = Table(  # one row while the teacher hands out Fig. 6's cells (run
     Column("id", Integer, CheckConstraint("id = 1", name="lesson_one_row"), primary_key=True, autoincrement=False),
     Column("iterations", Integer),  # each cell's length, NULL for the Train page's default
     Column("started", Double, nullable=False),
+)
+nodes_table = Table(  # a cluster's machines as its dispatcher last saw them (runs.launchers.cluster)
+    "nodes", metadata,
+    Column("name", Text, primary_key=True),  # as runs.node records it
+    Column("alive", Integer, nullable=False),
+    Column("cpus", Double, nullable=False),
+    Column("gpus", Double, nullable=False),
+    Column("slots", Integer, nullable=False),  # runs it can train at once
+    Column("seen", Double, nullable=False),
 )
 assignments_table = Table(
     "assignments", metadata,
@@ -155,7 +164,7 @@ class Run:
     kind: str = "train"  # one of JOB_KINDS
     node: str | None = None  # the machine executing it, or that last did
     heartbeat: float | None = None
-    cancel_requested: bool = False
+    cancel_requested: float | None = None  # when a stop was asked for, while it runs
     recorded_status: str = ""  # the status column itself: `running` for a job whose lease lapsed
 
     @property
@@ -188,7 +197,6 @@ class Run:
         except (ValueError, TypeError, AttributeError) as error:  # bad JSON, a list, unknown fields or status
             raise DamagedRunError(f"Run {values['id']}'s record in the store is damaged ({error}); the Runs page can "
                                   "delete it.", values) from None
-        values["cancel_requested"] = bool(values["cancel_requested"])
         if lease_lapsed(values["status"], values["heartbeat"]):
             values["status"] = Status.INTERRUPTED
             values["error"] = (f"Interrupted: its executor on {values['node'] or 'an unknown machine'} stopped "

@@ -6,6 +6,7 @@ empty variable means its default.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from ..errors import UserError
@@ -22,8 +23,8 @@ PER_USER_VARIABLE = "RESNET_EXPLORER_RUNS_PER_USER"
 DEFAULT_RUNS_PER_USER = 2
 WAITING_VARIABLE = "RESNET_EXPLORER_MAX_WAITING"
 DEFAULT_MAX_WAITING = 20
-# Warm processes kept ready to take the next runs (runs.workers): a run starts ~3 s sooner. Each idle spare holds
-# ~300 MB. Default: enough for a plain/residual pair, within the cap.
+# Warm processes kept ready to take the next runs (runs.launchers.local): a run starts ~3 s sooner. Each idle spare
+# holds ~300 MB. Default: enough for a plain/residual pair, within the cap.
 SPARES_VARIABLE = "RESNET_EXPLORER_SPARES"
 DEFAULT_SPARES = 2
 
@@ -37,6 +38,14 @@ CHECKPOINTS_VARIABLE = "RESNET_EXPLORER_CHECKPOINT_DIR"
 LEASE_VARIABLE = "RESNET_EXPLORER_LEASE_S"
 DEFAULT_LEASE_S = 30
 LEASE_RENEW_S = 2.0
+
+# A cluster (runs.launchers.cluster): the Ray head's address, `auto` on one of its machines; unset, jobs are local
+# processes. A run on a GPU node takes this share of a GPU (0.125: eight short runs share one GPU).
+RAY_ADDRESS_VARIABLE = "RESNET_EXPLORER_RAY_ADDRESS"
+GPU_SHARE_VARIABLE = "RESNET_EXPLORER_GPU_SHARE"
+DEFAULT_GPU_SHARE = 0.125
+# The machine a job executes on, as the store records it; a cluster's worker sets it to its node, else the host name.
+NODE_VARIABLE = "RESNET_EXPLORER_NODE"
 
 # Whoever opens the Class page with ?key= equal to this may hand out Fig. 6's cells and cancel anyone's run;
 # unset, nobody can (runs.classroom).
@@ -128,3 +137,29 @@ def lease_seconds() -> int:
 def lease_renew_seconds() -> float:
     """How often an executing job renews its lease: every LEASE_RENEW_S, or a third of a shorter lease."""
     return min(LEASE_RENEW_S, lease_seconds() / 3)
+
+
+def ray_address() -> str | None:
+    """$RESNET_EXPLORER_RAY_ADDRESS (`auto` or HOST:PORT of a Ray head), or None: jobs run as local processes."""
+    return os.environ.get(RAY_ADDRESS_VARIABLE) or None
+
+
+def gpu_share() -> float:
+    """The share of one GPU each run on a GPU node takes: $RESNET_EXPLORER_GPU_SHARE, else 0.125."""
+    value = os.environ.get(GPU_SHARE_VARIABLE)
+    if not value:
+        return DEFAULT_GPU_SHARE
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise UserError(f"${GPU_SHARE_VARIABLE} must be a share of one GPU above 0 and at most 1 (0.125: eight runs "
+                        f"per GPU); got {value!r}.")
+    return share
+
+
+def this_node() -> str:
+    """The machine this process executes jobs on: $RESNET_EXPLORER_NODE (a cluster's worker sets it), else the host's
+    name."""
+    return os.environ.get(NODE_VARIABLE) or socket.gethostname()

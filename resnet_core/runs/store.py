@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sqlite3
 import time
 from typing import Iterable, NamedTuple
@@ -30,12 +29,11 @@ from .classroom import ClassroomData
 from .database import describe, engine_for, is_postgresql, read, store_url, write
 from .recorded import RecordedData
 from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, DamagedRunError, Run, Status, metrics_table,
-                     runs_table)
-from .settings import resolve_home, shared_checkpoint_folder
+                     nodes_table, runs_table)
+from .settings import resolve_home, shared_checkpoint_folder, this_node
 
 logger = logging.getLogger(__name__)
 BUSY = (Status.STARTING, Status.RUNNING)  # runs that hold one of the cap's slots
-NODE = socket.gethostname()  # this machine, as a job records where it executes
 runs = runs_table.c
 
 
@@ -59,12 +57,12 @@ class Store(RecordedData, ClassroomData):
         self.path = self.home / "runs.sqlite"  # the database when $RESNET_EXPLORER_DATABASE_URL is unset
         self.url = store_url(self.home)
         try:
-            self._engine = engine_for(self.url)
+            self.engine = engine_for(self.url)
         except (exc.DatabaseError, sqlite3.DatabaseError) as error:
             raise StoreError(f"Cannot open the run store {describe(self.url)} ({getattr(error, 'orig', None) or error})"
                              "; pass --home DIR for another data folder.") from None
         # With PostgreSQL and no folder every machine mounts, checkpoints travel in the database.
-        self.checkpoints_in_database = is_postgresql(self._engine) and shared_checkpoint_folder() is None
+        self.checkpoints_in_database = is_postgresql(self.engine) and shared_checkpoint_folder() is None
         self.checkpoint_root = shared_checkpoint_folder() or self.home
 
     @property
@@ -73,10 +71,10 @@ class Store(RecordedData, ClassroomData):
         return describe(self.url)
 
     def _transaction(self, *, queue: bool = True):
-        return write(self._engine, queue=queue)
+        return write(self.engine, queue=queue)
 
     def _reading(self, *, snapshot: bool = False):
-        return read(self._engine, snapshot=snapshot)
+        return read(self.engine, snapshot=snapshot)
 
     # ------------------------------------------------------------------------------------ runs
     def create_run(self, *, name: str, spec: dict, recipe: dict, data: str, device: str, precision: str,
@@ -146,7 +144,7 @@ class Store(RecordedData, ClassroomData):
             return self._take(db, run_id, pid, or_(
                 runs.status == Status.QUEUED,
                 and_(runs.status == Status.STARTING, or_(runs.pid.is_(None), runs.pid == pid)),
-                and_(runs.status == Status.RUNNING, runs.pid == pid, runs.node == NODE)))
+                and_(runs.status == Status.RUNNING, runs.pid == pid, runs.node == this_node())))
 
     @staticmethod
     def _take(db: Connection, run_id: int, pid: int, condition) -> bool:
@@ -154,25 +152,26 @@ class Store(RecordedData, ClassroomData):
         and no cancel pending, if it meets `condition`."""
         now = time.time()
         result = db.execute(runs_table.update().where(runs.id == run_id, condition).values(
-            status=Status.RUNNING, pid=pid, process_started=processes.start_time(pid), node=NODE, heartbeat=now,
-            cancel_requested=0, started=func.coalesce(runs.started, now), ended=None, error=None, claimed=None))
+            status=Status.RUNNING, pid=pid, process_started=processes.start_time(pid), node=this_node(), heartbeat=now,
+            cancel_requested=None, started=func.coalesce(runs.started, now), ended=None, error=None, claimed=None))
         return result.rowcount == 1
 
     def renew_lease(self, run_id: int) -> bool:
         """The executor of a running job, this process, renews its lease; True when it must stop: a cancel was
         requested, or the job is no longer this process's (it was declared interrupted and taken by another)."""
         with self._transaction(queue=False) as db:
-            mine = and_(runs.id == run_id, runs.status == Status.RUNNING, runs.pid == os.getpid(), runs.node == NODE)
+            mine = and_(runs.id == run_id, runs.status == Status.RUNNING, runs.pid == os.getpid(),
+                        runs.node == this_node())
             renewed = db.execute(runs_table.update().where(mine).values(heartbeat=time.time())).rowcount == 1
             cancelled = db.execute(select(runs.cancel_requested).where(runs.id == run_id)).scalar()
-        return not renewed or bool(cancelled)
+        return not renewed or cancelled is not None
 
     def request_cancel(self, run_id: int) -> bool:
         """Ask a running job to stop at its next step (its executor reads this when it renews its lease); False
         when it is not running."""
         with self._transaction() as db:
             return db.execute(runs_table.update().where(runs.id == run_id, runs.status == Status.RUNNING)
-                              .values(cancel_requested=1)).rowcount == 1
+                              .values(cancel_requested=time.time())).rowcount == 1
 
     def requeue_for_resume(self, run_id: int, *, per_owner: int | None = None, max_waiting: int | None = None,
                            cap: int = 1, taken_by: int | None = None) -> Run:
@@ -187,8 +186,8 @@ class Store(RecordedData, ClassroomData):
                 raise StoreError(f"Run {run_id} diverged ({run.error}); start a new run with a lower --lr instead.")
             if run.status == Status.QUEUED:
                 raise StoreError(f"Run {run_id} is already queued.")
-            if run.status in BUSY and not (run.node == NODE and run.pid == os.getpid()):
-                if run.node not in (None, NODE):
+            if run.status in BUSY and not (run.node == this_node() and run.pid == os.getpid()):
+                if run.node not in (None, this_node()):
                     raise StoreError(f"Run {run_id} is still running on {run.node}; cancel it before resuming.")
                 if processes.running(run.pid, run.process_started):
                     raise StoreError(f"Run {run_id} is still running in process {run.pid}; cancel it before "
@@ -199,7 +198,7 @@ class Store(RecordedData, ClassroomData):
                 self._take(db, run_id, taken_by, true())
             else:
                 db.execute(runs_table.update().where(runs.id == run_id).values(
-                    status=Status.QUEUED, pid=None, process_started=None, claimed=None, cancel_requested=0))
+                    status=Status.QUEUED, pid=None, process_started=None, claimed=None, cancel_requested=None))
             return run
 
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
@@ -320,7 +319,7 @@ class Store(RecordedData, ClassroomData):
                 same_pid = runs.pid.is_(None) if verdict.pid is None else runs.pid == verdict.pid
                 db.execute(runs_table.update().where(runs.id == verdict.id, runs.status == verdict.status, same_pid)
                            .values(status=verdict.new_status, error=verdict.error, ended=ended, pid=pid,
-                                   claimed=None))
+                                   claimed=None, cancel_requested=None))
             busy = [self._read(row) for row in db.execute(select(runs_table).where(runs.status.in_(BUSY)))
                     .mappings()]
             free = cap - sum(not (isinstance(run, Run) and run.lapsed) for run in busy)
@@ -333,7 +332,7 @@ class Store(RecordedData, ClassroomData):
                         status=Status.FAILED, error=f"It could not start: {run}", ended=now))
                     continue
                 db.execute(runs_table.update().where(runs.id == run.id).values(
-                    status=Status.STARTING, pid=None, process_started=None, claimed=now, cancel_requested=0))
+                    status=Status.STARTING, pid=None, process_started=None, claimed=now, cancel_requested=None))
                 claimed.append(run)
         return claimed
 
@@ -342,7 +341,7 @@ class Store(RecordedData, ClassroomData):
         with self._transaction(queue=False) as db:
             db.execute(runs_table.update().where(runs.id == run_id, runs.status == Status.STARTING,
                                                  runs.pid.is_(None))
-                       .values(pid=pid, process_started=process_started, node=NODE))
+                       .values(pid=pid, process_started=process_started, node=this_node()))
 
     def fail_start(self, run_id: int, error: str) -> None:
         """A `starting` run whose process could not be launched fails with `error`."""
@@ -370,3 +369,17 @@ class Store(RecordedData, ClassroomData):
         with self._transaction() as db:
             return db.execute(runs_table.delete().where(runs.id == run_id, runs.status.not_in(BUSY),
                                                         runs.reference.is_(None))).rowcount == 1
+
+    # ------------------------------------------------------------------------------------ a cluster's machines
+    def record_nodes(self, nodes: list[dict]) -> None:
+        """The cluster's machines as its dispatcher sees them now (dicts of the nodes table's columns but `seen`)."""
+        now = time.time()
+        with self._transaction(queue=False) as db:
+            db.execute(nodes_table.delete())
+            if nodes:
+                db.execute(nodes_table.insert(), [{**node, "seen": now} for node in nodes])
+
+    def nodes(self) -> list[dict]:
+        """The cluster's machines as its dispatcher last recorded them; empty without a cluster."""
+        with self._reading() as db:
+            return [dict(row) for row in db.execute(select(nodes_table).order_by(nodes_table.c.name)).mappings()]

@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import DatasetError
+from ..home import resolve_home
 from .augment import eval_side, resize_shorter, resize_square, square_views
 from .image_files import ALLOWED_EXTENSIONS, InvalidImageError, image_tensor
 
@@ -135,8 +136,6 @@ def load_data(source: str, *, image_size: int = 32, home: str | os.PathLike | No
     CIFAR downloads once into `<home>/datasets` (or reads the official files already there); decoded
     datasets are cached in `<home>/cache`. `synthetic_sizes` are its train and test image counts.
     """
-    from ..runs.settings import resolve_home  # the data folder's rules live with the server's settings
-
     home_dir = resolve_home(home)
     if source == "synthetic":
         return synthetic_data(*synthetic_sizes, image_size=image_size)

@@ -174,7 +174,7 @@ def training_recipe(spec: NetSpec, *, iterations: int | None = None, epochs: int
                     train_images: int, kind: str | None = None, batch_size: int | None = None,
                     lr: float | None = None, eval_interval: int | None = None,
                     validation_images: int | None = None, normalization: str | None = None) -> Recipe:
-    """The recipe a run of `spec` trains with: the one rule behind the CLI, the app and `runs.queue.submit_all`.
+    """The recipe a run of `spec` trains with: the one rule behind the CLI, the app and `runs.admission.submit_all`.
 
     The paper's recipe for the net, with the given settings (None: the recipe's own), scaled to `iterations` or
     `epochs` of `train_images` (the data's training images, before `validation_images` are held out). `kind`

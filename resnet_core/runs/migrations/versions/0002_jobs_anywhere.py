@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.add_column("runs", sa.Column("kind", sa.Text, nullable=False, server_default="train"))
     op.add_column("runs", sa.Column("node", sa.Text))
     op.add_column("runs", sa.Column("heartbeat", sa.Double))
-    op.add_column("runs", sa.Column("cancel_requested", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("runs", sa.Column("cancel_requested", sa.Double))
     op.add_column("checkpoints", sa.Column("data", sa.LargeBinary))
     runs = sa.table("runs", sa.column("id", sa.Integer), sa.column("experiment", sa.Text), sa.column("kind", sa.Text),
                     sa.column("status", sa.Text), sa.column("heartbeat", sa.Double), sa.column("started", sa.Double),

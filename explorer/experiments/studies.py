@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from explorer import experiment_charts, models, runs, url_state
+from explorer import identity, models, run_service, url_state
+from explorer.experiments import charts
 from resnet_core.explain import jobs
 from resnet_core.explain.shattering import shattering
 from resnet_core.runs.schema import ACTIVE, Run
@@ -40,7 +41,8 @@ def default_data(choice: str) -> str:
 
 def start(kind: str, choices: list[str], data: str, **settings) -> list[int]:
     """Queue one `kind` experiment per model for this person (their run limit applies); their run ids."""
-    return jobs.submit_experiments(kind, choices, data, owner=runs.user_id(), store=runs.store(), **settings)
+    return jobs.submit_experiments(kind, choices, data, owner=identity.user_id(), store=run_service.store(),
+                                   limits=run_service.server_limits(), **settings)
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ def shown(kind: str) -> list[int]:
     started, else this person's latest pair (a tab opened again finds them)."""
     key = f"experiments_{kind}"
     if key not in st.session_state and kind not in st.query_params:
-        owner = runs.user_id()
-        mine = [run.id for run in runs.store().experiments() if run.owner == owner and run.experiment["kind"] == kind]
+        owner = identity.user_id()
+        mine = [run.id for run in run_service.store().experiments()
+                if run.owner == owner and run.experiment["kind"] == kind]
         st.session_state[key] = mine[-2:]
     return url_state.remembered_ids(key, kind)
 
@@ -72,11 +75,11 @@ def remember(kind: str, run_ids: list[int]) -> None:
 
 def states(run_ids: list[int]) -> list[ExperimentState]:
     """The experiments that still exist, with their results so far: reads only."""
-    db = runs.store()
+    db = run_service.store()
     existing = {run.id: run for run in db.experiments()}
     positions = {run_id: place for place, run_id in enumerate(db.queued_ids(), start=1)}
     return [ExperimentState(existing[run_id], short_label(existing[run_id].experiment["model"]),
-                            runs.status_text(db, existing[run_id], positions), db.results(run_id))
+                            run_service.status_text(db, existing[run_id], positions), db.results(run_id))
             for run_id in run_ids if run_id in existing]
 
 
@@ -84,9 +87,9 @@ def short_label(model: str) -> str:
     """A legend's name for an experiment's model: `ResNet-56 reference`, `ResNet-20 demo`, `run 3`, a file name."""
     kind, _, name = model.partition(":")
     if kind == "reference":
-        return f"{runs.net_label(name)} reference"
+        return f"{run_service.net_label(name)} reference"
     if kind == "demo":
-        return f"{runs.net_label(name)} demo"
+        return f"{run_service.net_label(name)} demo"
     return f"run {model}" if model.isdigit() else Path(model).name
 
 
@@ -124,13 +127,13 @@ def figures(kind: str, states_: list[ExperimentState]) -> list[tuple[str, object
     """(widget key, Plotly figure) of what `kind`'s experiments have measured so far."""
     if kind == "lesion":
         blocks, random = lesion_series(states_)
-        return ([("lesion_blocks_chart", experiment_charts.lesion_blocks_figure(blocks))]
+        return ([("lesion_blocks_chart", charts.lesion_blocks_figure(blocks))]
                 if any(series["blocks"] for series in blocks.values()) else []) + \
-            ([("lesion_k_chart", experiment_charts.lesion_k_figure(random))] if random else [])
+            ([("lesion_k_chart", charts.lesion_k_figure(random))] if random else [])
     slices, surfaces = landscape_series(states_)
-    return ([("landscape_1d_chart", experiment_charts.landscape_1d_figure(slices))]
+    return ([("landscape_1d_chart", charts.landscape_1d_figure(slices))]
             if any(series["loss"] for series in slices.values()) else []) + \
-        ([("landscape_2d_chart", experiment_charts.landscape_2d_figure(surfaces))] if surfaces else [])
+        ([("landscape_2d_chart", charts.landscape_2d_figure(surfaces))] if surfaces else [])
 
 
 def results_json(states_: list[ExperimentState]) -> bytes:

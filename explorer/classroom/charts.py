@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.training_charts import CHART_HEIGHT_PX, COLORS, TEST_WIDTH, TRAIN_WIDTH, RunCurves, thinned
+from explorer.training.charts import CHART_HEIGHT_PX, COLORS, TEST_WIDTH, TRAIN_WIDTH, RunCurves, thinned
 from resnet_core.runs.pooling import NetPool
 
 # Fixed per depth, not per position in the list, so a filter that hides a net never recolours the others.

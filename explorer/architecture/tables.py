@@ -18,7 +18,7 @@ SHORTCUT_KINDS = ("identity", "zero-pad", "projection")
 
 
 class Summarised(Protocol):
-    """What `difference_table` needs of a net: `explorer.cache.NetSummary` fits."""
+    """What `difference_table` needs of a net: `explorer.architecture.cache.NetSummary` fits."""
 
     name: str
     depth: int

@@ -6,14 +6,15 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from explorer import class_charts, classroom, plots, runs
+from explorer import plots, run_service
+from explorer.classroom import charts, lesson
 from resnet_core.runs.classroom import CELL_DEPTHS
 
 YOURS_BACKGROUND = "background-color: #fff3c4"
 LENGTH_KEY = "class_lesson_iterations"
 SHOWN_LENGTH_KEY = "class_lesson_shown"  # the cells' length the field was last set to
 OUTCOME_KEY = "class_teacher_outcome"  # (done, message) of the teacher's last action, for the panel to say
-ERROR_COLUMNS = ("final test error, median (%)", "lowest (%)", "highest (%)", classroom.PAPER_COLUMN)
+ERROR_COLUMNS = ("final test error, median (%)", "lowest (%)", "highest (%)", lesson.PAPER_COLUMN)
 
 
 def _yours(row: pd.Series) -> list[str]:
@@ -23,26 +24,26 @@ def _yours(row: pd.Series) -> list[str]:
 def room(hours: float, dataset: str | None, length: int | None, shown: tuple[list, list]) -> None:
     """The table of nets and the pooled curves of the runs the filters pick; a full rerun when a dataset or a
     length appears (or goes) that the filters do not offer yet."""
-    recent = classroom.recent_runs(hours)
-    if tuple(map(set, classroom.filter_choices(recent))) != tuple(map(set, shown)):
+    recent = lesson.recent_runs(hours)
+    if tuple(map(set, lesson.filter_choices(recent))) != tuple(map(set, shown)):
         st.rerun()
     if dataset is None or length is None:
         st.info(f"No runs started in the last {hours:g} hours yet. They appear here as people press Start on the "
                 "Train page, and their curves grow while they train.", icon=":material/hourglass_empty:")
         return
-    view = classroom.class_view(recent, dataset, length)
+    view = lesson.class_view(recent, dataset, length)
     if not view.nets:  # each filter offers what some run has, not every pair of them
-        st.info(f"No run in the last {hours:g} hours is of {classroom.dataset_label(dataset)} and {length:,} "
+        st.info(f"No run in the last {hours:g} hours is of {lesson.dataset_label(dataset)} and {length:,} "
                 "iterations: pick another dataset or length.", icon=":material/filter_alt_off:")
         return
-    table = classroom.summary_table(view.nets, dataset)
+    table = lesson.summary_table(view.nets, dataset)
     # As text, so a missing number (a plain net has no Table 6 error) is blank: the grid shows a null as "None".
     errors = [column for column in ERROR_COLUMNS if column in table]
     table[errors] = table[errors].map(lambda value: "" if pd.isna(value) else f"{value:.2f}")
     helps = {"final test error, median (%)": "Each person's latest finished run, then the median across people.",
-             classroom.PAPER_COLUMN: "CIFAR-10 test error of the paper's ResNet after 64k iterations (one run; "
-                                   "ResNet-110: best of 5); "
-                                   "Fig. 6 gives the plain nets' curves only."}
+             lesson.PAPER_COLUMN: "CIFAR-10 test error of the paper's ResNet after 64k iterations (one run; "
+                                "ResNet-110: best of 5); "
+                                "Fig. 6 gives the plain nets' curves only."}
     st.dataframe(table.style.apply(_yours, axis=1), hide_index=True, width="stretch", key="class_table",
                  column_config={
                      **{column: st.column_config.TextColumn(alignment="right", help=helps.get(column))
@@ -51,7 +52,7 @@ def room(hours: float, dataset: str | None, length: int | None, shown: tuple[lis
                      "running": st.column_config.NumberColumn(help="Training now, or starting."),
                      "stopped": st.column_config.NumberColumn(help="Cancelled, failed, diverged or interrupted."),
                      "you": st.column_config.TextColumn(help="Nets you have a run of, highlighted.")})
-    plots.show(class_charts.fig6_figure(view.nets, view.yours, runs.net_label), key="class_fig6",
+    plots.show(charts.fig6_figure(view.nets, view.yours, run_service.net_label), key="class_fig6",
                name=f"class-fig6-{dataset}-{length}-iterations")
     st.caption(":material/timeline: Each person counts once per net, with their latest finished or training run. "
                "Curves of runs still training end where they have got to; the median at each point is over the "
@@ -74,7 +75,7 @@ def _do(action: Callable[..., tuple[bool, str]], *args) -> None:
 
 def _hand_out() -> None:
     # The field's value when clicked, read here: arguments bound when the button was drawn may be a rerun old.
-    _do(classroom.hand_out, int(st.session_state[LENGTH_KEY]))
+    _do(lesson.hand_out, int(st.session_state[LENGTH_KEY]))
 
 
 @st.fragment(run_every=5)
@@ -84,8 +85,8 @@ def teacher_panel() -> None:
     if OUTCOME_KEY in st.session_state:
         done, message = st.session_state.pop(OUTCOME_KEY)
         st.toast(message, icon=":material/check:" if done else ":material/error:")
-    handing_out, iterations, counts = classroom.lesson()
-    length = classroom.cell_length(iterations)
+    handing_out, iterations, counts = lesson.cells_handed_out()
+    length = lesson.cell_length(iterations)
     # The field shows the cells' length when it changes (here, or in another tab); its first value is put in the
     # session, not given as `value`: a widget given both warns in the server log.
     if LENGTH_KEY not in st.session_state or (handing_out and st.session_state.get(SHOWN_LENGTH_KEY) != iterations):
@@ -104,23 +105,23 @@ def teacher_panel() -> None:
                 st.button("Change the length" if handing_out else "Hand out cells", key="class_hand_out",
                           on_click=_hand_out, type="primary")
                 st.button("Stop handing out", key="class_stop", disabled=not handing_out,
-                          on_click=_do, args=(classroom.stop_handing_out,))
+                          on_click=_do, args=(lesson.stop_handing_out,))
                 # A popover as the confirmation: one stray click must not undo a room's handing out.
                 with st.popover("Reset assignments", help="Forget every cell handed out."):
                     st.write(f"Forget the {sum(counts.values())} cells handed out? The next person to open Train "
                              f"gets {CELL_DEPTHS[0]} layers again; runs are kept.")
                     st.button("Reset", key="class_reset", type="primary", on_click=_do,
-                              args=(classroom.reset_assignments,))
+                              args=(lesson.reset_assignments,))
         with cancel:
             cancel_run()
 
 
 def cancel_run() -> None:
     """The teacher's cancel list."""
-    choices = classroom.active_choices()
+    choices = lesson.active_choices()
     keep_valid("class_cancel_run", choices)
     run_id = st.selectbox("Anyone's queued or running run", list(choices), format_func=choices.get,
                           key="class_cancel_run", placeholder="No run is queued or running")
     st.button("Cancel run", key="class_cancel", disabled=run_id is None, icon=":material/stop:",
-              on_click=_do, args=(classroom.cancel, run_id),
+              on_click=_do, args=(lesson.cancel, run_id),
               help="A running run stops after saving a checkpoint; its owner can resume it.")

@@ -5,7 +5,8 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from explorer import plots, presets, runs, training_charts
+from explorer import plots, run_service
+from explorer.training import charts, live_runs, presets
 from resnet_core.runs import settings
 
 STATUS_ICONS = {"running": ":material/play_circle:", "finished": ":material/check_circle:",
@@ -15,11 +16,11 @@ STATUS_ICONS = {"running": ":material/play_circle:", "finished": ":material/chec
 
 
 def _act(action: str, run_id: int) -> None:
-    done, message = runs.act(action, run_id)
+    done, message = run_service.act(action, run_id)
     st.toast(message, icon=":material/check:" if done else ":material/error:")
 
 
-def run_card(state: runs.RunState, key: str) -> None:
+def run_card(state: live_runs.RunState, key: str) -> None:
     """Status, progress with speed and ETA, the failure reason, and cancel/resume buttons of one run."""
     run = state.run
     with st.container(border=True):
@@ -32,14 +33,14 @@ def run_card(state: runs.RunState, key: str) -> None:
         resume.button("Resume", key=f"{key}_resume_{run.id}", disabled=not state.can_resume, on_click=_act,
                       args=("resume", run.id), icon=":material/play_arrow:", width="stretch",
                       help="Continues a cancelled or interrupted run from its last checkpoint.")
-        st.progress(state.progress, text=runs.progress_text(state))
+        st.progress(state.progress, text=live_runs.progress_text(state))
         if state.status.startswith("queued"):
             st.caption(f"Waiting for a free slot: at most {settings.max_concurrent_runs()} run(s) train at a time.")
         if run.error and run.status in ("failed", "diverged", "interrupted"):
             st.error(run.error)
 
 
-def curves(states: Sequence[runs.RunState], key: str) -> None:
+def curves(states: Sequence[live_runs.RunState], key: str) -> None:
     """Error in the paper's style, then loss and learning rate.
 
     Drawn empty before the first point: the browser loads Plotly (megabytes of script) while the runs start,
@@ -48,12 +49,12 @@ def curves(states: Sequence[runs.RunState], key: str) -> None:
     curves = [state.curves for state in states]
     if not any(len(curve.train) for curve in curves):
         st.caption("The curves appear with the first training iteration.")
-    behind = runs.references_behind(list(states))
-    plots.show(training_charts.error_figure(curves + behind), f"{key}_error", "training-error")
+    behind = live_runs.references_behind(list(states))
+    plots.show(charts.error_figure(curves + behind), f"{key}_error", "training-error")
     if behind:
         st.caption(":material/timeline: Faint dotted lines: the shipped reference run of the same net on CIFAR-10 "
                    "(12 epochs on 2 CPU cores, docs/REFERENCE_NETS.md), drawn up to this run's length.")
-    plots.show(training_charts.loss_lr_figure(curves), f"{key}_loss", "training-loss-and-lr")
+    plots.show(charts.loss_lr_figure(curves), f"{key}_loss", "training-loss-and-lr")
 
 
 def delete_run(run_id: int) -> None:
@@ -75,7 +76,7 @@ def restore_train_settings(run_ids: list[int], nets: list[str], datasets: list[s
     started with, so pressing Start again repeats them instead of starting the defaults."""
     if not run_ids or "train_nets" in st.session_state:
         return
-    existing = {run.id: run for run in runs.store().runs()}
+    existing = {run.id: run for run in run_service.store().runs()}
     shown = [existing[run_id] for run_id in run_ids if run_id in existing]
     if not shown:
         return

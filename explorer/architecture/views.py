@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import charts, plots, tables
-from explorer.cache import NetSummary, paper_context
+from explorer import plots
+from explorer.architecture import charts, tables
+from explorer.architecture.cache import NetSummary, paper_context
 from resnet_core import paper_facts
 
 BATCH_HELP = "Images per training step; the paper uses 128 on CIFAR (§4.2) and 256 on ImageNet (§3.4)."

@@ -14,8 +14,9 @@ import pandas as pd
 import streamlit as st
 
 import resnet_core as rc
-from explorer import presets, run_history, runs, teacher
-from explorer.training_charts import RunCurves
+from explorer import identity, run_service
+from explorer.training import live_runs, presets, run_history
+from explorer.training.charts import RunCurves
 from resnet_core.runs.classroom import CELL_DEPTHS, Assignment
 from resnet_core.runs.pooling import POOLED, NetPool, RunRows, pool_nets
 from resnet_core.runs.schema import ACTIVE, Run
@@ -36,7 +37,7 @@ class ClassView:
 def recent_runs(hours: float) -> list[Run]:
     """Training runs created in the last `hours`, oldest first (the shipped references are not the room's)."""
     since = time.time() - hours * HOUR_S
-    return [run for run in runs.store().runs() if run.created >= since]
+    return [run for run in run_service.store().runs() if run.created >= since]
 
 
 def by_frequency(values: list) -> list:
@@ -57,9 +58,9 @@ def class_view(recent: list[Run], dataset: str, iterations: int) -> ClassView:
     """The runs of `recent` on `dataset` of `iterations`, pooled per net; this person's pooled runs as curves of
     their own, labelled "you"."""
     chosen = [run.id for run in recent if run.data == dataset and run.recipe["iterations"] == iterations]
-    states = runs.poll(chosen)
-    me = runs.user_id()
-    yours = [(state.run.spec["residual"], RunCurves(state.run.id, f"you: {runs.net_label(state.run.model)}",
+    states = live_runs.poll(chosen)
+    me = identity.user_id()
+    yours = [(state.run.spec["residual"], RunCurves(state.run.id, f"you: {run_service.net_label(state.run.model)}",
                                                     state.curves.train, state.curves.test))
              for state in states if state.run.owner == me and state.run.status in POOLED]
     rows = [RunRows(state.run, state.curves.train, state.curves.test) for state in states]
@@ -78,7 +79,7 @@ def summary_table(nets: list[NetPool], dataset: str | None) -> pd.DataFrame:
     """One line per net: people, runs by status, the pooled final test error (beside Table 6's where the runs are on
     CIFAR-10's own images, run_history.beside_table6), and "you"."""
     paper = run_history.beside_table6(dataset)
-    rows = [{"net": runs.net_label(net.model), "people": net.people, "runs": net.runs, **net.counts,
+    rows = [{"net": run_service.net_label(net.model), "people": net.people, "runs": net.runs, **net.counts,
              "final test error, median (%)": run_history.percent(pd.Series(net.final).median() if net.final else None),
              "lowest (%)": run_history.percent(min(net.final, default=None)),
              "highest (%)": run_history.percent(max(net.final, default=None)),
@@ -90,7 +91,7 @@ def summary_table(nets: list[NetPool], dataset: str | None) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- assignments
 def your_cell() -> Assignment | None:
     """This person's Fig. 6 cell, if the teacher handed one out to them (the teacher has none): a read."""
-    return None if teacher.is_teacher() else runs.store().assignment(runs.user_id())
+    return None if identity.is_teacher() else run_service.store().assignment(identity.user_id())
 
 
 def cell_length(iterations: int | None) -> int:
@@ -106,9 +107,9 @@ def apply_assignment() -> str | None:
     """On the Train page: give this person a cell if the teacher is handing them out, preselect its pair and
     length once per cell (their own changes then stay), and return the line that says so; None without one. The
     teacher gets no cell."""
-    if teacher.is_teacher():
+    if identity.is_teacher():
         return None
-    assignment = runs.store().assign(runs.user_id())
+    assignment = run_service.store().assign(identity.user_id())
     if assignment is None:
         return None
     iterations = cell_length(assignment.iterations)
@@ -121,14 +122,14 @@ def apply_assignment() -> str | None:
     return cell_line(assignment.depth, iterations)
 
 
-def lesson() -> tuple[bool, int | None, dict[int, int]]:
+def cells_handed_out() -> tuple[bool, int | None, dict[int, int]]:
     """(whether cells are handed out, their length or None for the default, depth -> people given it)."""
-    handing_out, iterations = runs.store().lesson_iterations()
-    return handing_out, iterations, runs.store().assigned_depths()
+    handing_out, iterations = run_service.store().lesson_iterations()
+    return handing_out, iterations, run_service.store().assigned_depths()
 
 
 def _teacher_only(action: str) -> tuple[bool, str] | None:
-    if not teacher.is_teacher():
+    if not identity.is_teacher():
         return False, f"Only the teacher can {action}."
     return None
 
@@ -137,7 +138,7 @@ def hand_out(iterations: int | None) -> tuple[bool, str]:
     """Start handing out cells (or change their length); (done, one line for the teacher)."""
     if refused := _teacher_only("hand out cells"):
         return refused
-    runs.store().hand_out(iterations)
+    run_service.store().hand_out(iterations)
     return True, (f"Handing out cells of {cell_length(iterations):,} iterations, in turn over depths "
                   f"{', '.join(map(str, CELL_DEPTHS))}.")
 
@@ -145,25 +146,25 @@ def hand_out(iterations: int | None) -> tuple[bool, str]:
 def stop_handing_out() -> tuple[bool, str]:
     if refused := _teacher_only("stop handing out cells"):
         return refused
-    runs.store().stop_handing_out()
+    run_service.store().stop_handing_out()
     return True, "No more cells are handed out; those given are kept until you reset them."
 
 
 def reset_assignments() -> tuple[bool, str]:
     if refused := _teacher_only("reset the assignments"):
         return refused
-    forgotten = runs.store().reset_assignments()
+    forgotten = run_service.store().reset_assignments()
     return True, f"{forgotten} assignments forgotten; the next person gets depth {CELL_DEPTHS[0]} again."
 
 
 def active_choices() -> dict[int, str]:
     """Queued and running runs for the teacher's cancel list: `#12 plain-44 (running)`, oldest first."""
-    return {run.id: f"#{run.id} {runs.net_label(run.model)} on {dataset_label(run.data)} ({run.status})"
-            for run in runs.store().runs() if run.status in ACTIVE}
+    return {run.id: f"#{run.id} {run_service.net_label(run.model)} on {dataset_label(run.data)} ({run.status})"
+            for run in run_service.store().runs() if run.status in ACTIVE}
 
 
 def cancel(run_id: int) -> tuple[bool, str]:
-    """The teacher cancels anyone's run (explorer.runs.act lets only the teacher past other people's)."""
+    """The teacher cancels anyone's run (explorer.run_service.act lets only the teacher past other people's)."""
     if refused := _teacher_only("cancel other people's runs"):
         return refused
-    return runs.act("cancel", run_id)
+    return run_service.act("cancel", run_id)

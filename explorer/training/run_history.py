@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from explorer.runs import duration_text, metric_frame, net_label, status_text, store
+from explorer.run_service import net_label, status_text, store
+from explorer.training.live_runs import duration_text, metric_frame
 from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
 from resnet_core.explain import catalog
-from resnet_core.runs import queue
+from resnet_core.runs import dispatch
 from resnet_core.runs.schema import ACTIVE, Run
 
 
@@ -40,7 +41,7 @@ def table6_error(spec: NetSpec) -> float | None:
 def history() -> pd.DataFrame:
     """Every run in the store, newest first: the columns of the Runs page (errors in %)."""
     db = store()
-    positions = queue.queue_positions(db)
+    positions = dispatch.queue_positions(db)
     rows = []
     for run, summary in reversed(db.runs_and_summaries(references=True)):
         end = run.ended if run.status not in ACTIVE else time.time()
@@ -55,7 +56,9 @@ def history() -> pd.DataFrame:
             **dict(zip(("paper top-1 (%)", "paper top-5 (%)"), _paper_errors(run))),
             "recipe": Recipe.from_dict(run.recipe).describe(),
             "duration": duration_text(end - run.started if run.started else None),
-            "device": f"{run.device} · {run.precision}", "reason": run.error or ""})
+            "device": f"{run.device} · {run.precision}",
+            # Which of a cluster's workers it trained on (or last did); empty for a run no executor has taken yet.
+            "machine": run.node or "", "reason": run.error or ""})
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "paper top-1 (%)": float,

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 import resnet_core as rc
-from explorer import tables
+from explorer.architecture import tables
 from resnet_core.nets import specs
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.tables import SHORTCUT_KINDS, shape_text
+from explorer.architecture.tables import SHORTCUT_KINDS, shape_text
 
 # One look per shortcut option of §3.3, shared by the diagram and its legend.
 SHORTCUT_STYLE = {
@@ -77,7 +77,7 @@ def _arc(x: float, y: float, steps: int = 16) -> tuple[list[float], list[float]]
 def network_diagram(blocks: pd.DataFrame, input_shape: Sequence[int], expanded: Collection[str] = ()) -> go.Figure:
     """The net as rows of boxes, one row per stage, with shortcuts drawn as arcs over the blocks.
 
-    `blocks` is `explorer.tables.block_table(layers)`. Stages named in `expanded` (e.g. `conv3_x`)
+    `blocks` is `explorer.architecture.tables.block_table(layers)`. Stages named in `expanded` (e.g. `conv3_x`)
     show every block, up to MAX_BOXES_PER_ROW; the others show their first block and one box for the rest.
     """
     rows: list[tuple[str, list[_Box]]] = []

@@ -1,38 +1,41 @@
-"""The processes that train runs: each run its own `python -m resnet_core train --run-id ID`, or a warm spare.
+"""The local launcher: each job its own process on this machine, in a session of its own so it outlives the app that
+started it: `python -m resnet_core.runs.job --run-id ID`, or a warm spare.
 
-A spare imports torch, torch._dynamo (the optimizer's first construction pulls it in) and the training modules,
+A spare imports torch, torch._dynamo (the optimizer's first construction pulls it in) and the executor's modules,
 ~3 s of a ~5 s start on this 2-core machine, before Start is pressed; then it waits until the queue hands it a
-run, trains that run exactly as `python -m resnet_core train --run-id ID` would, and exits. One run per process,
-so no state leaks from one run into the next. `keep_spares` starts them:
+job, executes that job exactly as `python -m resnet_core.runs.job --run-id ID` would, and exits. One job per
+process, so no state leaks from one job into the next. `keep_spares` starts them:
 
-    python -m resnet_core.runs.workers HOME
+    python -m resnet_core.runs.launchers.local HOME
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import processes
-from .settings import spares_wanted, threads_per_run
-from .store import Store
+from .. import processes
+from ..schema import Run
+from ..settings import spares_wanted, this_node, threads_per_run
+from ..store import Store
 
 LOG_NAME = "train.log"
 SPARE_IDLE_S = 300  # an idle spare (~300 MB) retires after this long
 POLL_S = 0.05
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the folder that holds resnet_core
 
 
 def start_run(store: Store, run_id: int, threads: int, spares: int) -> int:
-    """Start a process training the run, on `threads` torch threads: a waiting spare, else a new one; then top the
-    spares up to `spares`. Returns its pid."""
+    """Start a process executing job `run_id` on `threads` torch threads: a waiting spare, else a new one; then top
+    the spares up to `spares`. Returns its pid."""
     pid = _hand_to_spare(store, run_id, threads)
     if pid is None:
-        pid = _spawn(["resnet_core", "train", "--run-id", str(run_id), "--home", str(store.home),
+        pid = _spawn(["resnet_core.runs.job", "--run-id", str(run_id), "--home", str(store.home),
                       "--threads", str(threads)], store.run_dir(run_id) / LOG_NAME, threads)
     keep_spares(store, threads, spares)
     return pid
@@ -67,7 +70,8 @@ def _hand_to_spare(store: Store, run_id: int, threads: int) -> int | None:
         if alive:
             order = spare_paths(store.home, pid)[1]
             staged = order.with_suffix(".tmp")
-            staged.write_text(json.dumps({"run_id": run_id, "threads": threads}))
+            staged.write_text(json.dumps({"run_id": run_id, "threads": threads,
+                                             "log": str(store.run_dir(run_id) / LOG_NAME)}))
             os.replace(staged, order)  # the spare never reads half an order
         claimed.unlink()
         if alive:
@@ -91,17 +95,57 @@ def keep_spares(store: Store | None = None, threads: int | None = None, spares: 
             else:
                 spare.unlink(missing_ok=True)
         for _ in range(wanted - waiting):
-            pid = _spawn(["resnet_core.runs.workers", str(store.home)], folder / "spares.log",
+            pid = _spawn(["resnet_core.runs.launchers.local", str(store.home)], folder / "spares.log",
                          threads or threads_per_run())
             spare_paths(store.home, pid)[0].touch()
+
+
+class LocalLauncher:
+    """Starts a job's process with `threads` torch threads (default: the cores shared by the cap), keeping `spares`
+    warm spares (default: the server's setting)."""
+
+    def __init__(self, threads: int | None = None, spares: int | None = None) -> None:
+        # Read now: a bad setting starts nothing.
+        self.threads = threads_per_run() if threads is None else threads
+        self.spares = spares_wanted() if spares is None else spares
+
+    def launch(self, store: Store, run: Run) -> None:
+        store.run_dir(run.id).mkdir(parents=True, exist_ok=True)  # its log's folder
+        pid = start_run(store, run.id, self.threads, self.spares)
+        store.launched(run.id, pid, processes.start_time(pid))
+
+    resumes_lost_jobs = False  # a process killed for memory would only be killed again: a person resumes it
+    launches = True
+
+    def alive(self, run: Run) -> bool | None:
+        if run.pid is None or run.node not in (None, this_node()):
+            return None  # not launched yet, or another machine's process: only its lease can tell
+        return processes.running(run.pid, run.process_started)
+
+    def last_words(self, store: Store, run: Run) -> str:
+        # Progress bars use carriage returns; the last line is e.g. an exception's message.
+        try:
+            tail = (store.run_dir(run.id) / LOG_NAME).read_bytes()[-4096:].decode(errors="replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+        return lines[-1][:300] if lines else ""
+
+    def upkeep(self, store: Store) -> int | None:
+        return None  # the server's cap
+
+    def hurry(self, run: Run) -> bool | None:
+        if run.node not in (None, this_node()):
+            return None  # its lease renewal reads the request within seconds
+        # Only the run's own process: its pid, if it exited, may already be another's.
+        return processes.signal_if_same(run.pid, run.process_started, signal.SIGTERM)
 
 
 # ------------------------------------------------------------------------------------------- a spare's own side
 def serve_one_run(home: Path, idle_s: float) -> int:
     import torch._dynamo  # noqa: F401  (the slow imports are the point of a spare)
 
-    from .. import cli
-    from ..training import train  # noqa: F401
+    from .. import job
 
     spare, order = spare_paths(home, os.getpid())
     deadline = time.monotonic() + idle_s
@@ -120,13 +164,13 @@ def serve_one_run(home: Path, idle_s: float) -> int:
     assignment = json.loads(order.read_text())
     order.unlink()
     run_id = assignment["run_id"]
-    with open(home / "runs" / str(run_id) / LOG_NAME, "ab") as log:  # from here on, this process is the run's
+    with open(assignment["log"], "ab") as log:  # from here on, this process is the run's
         os.dup2(log.fileno(), sys.stdout.fileno())
         os.dup2(log.fileno(), sys.stderr.fileno())
-    return cli.main(["train", "--run-id", str(run_id), "--home", str(home), "--threads", str(assignment["threads"])])
+    return job.run(home, run_id, assignment["threads"])
 
 
 if __name__ == "__main__":
-    from ..cli import exit_now
+    from ...shutdown import exit_now
 
     exit_now(serve_one_run(Path(sys.argv[1]), SPARE_IDLE_S))
