@@ -49,3 +49,20 @@ def importers(prefix: str) -> set[str]:
 def test_training_knows_no_run_store_and_nobody_imports_the_cli():
     assert not {path for path in importers("resnet_core.runs") if path.startswith("resnet_core/training/")}
     assert importers("resnet_core.cli") == {"resnet_core/__main__.py"}
+
+
+def test_with_no_cluster_setting_nothing_imports_ray(tmp_path):
+    """The default deployment (local processes, SQLite) dispatches, queues and trains without Ray."""
+    code = f"""
+import os, sys
+os.environ["RESNET_EXPLORER_HOME"] = {str(tmp_path)!r}
+os.environ["RESNET_EXPLORER_SPARES"] = "0"
+from resnet_core.cli import main
+from resnet_core.runs import admission, dispatch
+from resnet_core.runs.store import Store
+assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "2", "--batch-size", "4"]) == 0
+admission.submit("resnet8", "synthetic", iterations=2, store=Store())
+dispatch.dispatch(cap=1)
+print("ray" in sys.modules)
+"""
+    assert run_fresh(code).splitlines()[-1] == "False"

@@ -80,9 +80,9 @@ def test_postgresql_stopped_for_10_s_while_a_run_trains_loses_and_doubles_nothin
                                                                                   monkeypatch):
     url = postgres_server.create_database()
     monkeypatch.setenv(settings.DATABASE_VARIABLE, url)
-    iterations = 600
+    iterations = 300
     process = train(tmp_path, "--model", "resnet8", "--data", "synthetic", "--iterations", str(iterations),
-                    "--batch-size", "8", "--eval-every", "100", "--threads", "1")
+                    "--batch-size", "8", "--eval-every", "50", "--threads", "1")
     try:
         before = len(eventually(lambda: training_rows(Store(tmp_path), at_least=20)))
         postgres_server.stop()
@@ -99,6 +99,6 @@ def test_postgresql_stopped_for_10_s_while_a_run_trains_loses_and_doubles_nothin
     assert store.run(1).status == "finished" and before < iterations
     train_rows = [row["iteration"] for row in store.metrics(1, "train")]
     assert train_rows == list(range(1, iterations + 1))  # every row once: none lost, none doubled
-    assert [row["iteration"] for row in store.metrics(1, "test")] == list(range(100, iterations + 1, 100))
+    assert [row["iteration"] for row in store.metrics(1, "test")] == list(range(50, iterations + 1, 50))
     iteration, path = store.latest_checkpoint(1)
     assert iteration == iterations and load_training_checkpoint(path).iteration == iterations
