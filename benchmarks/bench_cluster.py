@@ -108,19 +108,21 @@ def main() -> None:
         dispatcher.stop()
         report("local (2 processes)", local, None)
 
-        for name, kill in (("ray (2 workers)", None), ("ray, a worker killed", args.people // 3)):
-            home = root / name.replace(" ", "-").replace(",", "")
+        for name, kill, folder in (("ray (2 workers)", None, "ray"), ("ray, a worker killed", args.people // 3,
+                                                                         "ray-kill")):
+            home = root / folder
             home.mkdir()
             os.environ.update(RESNET_EXPLORER_DATABASE_URL=server.create_database(), RESNET_EXPLORER_HOME=str(home),
                               RESNET_EXPLORER_RAY_ADDRESS="127.0.0.1:6390")
             os.environ.pop("RESNET_EXPLORER_MAX_RUNS")
-            cluster = subprocess.Popen(["unshare", "-n", sys.executable, str(REPO / "tests" / "ray_cluster.py"),
-                                        str(home / "ready"), str(home / "stop")], cwd=REPO,
-                                       env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
+            with open(home / "cluster.log", "w") as log:
+                cluster = subprocess.Popen(["unshare", "-n", sys.executable, str(REPO / "tests" / "ray_cluster.py"),
+                                            str(home / "ready"), str(home / "stop")], cwd=REPO,
+                                           env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log,
+                                           stderr=subprocess.STDOUT)
             while not (home / "ready").exists():
                 if cluster.poll() is not None:
-                    raise RuntimeError("the cluster did not start")
+                    raise RuntimeError(f"the cluster did not start:\n{(home / 'cluster.log').read_text()[-3000:]}")
                 time.sleep(0.2)
             try:
                 result = play_class(args.people, args.iterations, kill_at=kill)
