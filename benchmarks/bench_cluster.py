@@ -77,8 +77,8 @@ def play_class(people: int, iterations: int, kill_at: int | None = None) -> dict
 
 def report(name: str, result: dict, baseline: dict | None) -> None:
     ratio = f"{result['makespan'] / baseline['makespan']:.2f}x" if baseline else "baseline"
-    print(f"{name:<22} makespan {result['makespan']:6.1f} s ({ratio})  wait p50 {statistics.median(result['waits']):5.1f} "
-          f"p95 {percentile(result['waits'], 0.95):5.1f} s  start->first point p50 "
+    print(f"{name:<22} makespan {result['makespan']:6.1f} s ({ratio})  "
+          f"wait p50 {statistics.median(result['waits']):5.1f} p95 {percentile(result['waits'], 0.95):5.1f} s  start->first point p50 "
           f"{statistics.median(result['first_points']):4.1f} p95 {percentile(result['first_points'], 0.95):4.1f} s  "
           f"lost {result['lost']}  doubled {result['doubled']}"
           + (f"  recovered in {result['recovered']:.1f} s" if result.get("recovered") is not None else ""),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 from helpers import REPO, eventually
 
 from resnet_core.runs import settings
@@ -102,3 +103,56 @@ def test_postgresql_stopped_for_10_s_while_a_run_trains_loses_and_doubles_nothin
     assert [row["iteration"] for row in store.metrics(1, "test")] == list(range(50, iterations + 1, 50))
     iteration, path = store.latest_checkpoint(1)
     assert iteration == iterations and load_training_checkpoint(path).iteration == iterations
+
+
+def dispatcher(home, env=None) -> subprocess.Popen:
+    """`python -m resnet_core dispatch` in the foreground of its own process, as a teacher starts it."""
+    return subprocess.Popen([sys.executable, "-m", "resnet_core", "dispatch", "--home", str(home)], cwd=REPO,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_two_dispatchers_never_both_dispatch_and_the_first_serves_the_queue(tmp_path, database_url, monkeypatch):
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
+    first = dispatcher(tmp_path)
+    try:
+        assert first.stdout.readline().startswith("Dispatching the queue of ")
+        second = dispatcher(tmp_path)
+        output, _ = second.communicate(timeout=60)
+        assert second.returncode == 2 and "Another dispatcher is already running" in output.splitlines()[-1]
+        store = Store(tmp_path)
+        from resnet_core.runs import admission
+
+        run_id = admission.submit("resnet8", "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
+
+        def trained():  # nobody but the first dispatcher could have started it
+            assert store.run(run_id).status == "finished"
+
+        eventually(trained)
+    finally:
+        first.send_signal(signal.SIGINT)  # Ctrl-C: it stops after the tick in progress, and frees the lock
+        first.communicate(timeout=60)
+    assert first.returncode == 0
+    again = dispatcher(tmp_path)
+    assert again.stdout.readline().startswith("Dispatching the queue of ")  # the lock was released
+    again.send_signal(signal.SIGINT)
+    again.communicate(timeout=60)
+
+
+def test_a_page_starts_the_deployments_dispatcher_when_none_is_alive(tmp_path, monkeypatch):
+    from resnet_core.runs.dispatch import dispatcher_lock, start_dispatcher_if_none
+
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
+    store = Store(tmp_path)
+    assert start_dispatcher_if_none(store)
+
+    def held():
+        with dispatcher_lock(store) as free:
+            assert not free, (tmp_path / "dispatcher.log").read_text() if (tmp_path / "dispatcher.log").exists() else ""
+
+    eventually(held)
+    assert not start_dispatcher_if_none(store)  # one is alive: no second
+    (pid,) = [process.pid for process in psutil.process_iter(["cmdline"])
+              if "dispatch" in (process.info["cmdline"] or []) and str(tmp_path) in (process.info["cmdline"] or [])]
+    os.kill(pid, signal.SIGINT)
+    psutil.Process(pid).wait(60)

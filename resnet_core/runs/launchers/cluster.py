@@ -7,9 +7,9 @@ Admission stays in the store: a job becomes a task only when the dispatcher has 
 nothing waits in Ray's own queue, where the store could neither see nor order it. A task dies with the driver that
 submitted it, so only the long-lived dispatcher process launches (`default_launcher` gives every other process of
 a cluster deployment an `ElsewhereLauncher`). Resources are declared per task: `num_cpus` the run's threads, and on
-a GPU a share of one (`RESNET_EXPLORER_GPU_SHARE`; the run caps its GPU memory to it). A job whose task failed because its
-machine was lost goes back to the queue and resumes from its last checkpoint on another machine; a cancel is the
-store's row, and a task that has not stopped CANCEL_GRACE_S after it is cancelled by Ray, forcibly.
+a GPU a share of one (`RESNET_EXPLORER_GPU_SHARE`; the run caps its GPU memory to it). A job whose task failed
+because its machine was lost goes back to the queue and resumes from its last checkpoint on another machine; a
+cancel is the store's row, and a task that has not stopped CANCEL_GRACE_S after it is cancelled by Ray, forcibly.
 """
 from __future__ import annotations
 
