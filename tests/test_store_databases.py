@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from resnet_core.cli import main
 from resnet_core.errors import StoreError, StoreUnavailableError
 from resnet_core.nets.specs import get_spec
 from resnet_core.runs import settings
@@ -68,38 +69,34 @@ def test_db_upgrade_migrates_explicitly_and_says_where(tmp_path):
     assert again.returncode == 0 and "Migrating" not in again.stderr
 
 
-def test_db_copy_into_postgresql_twice_doubles_nothing(tmp_path, postgres_url):
+def test_db_copy_into_postgresql_twice_doubles_nothing(tmp_path, postgres_url, capsys, monkeypatch):
     home = old_folder(tmp_path)
-    first = cli("db", "copy", "--to", postgres_url, "--home", str(home))
-    assert first.returncode == 0, first.stderr
-    assert "runs 4 new of 4, metrics 6 new of 6, results 2 new of 2, checkpoints 1 new of 1" in first.stdout
-    second = cli("db", "copy", "--to", postgres_url, "--home", str(home))
-    assert second.returncode == 0, second.stderr
+    assert main(["db", "copy", "--to", postgres_url, "--home", str(home)]) == 0
+    assert "runs 4 new of 4, metrics 6 new of 6, results 2 new of 2, checkpoints 1 new of 1" in capsys.readouterr().out
+    assert main(["db", "copy", "--to", postgres_url, "--home", str(home)]) == 0
     assert "runs 0 new of 4, metrics 0 new of 6, results 0 new of 2, checkpoints 0 new of 1, lesson 0 new of 1, " \
-           "assignments 0 new of 2" in second.stdout
+           "assignments 0 new of 2" in capsys.readouterr().out
 
     # Another machine: an empty data folder, the database shared. Everything reads back, the checkpoint included.
     expected_metrics = Store(home).metrics(1)
-    os.environ[settings.DATABASE_VARIABLE] = postgres_url  # isolated_home's monkeypatch restores the environment
-    try:
-        remote = Store(tmp_path / "another-machine")
-        assert [(run.id, run.status, run.owner) for run in remote.runs()] == [
-            (1, "finished", None), (2, "cancelled", "alice"), (3, "queued", "bob")]
-        assert remote.metrics(1) == expected_metrics and len(expected_metrics) == 6
-        iteration, path = remote.latest_checkpoint(1)
-        assert path.read_bytes() == (home / "runs" / "1" / "checkpoint-0000004.safetensors").read_bytes()
-        assert remote.assigned_depths() == {20: 1, 32: 1, 44: 0, 56: 0} and remote.results(4)[1]["error"] == 0.6
-        assert new_run(remote) == 5  # the id sequence goes on after the copied ids
-    finally:
-        del os.environ[settings.DATABASE_VARIABLE]
+    monkeypatch.setenv(settings.DATABASE_VARIABLE, postgres_url)
+    remote = Store(tmp_path / "another-machine")
+    assert [(run.id, run.status, run.owner) for run in remote.runs()] == [
+        (1, "finished", None), (2, "cancelled", "alice"), (3, "queued", "bob")]
+    assert remote.metrics(1) == expected_metrics and len(expected_metrics) == 6
+    iteration, path = remote.latest_checkpoint(1)
+    assert path.read_bytes() == (home / "runs" / "1" / "checkpoint-0000004.safetensors").read_bytes()
+    assert remote.assigned_depths() == {20: 1, 32: 1, 44: 0, 56: 0} and remote.results(4)[1]["error"] == 0.6
+    assert new_run(remote) == 5  # the id sequence goes on after the copied ids
 
 
-def test_db_copy_refuses_a_database_whose_run_ids_are_other_runs(tmp_path, postgres_url, monkeypatch):
+def test_db_copy_refuses_a_database_whose_run_ids_are_other_runs(tmp_path, postgres_url, monkeypatch, capsys):
     monkeypatch.setenv(settings.DATABASE_VARIABLE, postgres_url)
     new_run(Store(tmp_path / "someone-else"), name="someone else's run")
     monkeypatch.delenv(settings.DATABASE_VARIABLE)
-    done = cli("db", "copy", "--to", postgres_url, "--home", str(old_folder(tmp_path)))
-    assert done.returncode == 2 and "already has other runs numbered 1;" in done.stderr.splitlines()[-1]
+    assert main(["db", "copy", "--to", postgres_url, "--home", str(old_folder(tmp_path))]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ") and "already has other runs numbered 1;" in line
     monkeypatch.setenv(settings.DATABASE_VARIABLE, postgres_url)
     assert [run.name for run in Store(tmp_path / "someone-else").runs()] == ["someone else's run"]  # untouched
 
