@@ -7,7 +7,6 @@ else is read from the store when they need it.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import streamlit as st
@@ -26,20 +25,17 @@ from resnet_core.training.data import cifar_folder
 from resnet_core.training.recipe import TEST_POINTS
 
 logger = logging.getLogger(__name__)
-_local = threading.local()
 AUTO_TEST_POINTS = f"auto: {TEST_POINTS} times a run, at most once an epoch"  # training_recipe's rule, in words
 
 
 def store() -> Store:
-    """This thread's store of the data folder ($RESNET_EXPLORER_HOME): a SQLite connection is per thread. Keeps
-    the server's dispatcher of that folder going while pages use it."""
+    """The store of the data folder ($RESNET_EXPLORER_HOME); cheap, as its database's engine and connection pool are
+    the process's and shared by every thread. Keeps the server's dispatcher of that folder going while pages use
+    it."""
     home = resolve_home()
-    stores = _local.__dict__.setdefault("stores", {})
-    if home not in stores:
-        stores[home] = Store(home)
     _dispatcher(str(home)).keep_alive()
     _references_added(str(home))
-    return stores[home]
+    return Store(home)
 
 
 @st.cache_resource

@@ -18,8 +18,10 @@ import psutil
 import pytest
 from helpers import REPO, eventually, screenshot, serve_app, start_pair, wait_for_more_points
 
+from resnet_core.nets.specs import get_spec
 from resnet_core.runs import admission, control, settings
 from resnet_core.runs.store import Store
+from resnet_core.training.recipe import Recipe
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (requirements-dev.txt)"),
@@ -138,6 +140,23 @@ def test_start_on_the_train_page_trains_on_the_cluster_with_live_curves(on_clust
         assert page.get_by_text("2 runs train at a time on 2 machines of the cluster").count() == 1
         for run in runs:
             control.cancel(run.id, on_cluster)
+
+
+def test_an_image_folder_missing_on_its_machine_fails_the_run_naming_both(on_cluster):
+    """Admission checks a folder where the run is queued; the machine that trains it may not have it."""
+    store = on_cluster
+    [run_id] = store.create_runs([dict(name="pets", spec=get_spec("resnet8").to_dict(), data="/nowhere/pets",
+                                       recipe=Recipe(iterations=4, batch_size=8).to_dict(), device="cpu",
+                                       precision="fp32", seed=0)])
+
+    def failed():
+        run = store.run(run_id)
+        assert run.status == "failed" and run.node, (run.status, run.error)
+        return run
+
+    run = eventually(failed, timeout=120)
+    assert run.error == (f"The image folder /nowhere/pets does not exist on {run.node}; every machine of the cluster "
+                         "needs it at the same path.")
 
 
 def test_a_machine_lost_mid_run_resumes_elsewhere_and_records_every_iteration_once(on_cluster):
