@@ -112,7 +112,7 @@ def dispatcher(home, env=None) -> subprocess.Popen:
                             text=True)
 
 
-def test_two_dispatchers_never_both_dispatch_and_the_first_serves_the_queue(tmp_path, database_url, monkeypatch):
+def test_two_dispatchers_never_both_dispatch_and_a_stopped_one_frees_its_place(tmp_path, database_url, monkeypatch):
     monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
     first = dispatcher(tmp_path)
     try:
@@ -120,15 +120,6 @@ def test_two_dispatchers_never_both_dispatch_and_the_first_serves_the_queue(tmp_
         second = dispatcher(tmp_path)
         output, _ = second.communicate(timeout=60)
         assert second.returncode == 2 and "Another dispatcher is already running" in output.splitlines()[-1]
-        store = Store(tmp_path)
-        from resnet_core.runs import admission
-
-        run_id = admission.submit("resnet8", "synthetic", iterations=4, batch_size=8, eval_every=2, store=store)
-
-        def trained():  # nobody but the first dispatcher could have started it
-            assert store.run(run_id).status == "finished"
-
-        eventually(trained)
     finally:
         first.send_signal(signal.SIGINT)  # Ctrl-C: it stops after the tick in progress, and frees the lock
         first.communicate(timeout=60)
