@@ -92,8 +92,9 @@ def recipe_line(models: list[str], data: str, **settings) -> str | None:
 
 def warm_up() -> None:
     """Keep warm training processes waiting (resnet_core.runs.launchers.local spares), so a run started here shows its
-    first point ~3 s sooner."""
-    local.keep_spares(store())
+    first point ~3 s sooner; none on a cluster, whose runs never start on this server."""
+    if not ray_address():
+        local.keep_spares(store())
 
 
 def act(action: str, run_id: int) -> tuple[bool, str]:

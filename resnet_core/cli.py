@@ -212,7 +212,7 @@ def _train(args: argparse.Namespace) -> int:
             recipe = Recipe.from_dict(run.recipe)
             iterations = recipe.iterations
             print(f"run {run_id}: {run.spec['name']} on {run.data}, {iterations} iterations of {recipe.batch_size}, "
-                  f"{device.type}; store {store.path}", flush=True)
+                  f"{device.type}; store {store.where}", flush=True)
 
     with stop_requests() as should_stop, tqdm(total=iterations, disable=None if rank == 0 else True, unit="it",
                                                dynamic_ncols=True, file=sys.stderr) as progress:

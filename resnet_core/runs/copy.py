@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, text
 
 from ..errors import StoreError
-from .database import describe, engine_for, insert, is_postgresql, read, write
+from .database import describe, engine_for, insert, is_postgresql, keeps_checkpoints, read, write
 from .schema import (assignments_table, checkpoints_table, lesson_table, metrics_table, results_table,
                      runs_table)
-from .settings import shared_checkpoint_folder
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -41,10 +40,10 @@ class CopyReport:
 def copy_store(source: Store, target_url: str) -> CopyReport:
     """Copy every row of `source` into the database at `target_url` (migrated to the newest schema first)."""
     target = engine_for(target_url)
-    if target.url == engine_for(source.url).url:
+    if target.url == source.engine.url:
         raise StoreError(f"The data folder's runs are already in {describe(target_url)}; name another database.")
-    checkpoint_bytes = is_postgresql(target) and shared_checkpoint_folder() is None
-    with read(engine_for(source.url), snapshot=True) as db:
+    checkpoint_bytes = keeps_checkpoints(target)
+    with read(source.engine, snapshot=True) as db:
         rows = {table.name: [dict(row) for row in db.execute(select(table)).mappings()] for table in TABLES}
     if checkpoint_bytes:
         rows["checkpoints"] = [row for row in (_with_bytes(source, row) for row in rows["checkpoints"]) if row]

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 
 from ..errors import StoreError, StoreUnavailableError
-from .settings import database_url
+from .settings import database_url, shared_checkpoint_folder
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,11 @@ def _sqlite_begin(connection: Connection) -> None:
 
 def is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def keeps_checkpoints(engine: Engine) -> bool:
+    """Whether checkpoints travel in this database: PostgreSQL with no folder every machine mounts."""
+    return is_postgresql(engine) and shared_checkpoint_folder() is None
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, and_, exc, func, or_, select, text, true
 from ..errors import RunLimitError, ServerFullError, StoreError
 from . import processes
 from .classroom import ClassroomData
-from .database import describe, engine_for, is_postgresql, read, store_url, write
+from .database import describe, engine_for, keeps_checkpoints, read, store_url, write
 from .recorded import RecordedData
 from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, DamagedRunError, Run, Status, metrics_table,
                      nodes_table, runs_table)
@@ -62,7 +62,7 @@ class Store(RecordedData, ClassroomData):
             raise StoreError(f"Cannot open the run store {describe(self.url)} ({getattr(error, 'orig', None) or error})"
                              "; pass --home DIR for another data folder.") from None
         # With PostgreSQL and no folder every machine mounts, checkpoints travel in the database.
-        self.checkpoints_in_database = is_postgresql(self.engine) and shared_checkpoint_folder() is None
+        self.checkpoints_in_database = keeps_checkpoints(self.engine)
         self.checkpoint_root = shared_checkpoint_folder() or self.home
 
     @property

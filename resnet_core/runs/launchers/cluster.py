@@ -77,7 +77,8 @@ class RayLauncher:
         try:
             self.ray.get(task, timeout=0)
         except Exception as error:  # the task's failure is what is asked for: a lost node, a crashed worker
-            return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300] if str(error).strip() else ''}"
+            first_line = next(iter(str(error).strip().splitlines()), "")
+            return f"{type(error).__name__}: {first_line[:300]}"
         return ""
 
     def hurry(self, run: Run) -> bool | None:
