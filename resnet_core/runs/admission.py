@@ -26,6 +26,7 @@ from .store import Store
 
 # Train sizes of the built-in sources; synthetic matches load_data's default synthetic_sizes.
 SOURCE_SIZES = {"cifar10": (10, 50_000), "cifar100": (100, 50_000), "synthetic": (10, 2048)}
+SOURCE_TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "synthetic": 512}
 # A CPU trains ResNet-20 at ~400-700 img/s (docs/BENCHMARKS.md): 10 CIFAR-10 epochs take ~15 min, ResNet-110's
 # ~1.5 h. The limit counts images, so a small dataset (synthetic: 2,048) may run more epochs of it.
 CPU_MAX_EPOCHS = 10
@@ -69,6 +70,13 @@ def dataset_shape(source: str) -> tuple[int, int]:
         raise UserError(f"Unknown dataset {source!r}; allowed: {SOURCE_HELP}.")
     listing = list_split(folder, "train")
     return len(listing), sum(len(files) for files in listing.values())
+
+
+def test_images_of(source: str) -> int:
+    """Test images of a source (after `dataset_shape` has accepted it), without decoding it."""
+    if source in SOURCE_TEST_SIZES:
+        return SOURCE_TEST_SIZES[source]
+    return sum(len(files) for files in list_split(Path(source).expanduser(), "test").values())
 
 
 def submit(model: str, data: str, **settings) -> int:

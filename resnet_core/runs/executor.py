@@ -10,6 +10,8 @@ processes and warm spares) only take the job and call this.
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,8 +21,11 @@ import torch
 from ..errors import UserError, folder_full_error
 from ..explain.jobs import experiment_steps
 from ..nets.specs import NetSpec
+from ..speed import book as speed_book
+from ..speed.meter import RunMeter
 from ..training.checkpoint import load_training_checkpoint
 from ..training.data import ImageData, load_data, storage
+from ..training.device import pick_device
 from ..training.recipe import Recipe
 from ..training.train import CheckpointDue, Record, RunEnd, train
 from .lease import LeaseKeeper
@@ -29,6 +34,7 @@ from .schema import Run, Status
 from .settings import lease_renew_seconds
 from .store import Store
 
+logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
@@ -114,15 +120,22 @@ def _shared(job: _TrainingJob | None) -> _TrainingJob:
 def _train(job: _TrainingJob, recorder: Recorder | None, should_stop: Callable[[], bool], device: str | None,
            compile: bool, data: ImageData | None, on_event: Callable[[Record], None] | None) -> Outcome:
     spec, recipe = NetSpec.from_dict(job.spec), Recipe.from_dict(job.recipe)
+    started = time.monotonic()
     if data is None:  # e.g. a folder deleted or changed since, or CIFAR offline: a UserError says why
         data = load_data(job.source, **storage(spec.family, spec.input_size), home=job.home)
     if recipe.validation_images:
         data = data.with_validation_split(recipe.validation_images, job.seed)
     resume = load_training_checkpoint(job.checkpoint) if job.checkpoint else None
+    meter = None
     if recorder is not None:
         recorder.start(resume.iteration if resume else 0)
+        meter = RunMeter(recorder.run_id, spec.name, recipe, test_images=len(data.test_labels),
+                         device=pick_device(device).type, precision=job.precision, threads=torch.get_num_threads(),
+                         started=None if resume else started)
     for event in train(spec, data, recipe, seed=job.seed, device=device, precision=job.precision, compile=compile,
                        resume=resume, should_stop=should_stop):
+        if meter is not None:
+            meter.see(event)
         if on_event is not None:
             on_event(event)
         if isinstance(event, RunEnd):  # always the last
@@ -133,7 +146,21 @@ def _train(job: _TrainingJob, recorder: Recorder | None, should_stop: Callable[[
             recorder.checkpoint(event)
         else:
             recorder.record(event)
+    if meter is not None:
+        _add_to_speed_book(meter, job.home)
     return Outcome(end.status, end.message, end.iteration, "iteration")
+
+
+def _add_to_speed_book(meter: RunMeter, home: Path) -> None:
+    """What the run measured, for the estimates of later work on this machine; a run that could not record it has
+    still trained, so a failure only warns."""
+    measurement = meter.measurement()
+    if measurement is None:
+        return
+    try:
+        speed_book.record([measurement], home)
+    except OSError as error:
+        logger.warning("Run %s: its speeds could not be added to %s (%s).", meter.run_id, home, error)
 
 
 def _measure(run: Run, home: Path, recorder: Recorder, should_stop: Callable[[], bool]) -> Outcome:

@@ -123,7 +123,7 @@ def _latest_same_runs(table: str, planned: dict[str, tuple[NetSpec, Recipe]], da
         if run.name == run_name(table) and run.model in planned and (run.data, run.seed, run.device) == (
                 data, seed, device):
             spec, recipe = planned[run.model]
-            if (run.spec, run.recipe) == (spec.to_dict(), recipe.to_dict()):
+            if run.spec == spec.to_dict() and Recipe.from_dict(run.recipe) == recipe:  # old rows lack newer fields
                 latest[run.model] = run
     return latest
 

@@ -131,6 +131,7 @@ class DamagedRunError(StoreError):
         # What the queue needs to fail a damaged run whose process died.
         self.id, self.status, self.pid, self.process_started = (row["id"], row["status"], row["pid"],
                                                                 row.get("process_started"))
+        self.node = row.get("node")
         self.lapsed = lease_lapsed(row["status"], row.get("heartbeat"))
 
 

@@ -5,6 +5,7 @@ empty variable means its default.
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 from pathlib import Path
@@ -46,6 +47,11 @@ GPU_SHARE_VARIABLE = "RESNET_EXPLORER_GPU_SHARE"
 DEFAULT_GPU_SHARE = 0.125
 # The machine a job executes on, as the store records it; a cluster's worker sets it to its node, else the host name.
 NODE_VARIABLE = "RESNET_EXPLORER_NODE"
+
+# The time a preset's runs may take together on this server: each preset trains the longest length that fits
+# (resnet_core.speed.fit), never shorter than the length its effect was measured to need.
+DEMO_MINUTES_VARIABLE = "RESNET_EXPLORER_DEMO_MINUTES"
+DEFAULT_DEMO_MINUTES = 6.0
 
 # Whoever opens the Class page with ?key= equal to this may hand out Fig. 6's cells and cancel anyone's run;
 # unset, nobody can (runs.classroom).
@@ -142,6 +148,21 @@ def lease_renew_seconds() -> float:
 def ray_address() -> str | None:
     """$RESNET_EXPLORER_RAY_ADDRESS (`auto` or HOST:PORT of a Ray head), or None: jobs run as local processes."""
     return os.environ.get(RAY_ADDRESS_VARIABLE) or None
+
+
+def demo_minutes() -> float:
+    """Minutes a preset's runs may take together: $RESNET_EXPLORER_DEMO_MINUTES, else 6."""
+    value = os.environ.get(DEMO_MINUTES_VARIABLE)
+    if not value:
+        return DEFAULT_DEMO_MINUTES
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = math.nan
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise UserError(f"${DEMO_MINUTES_VARIABLE} must be a number of minutes above 0 (e.g. 6 or 2.5); got "
+                        f"{value!r}.")
+    return minutes
 
 
 def gpu_share() -> float:

@@ -47,6 +47,10 @@ class Recipe:
     # subtracted. False: per-channel mean/std normalisation (the reference nets', and every run's before this was).
     per_pixel_mean: bool = True
     eval_interval: int | None = None  # iterations between test evaluations and checkpoints; None: every epoch
+    # Test images of a test point before the last (an even stride through the test set); the last test point uses
+    # them all. None: every test point uses them all. A short run's curve needs no 10,000-image passes in between:
+    # each costs 5-17 s of a few CPU minutes (docs/SHORT_RUNS.md).
+    intermediate_test_images: int | None = None
     validation_images: int = 0  # training images held out for evaluation (§4.2 uses 5000 for its analysis)
 
     def __post_init__(self) -> None:
@@ -60,6 +64,8 @@ class Recipe:
         if self.schedule == "linear-decay" and self.warmup_iterations >= self.iterations:
             raise UserError(f"A linear decay needs iterations after the warm-up; got {self.warmup_iterations} of "
                             f"{self.iterations}.")
+        if self.intermediate_test_images is not None and self.intermediate_test_images < 1:
+            raise UserError(f"A test point needs at least 1 image; got {self.intermediate_test_images!r}.")
         if self.eval_interval is not None and self.eval_interval < 1:
             raise UserError(f"The evaluation interval must be at least 1 iteration; got {self.eval_interval!r}.")
 
@@ -88,6 +94,17 @@ class Recipe:
             raise UserError(f"iterations must be a whole number of at least 1; got {iterations!r}.")
         milestones = tuple(round(iterations * m / self.iterations) for m in self.lr_milestones)
         return dataclasses.replace(self, iterations=iterations, lr_milestones=milestones)
+
+    def test_points(self, train_images: int) -> list[int]:
+        """The iterations after which a run of this recipe on `train_images` tests (and saves a checkpoint)."""
+        interval = self.eval_interval or self.iterations_per_epoch(train_images)
+        return [*range(interval, self.iterations, interval), self.iterations]
+
+    def test_images(self, iteration: int, available: int) -> int:
+        """How many of the `available` test images the test point after `iteration` evaluates."""
+        if iteration >= self.iterations or self.intermediate_test_images is None:
+            return available
+        return len(range(0, available, test_stride(self.intermediate_test_images, available)))
 
     def iterations_per_epoch(self, train_images: int) -> int:
         # The last incomplete batch is dropped; the next epoch's shuffle brings those images back.
@@ -138,6 +155,12 @@ class Recipe:
         return cls(**data)
 
 
+def test_stride(wanted: int, available: int) -> int:
+    """The step of the even stride that takes about `wanted` of `available` test images: every class is in it
+    even where the images are stored class by class (an image folder)."""
+    return max(1, available // wanted)
+
+
 # §3.4: batch 256, lr 0.1 divided by 10 on plateaus, up to 60e4 iterations, weight decay 1e-4, momentum 0.9.
 IMAGENET_RECIPE = Recipe(batch_size=256, iterations=600_000, schedule="plateau", lr_milestones=(),
                          augmentation="scale-crop")
@@ -154,6 +177,9 @@ RECIPE_KINDS = ("short", "paper")
 SHORT_RUN_WARMUP_ITERATIONS = 300  # or the first 60 % of a run shorter than 500; 100 was too short for ResNet-56
 SHORT_RUN_WARMUP_SHARE = 0.6
 TEST_POINTS = 5  # test evaluations in a run shorter than 5 epochs: each costs 5-17 s of a few minutes on a CPU
+# The test points before a short run's last evaluate this many images (an even stride through the test set): the
+# curve's test error within about ±1 point (binomial, n = 2,000), at a fifth of a full pass's cost on CIFAR-10.
+SHORT_RUN_INTERMEDIATE_TEST_IMAGES = 2_000
 
 
 def paper_recipe(spec: NetSpec) -> Recipe:
@@ -209,6 +235,7 @@ def training_recipe(spec: NetSpec, *, iterations: int | None = None, epochs: int
         # (docs/SHORT_RUNS.md); §4.2's per-pixel mean is the full recipe's, not yet measured in a short run.
         recipe = dataclasses.replace(recipe, schedule="linear-decay", lr_milestones=(), warmup_lr=None,
                                      warmup_iterations=warmup,
+                                     intermediate_test_images=SHORT_RUN_INTERMEDIATE_TEST_IMAGES,
                                      per_pixel_mean=normalization == "per-pixel" if normalization else False)
     if recipe.eval_interval is None and recipe.schedule in SCHEDULES_BY_ITERATION:
         per_epoch = recipe.iterations_per_epoch(trained_on)

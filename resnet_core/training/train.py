@@ -29,7 +29,7 @@ from .checkpoint import Checkpoint
 from .data import ImageData
 from .device import autocast, pick_device, pick_precision
 from .evaluate import loss_and_error
-from .recipe import SCHEDULES_BY_ITERATION, Recipe
+from .recipe import SCHEDULES_BY_ITERATION, Recipe, test_stride
 
 SMOOTHING = 0.98  # EMA factor of the smoothed training values: a memory of ~50 iterations
 
@@ -131,6 +131,8 @@ class _Loop:
             raise UserError(f"The batch size ({recipe.batch_size}) must divide evenly among {self.world} processes.")
         self.iterations_per_epoch = recipe.iterations_per_epoch(len(data.train_labels))
         self.eval_interval = recipe.eval_interval or self.iterations_per_epoch
+        self.test_points = recipe.test_points(len(data.train_labels))
+        self.test_s_per_image: float | None = None  # measured by the last test pass
         self.pipeline = Pipeline.for_recipe(recipe, self.data, spec.input_size, training=True)
 
         torch.manual_seed(seed)  # the initial weights; every rank draws the same ones
@@ -280,17 +282,36 @@ class _Loop:
             iteration=self.iteration, epoch=(self.iteration - 1) // self.iterations_per_epoch, loss=loss, error=error,
             smoothed_loss=smoothed["loss"] / smoothed["weight"], smoothed_error=smoothed["error"] / smoothed["weight"],
             lr=self._lr(), images_per_s=self.recipe.batch_size / step, elapsed_s=self._elapsed(),
-            eta_s=step * (self.recipe.iterations - self.iteration))
+            eta_s=self._eta(step))
 
     def _test_record(self) -> TestMetrics | None:
         if self.rank != 0:
             return None  # rank 0 evaluates alone; the others go on to the next all-reduce and wait there
-        loss, error = loss_and_error(self.model, self.data.test_images, self.data.test_labels, self.pipeline,
-                                     precision=self.precision, sizes=self.data.test_sizes)
+        started = time.monotonic()
+        images, labels, sizes = self._test_set()
+        loss, error = loss_and_error(self.model, images, labels, self.pipeline, precision=self.precision, sizes=sizes)
+        self.test_s_per_image = (time.monotonic() - started) / len(labels)
         if self.plateau is not None:
             self.plateau.step(error)
         last = self.smoothed["step_s"] / max(self.smoothed["weight"], 1e-12)
         return TestMetrics(iteration=self.iteration, epoch=(self.iteration - 1) // self.iterations_per_epoch,
                            loss=loss, error=error, lr=self._lr(), images_per_s=self.recipe.batch_size / last,
-                           elapsed_s=self._elapsed(), eta_s=last * (self.recipe.iterations - self.iteration),
-                           kind=self.data.test_split)
+                           elapsed_s=self._elapsed(), eta_s=self._eta(last), kind=self.data.test_split)
+
+    def _test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The test images of the test point after this iteration: all of them, or the recipe's even stride."""
+        data, available = self.data, len(self.data.test_labels)
+        if self.recipe.test_images(self.iteration, available) == available:
+            return data.test_images, data.test_labels, data.test_sizes
+        chosen = slice(0, available, test_stride(self.recipe.intermediate_test_images, available))
+        return (data.test_images[chosen], data.test_labels[chosen],
+                None if data.test_sizes is None else data.test_sizes[chosen])
+
+    def _eta(self, step_s: float) -> float:
+        """Seconds to the end: the remaining steps and the remaining test passes, each at the speed measured so far
+        (a test image before the first pass: a third of a training image's step, forward without backward)."""
+        per_test_image = self.test_s_per_image or step_s / self.recipe.batch_size / 3
+        available = len(self.data.test_labels)
+        test_images = sum(self.recipe.test_images(point, available) for point in self.test_points
+                          if point > self.iteration)
+        return step_s * (self.recipe.iterations - self.iteration) + per_test_image * test_images
