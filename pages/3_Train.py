@@ -1,7 +1,7 @@
 """Train: a plain net and its residual twin side by side, live, until the degradation problem shows (Fig. 1, 6)."""
 import streamlit as st
 
-from explorer import run_service, url_state
+from explorer import run_service, speed, url_state
 from explorer.classroom import lesson
 from explorer.training import live_runs, presets, views
 from explorer.setup import setup_page
@@ -21,7 +21,8 @@ views.restore_train_settings(shown_runs, NETS, list(DATASETS))
 if assignment := lesson.apply_assignment():  # the teacher's cell for this person, preselected below
     st.info(assignment, icon=":material/school:")
 with st.expander("Settings", expanded=True):
-    st.write("Presets: the paper's comparisons, each long enough to show its effect in at most about 5 minutes")
+    st.write(f"Presets: the paper's comparisons, each as long as fits {speed.budget_text()} on this server (its "
+             "runs at once), and never shorter than the length its effect was measured to need")
     for row in (presets.PRESETS[:3], presets.PRESETS[3:]):
         for column, preset in zip(st.columns(len(row)), row):
             column.button(preset.label, key=preset.key, width="stretch", on_click=views.apply_preset,
@@ -40,7 +41,7 @@ with st.expander("Settings", expanded=True):
         left.caption(note)
     unit = middle.segmented_control("Length in", ("iterations", "epochs"), key="train_unit", bind=IN_URL,
                                     default="iterations", required=True)
-    first_length = presets.DEFAULT.iterations if unit == "iterations" else 1
+    first_length = presets.length(presets.DEFAULT) if unit == "iterations" else 1
     length = middle.number_input(f"Number of {unit}", 1, 64_000, first_length, key=f"train_length_{unit}",
                                  bind=IN_URL)
     eval_every = middle.number_input("Test every (iterations)", 1, 64_000, None, key="train_eval_every", bind=IN_URL,
@@ -60,6 +61,7 @@ settings = dict(batch_size=int(batch_size), lr=float(lr), eval_every=eval_every 
 data = folder if source == "folder" else source
 if nets and (recipe := run_service.recipe_line(nets, data, **settings)):
     st.caption(f":material/tune: {recipe}.")
+    views.time_here(nets, data, settings)
 if st.button("Start", type="primary", key="train_start", icon=":material/play_arrow:", disabled=not nets):
     try:
         run_ids = run_service.start(nets, data, seed=int(seed), device=device, **settings)

@@ -13,20 +13,22 @@ from pathlib import Path
 
 import pytest
 from helpers import (CHROMIUM, CHROMIUM_ARGS, SETTINGS_PREFIX, WAIT_MS, app_figures, app_one_torch_thread,
-                     app_plotly_array, serve_app)
+                     app_plotly_array, seed_speeds, serve_app)
 
 from resnet_core.runs import settings
 
 
 @pytest.fixture(autouse=True)
 def isolated_home(monkeypatch, tmp_path_factory) -> Path:
-    """A fresh, empty data folder as $RESNET_EXPLORER_HOME and none of the developer's other RESNET_EXPLORER_*
-    settings, for every test: none reads or writes ~/.resnet-explorer or the developer's own folder. Autouse
-    fixtures start before a test's other function fixtures, so those set their own settings on top."""
+    """A fresh data folder (empty but for a canned speed calibration, helpers.seed_speeds) as $RESNET_EXPLORER_HOME
+    and none of the developer's other RESNET_EXPLORER_* settings, for every test: none reads or writes
+    ~/.resnet-explorer or the developer's own folder. Autouse fixtures start before a test's other function
+    fixtures, so those set their own settings on top."""
     for name in [name for name in os.environ if name.startswith(SETTINGS_PREFIX)]:
         monkeypatch.delenv(name)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv(settings.HOME_VARIABLE, str(home))
+    seed_speeds(home)
     return home
 
 

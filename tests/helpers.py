@@ -131,10 +131,31 @@ def server_environment(chosen: dict[str, str]) -> dict[str, str]:
     return {**inherited, **chosen, "PYTHONPATH": str(REPO)}
 
 
+# A canned calibration (resnet_core.speed) written into every test's data folder, so no page or command waits ~20 s
+# for a real one; test_speed measures for real. Speeds of the order of a 2-core CPU's, in images per second.
+CANNED_SPEEDS = {"resnet20": (500.0, 2_000.0), "resnet56": (180.0, 700.0)}
+CANNED_OVERHEAD_S = 3.0
+
+
+def seed_speeds(home: Path) -> None:
+    """Write CANNED_SPEEDS as this machine's calibration into `home`'s speed book, under every device, precision and
+    thread count a test's settings may give this server."""
+    from resnet_core.speed import book
+    from resnet_core.training.device import pick_device
+
+    machine = book.this_machine()
+    book.record([book.Measurement(net, pick_device().type, precision, threads, train, test, CANNED_OVERHEAD_S,
+                                  book.CALIBRATION, machine, time.time())
+                 for net, (train, test) in CANNED_SPEEDS.items() for precision in ("fp32", "bf16")
+                 for threads in range(1, (os.cpu_count() or 1) + 1)], home)
+
+
 @contextlib.contextmanager
 def serve_app(port: int, log: Path, chosen: dict[str, str]) -> Iterator[subprocess.Popen]:
     """`streamlit run streamlit_app.py` on 127.0.0.1:`port` with the `chosen` settings, healthy when entered;
     stopped on exit."""
+    if "RESNET_EXPLORER_HOME" in chosen:
+        seed_speeds(Path(chosen["RESNET_EXPLORER_HOME"]))
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
     with log.open("a") as output:

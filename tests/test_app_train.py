@@ -9,7 +9,11 @@ from helpers import REPO, app_url_round_trip
 from streamlit.testing.v1 import AppTest
 
 from resnet_core.runs import admission, control, settings
+from resnet_core.nets.specs import get_spec
 from resnet_core.runs.store import Store
+from resnet_core.speed.book import measurements
+from resnet_core.speed.estimate import describe_seconds, here, run_seconds, speed_of
+from resnet_core.training.recipe import Recipe
 
 PAGE = str(REPO / "pages" / "3_Train.py")
 # Runs a test cancels: never at their end on a loaded machine before the test acts (20,000 batches of 8 are within
@@ -108,7 +112,11 @@ def test_a_run_past_the_cap_waits_with_its_queue_position(app_home, monkeypatch)
     titles = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert titles == ["**#1 ResNet-8** on synthetic · :material/play_circle: running",
                       "**#2 plain-8** on synthetic · :material/schedule: queued #1"]
-    assert "Waiting for a free slot: at most 1 run(s) train at a time." in [caption.value for caption in at.caption]
+    queued = Store().run(2)
+    takes = run_seconds(Recipe.from_dict(queued.recipe), speed_of(get_spec("plain8"), here(), measurements()),
+                        train_images=2048, test_images=512)  # the canned calibration's speed (helpers.seed_speeds)
+    assert (f"Waiting for a free slot: at most 1 run(s) train at a time; once started, about "
+            f"{describe_seconds(takes)} here.") in [caption.value for caption in at.caption]
     at.button(key="train_cancel_2").click().run()
     assert Store().run(2).status == "cancelled"
     poll_until(at, lambda store: store.metrics(1, "train"))

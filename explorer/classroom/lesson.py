@@ -96,7 +96,7 @@ def your_cell() -> Assignment | None:
 
 def cell_length(iterations: int | None) -> int:
     """A cell's length: the teacher's, else the Train page's default."""
-    return iterations or presets.DEFAULT.iterations
+    return iterations or presets.length(presets.DEFAULT)
 
 
 def cell_line(depth: int, iterations: int | None) -> str:

@@ -5,9 +5,10 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from explorer import plots, run_service
+from explorer import plots, run_service, speed
 from explorer.training import charts, live_runs, presets
 from resnet_core.runs import settings
+from resnet_core.speed.estimate import describe_seconds
 
 STATUS_ICONS = {"running": ":material/play_circle:", "finished": ":material/check_circle:",
                 "cancelled": ":material/cancel:", "failed": ":material/error:", "diverged": ":material/trending_up:",
@@ -35,7 +36,9 @@ def run_card(state: live_runs.RunState, key: str) -> None:
                       help="Continues a cancelled or interrupted run from its last checkpoint.")
         st.progress(state.progress, text=live_runs.progress_text(state))
         if state.status.startswith("queued"):
-            st.caption(f"Waiting for a free slot: at most {settings.max_concurrent_runs()} run(s) train at a time.")
+            takes = speed.queued(run)
+            st.caption(f"Waiting for a free slot: at most {settings.max_concurrent_runs()} run(s) train at a time"
+                       + ("." if takes is None else f"; once started, about {describe_seconds(takes)} here."))
         if run.error and run.status in ("failed", "diverged", "interrupted"):
             st.error(run.error)
 
@@ -57,6 +60,30 @@ def curves(states: Sequence[live_runs.RunState], key: str) -> None:
     plots.show(charts.loss_lr_figure(curves), f"{key}_loss", "training-loss-and-lr")
 
 
+def time_here(nets: list[str], data: str, settings: dict) -> None:
+    """How long Start would take on this server, and why a preset's length is what it is."""
+    estimate = speed.planned(nets, data, **settings)
+    if estimate is None:
+        if (reason := speed.waiting_for()) == speed.MEASURING:
+            _until_measured()
+        elif reason:
+            st.caption(f":material/timer: {reason}")
+        return  # else settings that Start refuses, and says why
+    line = f":material/timer: Start: {estimate.describe()} (from {estimate.basis})."
+    preset = presets.matching(nets)
+    if preset and settings.get("iterations") == presets.length(preset) and (reason := presets.why(preset)):
+        line += f" {preset.label}: {reason}"
+    st.caption(line)
+
+
+@st.fragment(run_every=2)
+def _until_measured() -> None:
+    """Says that the speed is being measured, and reruns the page once it is (the presets' lengths change too)."""
+    if speed.waiting_for() != speed.MEASURING:
+        st.rerun(scope="app")
+    st.caption(f":material/timer: {speed.MEASURING}")
+
+
 def delete_run(run_id: int) -> None:
     """The Runs page's delete button: delete, say so, and take the confirmation back."""
     _act("delete", run_id)
@@ -68,7 +95,7 @@ def apply_preset(preset: presets.Preset) -> None:
     state = st.session_state
     state["train_nets"] = list(preset.nets)
     state["train_unit"] = "iterations"
-    state["train_length_iterations"] = preset.iterations
+    state["train_length_iterations"] = presets.length(preset)
 
 
 def restore_train_settings(run_ids: list[int], nets: list[str], datasets: list[str]) -> None:

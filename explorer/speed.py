@@ -1,0 +1,93 @@
+"""This server's speed for the pages: how long planned runs take here and each preset's length, measuring the
+server once in the background the first time a page needs it (resnet_core.speed).
+
+A page never waits for the measurement (~20 s): until it is in the data folder's book, the functions here return
+None and `MEASURING` says why; the page's live fragment shows the numbers once they come.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from resnet_core.errors import UserError
+from resnet_core.runs import admission
+from resnet_core.runs.schema import Run
+from resnet_core.runs.settings import demo_minutes, resolve_home
+from resnet_core.nets.specs import NetSpec
+from resnet_core.speed import book, calibrate
+from resnet_core.speed.estimate import Estimate, describe_seconds, estimate_planned, here
+from resnet_core.speed.fit import PresetLength, fit
+from resnet_core.presets import PRESETS
+from resnet_core.training.recipe import Recipe
+
+logger = logging.getLogger(__name__)
+MEASURING = "Measuring this server's speed (once, about 20 s) to say how long runs take here…"
+
+_measuring: dict[Path, threading.Thread] = {}
+_failures: dict[Path, str] = {}
+_guard = threading.Lock()
+
+
+def _measurements() -> list[book.Measurement]:
+    """This machine's measurements, starting the calibration in the background if none is there yet."""
+    waiting_for()
+    return book.measurements(resolve_home())
+
+
+def waiting_for() -> str | None:
+    """None once this server's speed under its conditions is in the book; else why not: `MEASURING` (the calibration
+    is started in the background, once per data folder and server at a time; its own lock keeps it to one per
+    folder), or the sentence of its failure."""
+    home, conditions = resolve_home(), here()
+    if any(m.source == book.CALIBRATION and m.matches(m.net, conditions) for m in book.measurements(home)):
+        return None
+    with _guard:
+        if home in _failures:
+            return _failures[home]
+        if not (home in _measuring and _measuring[home].is_alive()):
+            _measuring[home] = threading.Thread(target=_calibrate, args=(home,), daemon=True,
+                                                name="speed-calibration")
+            _measuring[home].start()
+    return MEASURING
+
+
+def _calibrate(home: Path) -> None:
+    try:
+        calibrate.calibrate(here(), home)
+    except Exception as error:  # the pages say so instead of an estimate; the server goes on
+        logger.exception("Measuring this server's speed failed")
+        _failures[home] = f"This server's speed could not be measured ({error}); no time estimates."
+
+
+def planned(models: list[str], data: str, **settings) -> Estimate | None:
+    """How long Start would take here with these settings (admission.planned_runs'), all the runs at once; None
+    while the settings cannot be trained (Start says why) or the speeds are being measured (`unavailable`)."""
+    try:
+        runs = admission.planned_runs(models, data, **settings)
+        train_images, test_images = admission.dataset_shape(data)[1], admission.test_images_of(data)
+    except UserError:
+        return None
+    return estimate_planned(runs, here(), _measurements(), train_images=train_images, test_images=test_images)
+
+
+def queued(run: Run) -> float | None:
+    """A queued run's wall time here once it starts; None when unknown."""
+    try:
+        train_images, test_images = admission.dataset_shape(run.data)[1], admission.test_images_of(run.data)
+    except UserError:  # its folder is gone: the run will fail and say so
+        return None
+    estimate = estimate_planned([(NetSpec.from_dict(run.spec), Recipe.from_dict(run.recipe))], here(),
+                                _measurements(), train_images=train_images, test_images=test_images)
+    return None if estimate is None else estimate.seconds
+
+
+def preset_lengths() -> dict[str, PresetLength] | None:
+    """Each preset's length on this server by label, within $RESNET_EXPLORER_DEMO_MINUTES; None while measuring."""
+    conditions, found = here(), _measurements()
+    lengths = [fit(preset, conditions, found, 60 * demo_minutes()) for preset in PRESETS]
+    return None if None in lengths else {length.preset.label: length for length in lengths}
+
+
+def budget_text() -> str:
+    return describe_seconds(60 * demo_minutes())
