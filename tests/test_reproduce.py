@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from helpers import seed_speeds
 
 from resnet_core.cli import main
 from resnet_core.nets.model import ResNet
@@ -18,16 +19,18 @@ from resnet_core.runs import dispatch, reproduce, settings
 from resnet_core.runs.launchers import local
 from resnet_core.runs.admission import SOURCE_SIZES
 from resnet_core.runs.store import Store
-from resnet_core.training.recipe import training_recipe
+from resnet_core.training.recipe import Recipe, training_recipe
 
 SYNTHETIC_IMAGES = SOURCE_SIZES["synthetic"][1]
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """A data folder whose queue starts no warm spares (they would outlive the test) and runs two at once."""
+    """A data folder whose queue starts no warm spares (they would outlive the test) and runs two at once, with the
+    canned calibration of this server's speed."""
     monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
     monkeypatch.setenv(settings.CAP_VARIABLE, "2")
+    seed_speeds(tmp_path)
     return tmp_path
 
 
@@ -52,10 +55,10 @@ def test_two_nets_train_through_the_queue_and_report_beside_the_paper(home, caps
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:6] == ["net", "params", "paper", "err", "our", "err"]
     for line, expected in zip(lines[1:3], (["plain20", "0.27M", "-"], ["resnet20", "0.27M", "8.75%"])):
-        net, params, paper, ours, iterations, wall_time, *status = line.split()
-        assert [net, params, paper] == expected and ours.endswith("%") and iterations == "2/2"
+        net, params, paper, ours, iterations, wall_time, left, *status = line.split()
+        assert [net, params, paper, left] == [*expected, "-"] and ours.endswith("%") and iterations == "2/2"
         assert status == ["finished", f"(#{1 if net == 'plain20' else 2},", "synthetic)"]
-    assert "none for plain nets" in lines[3]
+    assert "none for plain nets" in lines[3] and "left: the time to its end on this server" in lines[4]
 
     assert main(["reproduce", "table6", "--report", "--json", "--home", str(home)]) == 0
     rows = {row["net"]: row for row in json.loads(capsys.readouterr().out)}
@@ -69,7 +72,8 @@ def test_two_nets_train_through_the_queue_and_report_beside_the_paper(home, caps
         assert row["wall_s"] > 0 and row["status"] == "finished"
     assert rows["resnet110"] == dict(net="resnet110", parameters=count_parameters(ResNet(get_spec("resnet110"))),
                                      paper_error_percent=6.43, our_error_percent=None, iterations_done=0,
-                                     iterations_total=None, wall_s=None, status="not run", run_id=None, data=None)
+                                     iterations_total=None, wall_s=None, left_s=None, status="not run", run_id=None,
+                                     data=None)
 
 
 def test_a_waiting_net_is_reported_queued_and_resnet110_keeps_its_warm_up(home, monkeypatch):
@@ -84,6 +88,9 @@ def test_a_waiting_net_is_reported_queued_and_resnet110_keeps_its_warm_up(home, 
     [row] = reproduce.report("table6", ["resnet110"], store)
     assert (row.status, row.our_error_percent, row.iterations_done, row.iterations_total, row.wall_s) == (
         "queued", None, 0, 8, None)
+    # Its time once started, from this server's (canned) speed: what the same run is estimated to take.
+    planned = [(get_spec("resnet110"), Recipe.from_dict(recipe))]
+    assert row.left_s == pytest.approx(reproduce.table_estimate(planned, "synthetic", store).seconds)
 
 
 def test_a_full_length_table_on_a_cpu_is_refused_with_a_length_that_fits(home, capsys, monkeypatch):
@@ -91,18 +98,21 @@ def test_a_full_length_table_on_a_cpu_is_refused_with_a_length_that_fits(home, c
     argv = ["reproduce", "table6", "--device", "cpu", "--data", "synthetic", "--home", str(home)]
     assert main(argv) == 2
     [line] = capsys.readouterr().err.splitlines()
-    full = reproduce.cpu_seconds_per_iteration(
-        [(get_spec(net), training_recipe(get_spec(net), iterations=64_000, kind="paper",
-                                         train_images=SYNTHETIC_IMAGES)) for net in reproduce.TABLES["table6"].nets])
-    assert f"Training 10 nets for 64,000 iterations would take about {64_000 * full / 3600:,.1f} hours" in line
-    assert "--device cuda" in line and "--iterations 1000 " in line
+    planned = [(get_spec(net), training_recipe(get_spec(net), iterations=64_000, kind="paper",
+                                               train_images=SYNTHETIC_IMAGES)) for net in reproduce.TABLES["table6"].nets]
+    full = reproduce.table_estimate(planned, "synthetic", Store(home))  # from the canned calibration
+    assert full.seconds > reproduce.CPU_LIMIT_S
+    assert (f"Training 10 nets for 64,000 iterations would take {full.describe()} (speeds from this server's "
+            "calibration); train on a GPU (--device cuda), or pass --iterations ") in line
+    suggested = int(line.split("--iterations ")[1].split()[0])
+    assert suggested % 100 == 0 and 64_000 * reproduce.CPU_LIMIT_S / full.seconds - 100 < suggested
     assert Store(home).runs() == []
 
-    assert main([*argv, "--iterations", "1000"]) == 0  # the suggestion fits, and goes to the queue as the app's runs
+    assert main([*argv, "--iterations", str(suggested)]) == 0  # it fits, and goes to the queue as the app's runs
     runs = Store(home).runs()
     assert [run.model for run in runs] == list(reproduce.TABLES["table6"].nets)  # 110 layers: no server's depth cap
     assert {(run.recipe["iterations"], run.device, run.name, run.status) for run in runs} == {
-        (1000, "cpu", "reproduce table6", "queued")}
+        (suggested, "cpu", "reproduce table6", "queued")}
 
 
 def test_queuing_a_table_again_finishes_it_instead_of_training_it_twice(home, capsys, monkeypatch):

@@ -23,9 +23,12 @@ from ..nets.specs import NetSpec, get_spec
 from ..nets.summary import count_parameters
 from ..training.device import pick_device
 from ..training.recipe import Recipe
-from .admission import planned_runs, recorded_source, submit_all
+from ..speed import book as speed_book
+from ..speed.calibrate import calibrate
+from ..speed.estimate import Estimate, estimate_planned, here
+from .admission import dataset_shape, planned_runs, recorded_source, submit_all, test_images_of
 from .dispatch import dispatch
-from .schema import RESUMABLE
+from .schema import RESUMABLE, Status
 from .store import Run, Store
 
 
@@ -47,11 +50,6 @@ FULL_ITERATIONS = Recipe().iterations  # §4.2: 64k iterations
 DEFAULT_DATA = "cifar10"  # the paper's Table 6 data
 PAPER_QUANTITY = "CIFAR-10 test error"  # the paper fact the report sets beside ours
 
-# ResNet-20 training throughput (batch 128, fp32) of the whole 2-core development CPU: ~1,050 img/s on a quiet
-# machine (GUIDE.md §5; two 1-thread runs at once make ~500 each, the same total), 200-700 with other jobs running
-# (docs/BENCHMARKS.md). A deeper net costs about depth/20 as much per image (ResNet-56: 170 img/s where ResNet-20
-# makes 500). A machine with more cores is faster, so the estimate errs long there.
-CPU_RESNET20_IMAGES_PER_S = 500
 CPU_LIMIT_S = 2 * 3600  # a CPU run of a table past this is refused: a shorter run, or a GPU, answers sooner
 
 
@@ -92,7 +90,8 @@ def queue_table(table: str, nets: Sequence[str] | None = None, *, iterations: in
     (recipe, data, seed, device) is waiting, training, finished or diverged is kept as it is; one that was cancelled,
     failed or interrupted is resumed from its last checkpoint; the others are queued (the new runs all or none).
     `device` defaults to CUDA when available. On a CPU a table estimated to take longer than CPU_LIMIT_S is
-    refused with the estimate and a number of iterations that fits.
+    refused with the estimate and a number of iterations that fits. Estimates use this server's measured speed
+    (`speed`; the first one measures it, ~20 s).
     """
     nets = list(table_nets(table, nets))
     device = pick_device(device).type
@@ -104,7 +103,7 @@ def queue_table(table: str, nets: Sequence[str] | None = None, *, iterations: in
     earlier = _latest_same_runs(table, planned, data, seed, device, store)
     to_train = [net for net in nets if net not in earlier or earlier[net].status in RESUMABLE]
     if device == "cpu" and to_train:
-        _refuse_long_cpu_run([planned[net] for net in to_train])
+        _refuse_long_cpu_run([planned[net] for net in to_train], data, store)
     new = [net for net in to_train if net not in earlier]
     new_ids = dict(zip(new, submit_all(new, data, seed=seed, device=device, name=run_name(table), store=store,
                                        iterations=iterations, recipe="paper") if new else []))
@@ -135,28 +134,32 @@ def _table_run(net: str, new_ids: dict[str, int], earlier: dict[str, Run], store
     return TableRun(net, run.id, "resumed" if run.status in RESUMABLE else "kept", store.run(run.id).status)
 
 
-def cpu_seconds_per_iteration(planned: list[tuple[NetSpec, Recipe]]) -> float:
-    """Estimated CPU seconds for one iteration of every planned run (see CPU_RESNET20_IMAGES_PER_S)."""
-    return sum(recipe.batch_size * spec.depth / 20 for spec, recipe in planned) / CPU_RESNET20_IMAGES_PER_S
+def table_estimate(planned: list[tuple[NetSpec, Recipe]], data: str, store: Store) -> Estimate:
+    """How long `planned` runs (`admission.planned_runs`) take on this server, started together on its slots;
+    measures the server first if it never was."""
+    conditions = here()
+    sizes = {"train_images": dataset_shape(data)[1], "test_images": test_images_of(data)}
+    estimate = estimate_planned(planned, conditions, speed_book.measurements(store.home), **sizes)
+    if estimate is None:
+        calibrate(conditions, store.home)
+        estimate = estimate_planned(planned, conditions, speed_book.measurements(store.home), **sizes)
+    return estimate
 
 
-def _refuse_long_cpu_run(planned: list[tuple[NetSpec, Recipe]]) -> None:
-    per_iteration = cpu_seconds_per_iteration(planned)
-    iterations = planned[0][1].iterations
-    if iterations * per_iteration <= CPU_LIMIT_S:
+def _refuse_long_cpu_run(planned: list[tuple[NetSpec, Recipe]], data: str, store: Store) -> None:
+    estimate = table_estimate(planned, data, store)
+    if estimate.seconds <= CPU_LIMIT_S:
         return
-    fits = math.floor(CPU_LIMIT_S / per_iteration)
+    iterations = planned[0][1].iterations
+    fits = math.floor(iterations * CPU_LIMIT_S / estimate.seconds)  # the time is nearly proportional to the length
     suggested = max(1, fits // 100 * 100 if fits >= 100 else fits)
+    shorter = table_estimate([(spec, recipe.shortened(iterations=suggested)) for spec, recipe in planned], data,
+                             store)
     nets = f"{len(planned)} net{'s' * (len(planned) > 1)}"
     raise UserError(
-        f"Training {nets} for {iterations:,} iterations would take about {_hours(iterations * per_iteration)} on "
-        f"this CPU (ResNet-20 at ~{CPU_RESNET20_IMAGES_PER_S} images/s, deeper nets slower in proportion to depth); "
-        f"train on a GPU (--device cuda), or pass --iterations {suggested} (about "
-        f"{_hours(suggested * per_iteration)}, the paper's schedule scaled to that length).")
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:,.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
+        f"Training {nets} for {iterations:,} iterations would take {estimate.describe()} (speeds from "
+        f"{estimate.basis}); train on a GPU (--device cuda), or pass --iterations {suggested} ("
+        f"{shorter.describe()}, the paper's schedule scaled to that length).")
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class ReportRow:
     iterations_done: int
     iterations_total: int | None
     wall_s: float | None  # from start to end, or to now while it runs
+    left_s: float | None  # to its end: while it trains, its own estimate; while queued, this server's speed's
     status: str  # the run's, or "not run"
     run_id: int | None
     data: str | None
@@ -187,7 +191,8 @@ def report(table: str, nets: Sequence[str] | None = None, store: Store | None = 
         if run.name == run_name(table) and run.model in nets:
             latest[run.model] = (run, summary)
     now = time.time()
-    return [_row(net, *latest[net], now) if net in latest else _row_not_run(net) for net in nets]
+    found = speed_book.measurements(store.home)
+    return [_row(net, *latest[net], now, found) if net in latest else _row_not_run(net) for net in nets]
 
 
 def _paper_error(spec: NetSpec) -> float | None:
@@ -196,16 +201,22 @@ def _paper_error(spec: NetSpec) -> float | None:
 
 def _row_not_run(net: str) -> ReportRow:
     spec = get_spec(net)
-    return ReportRow(net, count_parameters(ResNet(spec)), _paper_error(spec), None, 0, None, None, "not run", None,
-                     None)
+    return ReportRow(net, count_parameters(ResNet(spec)), _paper_error(spec), None, 0, None, None, None, "not run",
+                     None, None)
 
 
-def _row(net: str, run: Run, summary: dict, now: float) -> ReportRow:
+def _row(net: str, run: Run, summary: dict, now: float, found: list) -> ReportRow:
     spec = NetSpec.from_dict(run.spec)  # the run's own: e.g. 100 classes on CIFAR-100, which the paper has no row for
     error = summary["test_error"]
     wall_s = None if run.started is None else (run.ended or now) - run.started
+    left_s = summary["eta_s"]
+    if run.status == Status.QUEUED:
+        estimate = estimate_planned([(spec, Recipe.from_dict(run.recipe))], here(), found,
+                                    train_images=dataset_shape(run.data)[1], test_images=test_images_of(run.data))
+        left_s = None if estimate is None else estimate.seconds
     return ReportRow(net, count_parameters(ResNet(spec)), _paper_error(spec), None if error is None else 100 * error,
-                     summary["iterations_done"], summary["iterations_total"], wall_s, run.status, run.id, run.data)
+                     summary["iterations_done"], summary["iterations_total"], wall_s, left_s, run.status, run.id,
+                     run.data)
 
 
 def format_report(table: str, rows: list[ReportRow]) -> str:
@@ -219,14 +230,16 @@ def format_report(table: str, rows: list[ReportRow]) -> str:
         minutes, secs = divmod(round(seconds), 60)
         return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
-    lines = [f"{'net':<10} {'params':>7} {'paper err':>9} {'our err':>8} {'iterations':>13} {'wall time':>9}  "
-             "status (run, data)"]
+    lines = [f"{'net':<10} {'params':>7} {'paper err':>9} {'our err':>8} {'iterations':>13} {'wall time':>9} "
+             f"{'left':>9}  status (run, data)"]
     for row in rows:
         iterations = "-" if row.iterations_total is None else f"{row.iterations_done}/{row.iterations_total}"
         ran = "" if row.run_id is None else f" (#{row.run_id}, {row.data})"
         lines.append(f"{row.net:<10} {row.parameters / 1e6:>6.2f}M {percent(row.paper_error_percent):>9} "
-                     f"{percent(row.our_error_percent):>8} {iterations:>13} {duration(row.wall_s):>9}  "
+                     f"{percent(row.our_error_percent):>8} {iterations:>13} {duration(row.wall_s):>9} "
+                     f"{duration(row.left_s):>9}  "
                      f"{row.status}{ran}")
     lines.append(TABLES[table].note)
-    lines.append("ours: the latest test error of one run per net (final once finished).")
+    lines.append("ours: the latest test error of one run per net (final once finished); left: the time to its end on "
+                 "this server, from its own speed while it trains, from the server's measured speed while queued.")
     return "\n".join(lines)

@@ -183,7 +183,9 @@ class Run:
             "test_error": test["error"] if test else None, "test_loss": test["loss"] if test else None,
             "device": self.device, "precision": self.precision, "seed": self.seed, "created": self.created,
             "started": self.started, "ended": self.ended, "error": self.error, "pid": self.pid, "node": self.node,
-            "heartbeat": self.heartbeat}
+            "heartbeat": self.heartbeat,
+            # Seconds to its end while it trains: its steps and its test passes still to come (training.train).
+            "eta_s": train.get("eta_s") if train and self.status == Status.RUNNING else None}
 
     @classmethod
     def from_row(cls, row: Mapping) -> "Run":

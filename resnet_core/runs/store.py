@@ -288,7 +288,7 @@ class Store(RecordedData, ClassroomData):
         with self._reading(snapshot=True) as db:
             found = self._training_runs(db, references)
             latest = {(row["run_id"], row["kind"]): row for row in db.execute(text(
-                "SELECT m.run_id, m.kind, m.iteration, m.error, m.loss FROM metrics m JOIN "
+                "SELECT m.run_id, m.kind, m.iteration, m.error, m.loss, m.eta_s FROM metrics m JOIN "
                 "(SELECT run_id, kind, MAX(iteration) AS iteration FROM metrics GROUP BY run_id, kind) last "
                 "USING (run_id, kind, iteration)")).mappings()}
         return [(run, run.summary(latest.get((run.id, "train")),
