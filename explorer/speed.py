@@ -6,6 +6,7 @@ None and `MEASURING` says why; the page's live fragment shows the numbers once t
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -16,7 +17,9 @@ from resnet_core.runs.schema import Run
 from resnet_core.runs.settings import demo_minutes, resolve_home
 from resnet_core.nets.specs import NetSpec
 from resnet_core.speed import book, calibrate
-from resnet_core.speed.estimate import Estimate, describe_seconds, estimate_planned, here
+from resnet_core.explain.jobs import images_through
+from resnet_core.speed.book import Conditions
+from resnet_core.speed.estimate import Estimate, describe_seconds, estimate_experiments, estimate_planned, here
 from resnet_core.speed.fit import PresetLength, fit
 from resnet_core.presets import PRESETS
 from resnet_core.training.recipe import Recipe
@@ -24,40 +27,45 @@ from resnet_core.training.recipe import Recipe
 logger = logging.getLogger(__name__)
 MEASURING = "Measuring this server's speed (once, about 20 s) to say how long runs take here…"
 
-_measuring: dict[Path, threading.Thread] = {}
-_failures: dict[Path, str] = {}
+_measuring: dict[tuple[Path, Conditions], threading.Thread] = {}
+_failures: dict[tuple[Path, Conditions], str] = {}
 _guard = threading.Lock()
 
 
-def _measurements() -> list[book.Measurement]:
+def _measurements(conditions: Conditions | None = None) -> list[book.Measurement]:
     """This machine's measurements, starting the calibration in the background if none is there yet."""
-    waiting_for()
+    waiting_for(conditions)
     return book.measurements(resolve_home())
 
 
-def waiting_for() -> str | None:
-    """None once this server's speed under its conditions is in the book; else why not: `MEASURING` (the calibration
-    is started in the background, once per data folder and server at a time; its own lock keeps it to one per
-    folder), or the sentence of its failure."""
-    home, conditions = resolve_home(), here()
+def experiment_conditions() -> Conditions:
+    """The experiments' conditions here: on the CPU in fp32 (explain.jobs queues them so), with the runs' threads."""
+    return dataclasses.replace(here(), device="cpu", precision="fp32")
+
+
+def waiting_for(conditions: Conditions | None = None) -> str | None:
+    """None once this server's speed under `conditions` (default: its runs') is in the book; else why not:
+    `MEASURING` (the calibration is started in the background, once per data folder, conditions and server at a
+    time; its own lock keeps it to one per folder), or the sentence of its failure."""
+    home, conditions = resolve_home(), conditions or here()
     if any(m.source == book.CALIBRATION and m.matches(m.net, conditions) for m in book.measurements(home)):
         return None
+    key = (home, conditions)
     with _guard:
-        if home in _failures:
-            return _failures[home]
-        if not (home in _measuring and _measuring[home].is_alive()):
-            _measuring[home] = threading.Thread(target=_calibrate, args=(home,), daemon=True,
-                                                name="speed-calibration")
-            _measuring[home].start()
+        if key in _failures:
+            return _failures[key]
+        if not (key in _measuring and _measuring[key].is_alive()):
+            _measuring[key] = threading.Thread(target=_calibrate, args=key, daemon=True, name="speed-calibration")
+            _measuring[key].start()
     return MEASURING
 
 
-def _calibrate(home: Path) -> None:
+def _calibrate(home: Path, conditions: Conditions) -> None:
     try:
-        calibrate.calibrate(here(), home)
+        calibrate.calibrate(conditions, home)
     except Exception as error:  # the pages say so instead of an estimate; the server goes on
         logger.exception("Measuring this server's speed failed")
-        _failures[home] = f"This server's speed could not be measured ({error}); no time estimates."
+        _failures[home, conditions] = f"This server's speed could not be measured ({error}); no time estimates."
 
 
 def planned(models: list[str], data: str, **settings) -> Estimate | None:
@@ -87,6 +95,14 @@ def preset_lengths() -> dict[str, PresetLength] | None:
     conditions, found = here(), _measurements()
     lengths = [fit(preset, conditions, found, 60 * demo_minutes()) for preset in PRESETS]
     return None if None in lengths else {length.preset.label: length for length in lengths}
+
+
+def experiments(kind: str, specs: list[NetSpec], **settings) -> Estimate | None:
+    """How long Start would take here for experiments of `kind` on nets of `specs` with `settings`, all at once;
+    None while the speeds are being measured (`waiting_for(experiment_conditions())`)."""
+    conditions = experiment_conditions()
+    return estimate_experiments(specs, [images_through(kind, spec, **settings) for spec in specs], conditions,
+                                _measurements(conditions))
 
 
 def budget_text() -> str:

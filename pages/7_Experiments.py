@@ -83,6 +83,8 @@ def live_results(kind: str, caption: str) -> None:
 
 
 def start_button(kind: str, models: list[str], data: str, **settings) -> None:
+    if time_here := studies.time_here(kind, models, **settings):
+        st.caption(f":material/timer: {time_here}")
     if st.button("Start", key=f"{kind}_start", type="primary", icon=":material/play_arrow:"):
         try:
             studies.remember(kind, studies.start(kind, models, data, **settings))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from explorer import identity, models, run_service, url_state
+from explorer import identity, models, run_service, speed, url_state
 from explorer.experiments import charts
 from resnet_core.explain import jobs
 from resnet_core.explain.shattering import shattering
@@ -43,6 +43,19 @@ def start(kind: str, choices: list[str], data: str, **settings) -> list[int]:
     """Queue one `kind` experiment per model for this person (their run limit applies); their run ids."""
     return jobs.submit_experiments(kind, choices, data, owner=identity.user_id(), store=run_service.store(),
                                    limits=run_service.server_limits(), **settings)
+
+
+def time_here(kind: str, choices: list[str], **settings) -> str | None:
+    """How long Start would take on this server, in one line; or why that is not known yet; None for a model that
+    cannot be loaded (the page says so where it loads it)."""
+    try:
+        specs = [models.classifier(choice).model.spec for choice in choices]
+    except ValueError:
+        return None
+    estimate = speed.experiments(kind, specs, **settings)
+    if estimate is None:
+        return speed.waiting_for(speed.experiment_conditions())
+    return f"Start: {estimate.describe()} (from {estimate.basis})."
 
 
 @dataclass(frozen=True)

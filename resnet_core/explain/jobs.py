@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import UserError
+from ..nets.specs import NetSpec
+from . import landscape, lesion
 from ..runs import admission, dispatch
 from ..runs.admission import Limits
 from ..runs.store import Store
@@ -49,6 +51,18 @@ def submit_experiments(kind: str, models: list[str], data: str, *, owner: str | 
     run_ids = store.create_runs(runs, owner=owner, **(limits.room() if limits else {}))
     dispatch.dispatch(store)
     return run_ids
+
+
+def images_through(kind: str, spec: NetSpec, **settings) -> int:
+    """About how many images an experiment pushes through the whole net, for its time estimate: a lesion study
+    passes its test images once intact, once per deleted block from that block on (half the net on average), and
+    once per random draw; a landscape passes its training images once per point."""
+    if kind == "lesion":
+        blocks = sum(spec.blocks_per_stage)
+        passes = 1 + blocks / 2 + settings.get("random_k", 0) * settings.get("draws", 10)
+        return round((settings.get("images") or lesion.DEFAULT_IMAGES) * passes)
+    points = settings.get("points", 41) ** settings.get("dims", 1)
+    return (settings.get("images") or landscape.DEFAULT_IMAGES) * points
 
 
 def _check_settings(kind: str, model, *, seed: int, **settings) -> None:

@@ -135,3 +135,15 @@ def estimate_planned(planned: list[tuple[NetSpec, Recipe]], conditions: Conditio
                  for (_, recipe), speed in zip(planned, speeds)]
     bases = sorted({speed.basis for speed in speeds})
     return Estimate(makespan(durations, conditions.slots), len(planned), conditions.slots, "; ".join(bases))
+
+
+def estimate_experiments(specs: list[NetSpec], images: list[int], conditions: Conditions,
+                         found: list[Measurement]) -> Estimate | None:
+    """The wall time of experiments (a lesion study, a landscape) on `specs`, each pushing `images` images through its
+    net (`explain.jobs.images_through`), started together here; None while a net's speed is unknown."""
+    speeds = [speed_of(spec, conditions, found) for spec in specs]
+    if not specs or None in speeds:
+        return None
+    durations = [speed.overhead_s + count / speed.test_images_per_s for speed, count in zip(speeds, images)]
+    return Estimate(makespan(durations, conditions.slots), len(specs), conditions.slots,
+                    "; ".join(sorted({speed.basis for speed in speeds})))
