@@ -17,3 +17,9 @@ def seed(text: str) -> int:
     if value is None or not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {MAX_SEED:,}; got {text!r}")
     return value
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """--quiet: no live progress line (there is none either when stderr is not a terminal)."""
+    parser.add_argument("--quiet", action="store_true", help="no live progress line on the terminal (there is none "
+                        "either when the output is not a terminal); the printed results stay as they are")

@@ -36,6 +36,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from .explain.commands import add_commands
     from .runs.commands import add_cluster_commands, add_db_command, add_reproduce_command
+    from .speed.commands import add_speed_commands
     from .training.data import SOURCE_HELP
     from .training.recipe import NORMALIZATIONS, RECIPE_KINDS, SHORT_RUN_WARMUP_ITERATIONS, TEST_POINTS
 
@@ -86,10 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(resnet_core.runs.dispatch) created and started for this process, with its own settings")
     train.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: the cores shared "
                        "evenly among the processes of a torchrun)")
+    arguments.add_quiet(train)
 
     add_reproduce_command(commands, with_home)
     add_db_command(commands, with_home)
     add_cluster_commands(commands, with_home)
+    add_speed_commands(commands, with_home)
 
     runs = with_home(commands.add_parser("runs", help="list the recorded runs"))
     runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -142,8 +145,8 @@ def _spec(name: str, num_classes: int | None):
 # ------------------------------------------------------------------------------------------- train
 def _train(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
+    from .progress import ProgressLine
     from .runs.executor import execute
     from .runs.job import configure_logging, report, take
     from .runs.admission import submit
@@ -214,17 +217,18 @@ def _train(args: argparse.Namespace) -> int:
             print(f"run {run_id}: {run.spec['name']} on {run.data}, {iterations} iterations of {recipe.batch_size}, "
                   f"{device.type}; store {store.where}", flush=True)
 
-    with stop_requests() as should_stop, tqdm(total=iterations, disable=None if rank == 0 else True, unit="it",
-                                               dynamic_ncols=True, file=sys.stderr) as progress:
+    with stop_requests() as should_stop, ProgressLine("it", total=iterations, quiet=args.quiet or rank > 0) as line:
+        test_error = None
+
         def show(record) -> None:
+            nonlocal test_error
             if isinstance(record, TrainMetrics):
-                progress.n = record.iteration
-                progress.set_postfix(loss=f"{record.smoothed_loss:.3f}", err=f"{record.smoothed_error:.3f}",
-                                     lr=f"{record.lr:g}", refresh=False)
-                progress.update(0)
+                line.update(record.iteration, images_per_s=record.images_per_s, eta_s=record.eta_s,
+                            error=record.smoothed_error, test_error=test_error)
             elif isinstance(record, TestMetrics):
-                progress.write(f"iteration {record.iteration}: {record.kind} error {record.error:.4f}, "
-                               f"loss {record.loss:.4f}")
+                test_error = record.error
+                line.write(f"iteration {record.iteration}: {record.kind} error {record.error:.4f}, "
+                           f"loss {record.loss:.4f}")
 
         outcome = execute(store, run_id, should_stop=should_stop, device=device.type, compile=args.compile,
                           data=data, on_event=show)

@@ -132,10 +132,13 @@ def test_the_callers_model_is_untouched_bit_for_bit(data):
 def test_rows_arrive_one_at_a_time_with_progress_per_point(data):
     done = []
     rows = iter_landscape_rows(trained_like("resnet8"), data, dims=2, points=3, images=16,
-                               progress=lambda count, total: done.append((count, total)))
+                               progress=lambda count, total, error: done.append((count, total, error)))
     first = next(rows)
-    assert first.index == 0 and len(first.loss) == len(first.error) == 3 and done[-1] == (3, 9)
-    assert [row.index for row in rows] == [1, 2] and done == [(count, 9) for count in range(1, 10)]
+    assert first.index == 0 and len(first.loss) == len(first.error) == 3 and done[-1] == (3, 9, first.error[-1])
+    rest = list(rows)
+    assert [row.index for row in rest] == [1, 2] and [(count, total) for count, total, _ in done] == [
+        (count, 9) for count in range(1, 10)]
+    assert [error for _, _, error in done] == [error for row in (first, *rest) for error in row.error]
 
 
 def test_a_parabola_is_one_smooth_convex_basin_and_a_wiggle_is_not():

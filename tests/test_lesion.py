@@ -128,11 +128,14 @@ def test_records_come_in_order_seeded_and_leave_the_model_alone(data):
     assert other[0] != records[0] or other[4:] != draws  # another seed: other images or other draws
 
 
-def test_progress_counts_every_measurement(data):
+def test_progress_counts_every_measurement_with_its_error(data):
     calls = []
     study = lesion_study(trained_looking("resnet8"), data, images=20, random_k=2, draws=3,
-                         progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(done, 1 + 3 + 2 * 3) for done in range(1 + 3 + 2 * 3 + 1)]
+                         progress=lambda done, total, error: calls.append((done, total, error)))
+    assert [(done, total) for done, total, _ in calls] == [(done, 1 + 3 + 2 * 3) for done in range(1 + 3 + 2 * 3 + 1)]
+    errors = [study.baseline_error, *(block.error for block in study.blocks),
+              *(error for deletions in study.random for error in deletions.errors)]
+    assert [error for _, _, error in calls] == [None, *errors]
     assert [(deletions.k, len(deletions.errors)) for deletions in study.random] == [(1, 3), (2, 3)]
 
 

@@ -128,9 +128,11 @@ def test_queuing_a_table_again_finishes_it_instead_of_training_it_twice(home, ca
 
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Queued no new run. Resumed runs 3 (plain32) from their last checkpoints. Kept runs "
-                          "1 (plain20, queued), 2 (resnet20, finished): the same settings, already queued, training or "
-                          "done.")
+    resumed = [(get_spec("plain32"), Recipe.from_dict(store.run(3).recipe))]
+    takes = reproduce.table_estimate(resumed, "synthetic", store)  # the runs it trains, at the canned speed
+    assert out.startswith(f"Queued no new run. Resumed runs 3 (plain32) from their last checkpoints. They take "
+                          f"{takes.describe()} (speeds from this server's calibration). Kept runs 1 (plain20, queued), "
+                          "2 (resnet20, finished): the same settings, already queued, training or done.")
     assert [(run.id, run.status) for run in store.runs()] == [(1, "queued"), (2, "finished"), (3, "queued")]
 
     # Other settings are another experiment: a second seed, or another length, is queued beside the first.

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
+import time
+from typing import TYPE_CHECKING
 
 from .. import arguments
 from ..errors import UserError
 from ..json_output import json_text
+
+if TYPE_CHECKING:
+    from ..progress import ProgressLine
 
 MODEL_HELP = "a run id, reference:NET (plain20, resnet20, plain56, resnet56) or a checkpoint path"
 
@@ -33,6 +37,7 @@ def add_commands(commands, with_home) -> None:
     lesion.add_argument("--draws", type=int, default=10, metavar="D", help="random draws per k (default 10)")
     lesion.add_argument("--seed", type=arguments.seed, default=0)
     lesion.add_argument("--json", action="store_true", help="print the result as JSON (errors as fractions)")
+    arguments.add_quiet(lesion)
 
     landscape = with_home(commands.add_parser(
         "landscape", help="training loss around a trained net's weights along filter-normalised random directions "
@@ -47,6 +52,7 @@ def add_commands(commands, with_home) -> None:
                            help="training images, a fixed subset (default 1000, or all of a smaller set)")
     landscape.add_argument("--seed", type=arguments.seed, default=0, help="seed of the directions and the subset")
     landscape.add_argument("--json", action="store_true", help="print the result as JSON")
+    arguments.add_quiet(landscape)
 
     shattering = commands.add_parser(
         "shattering", help="gradient autocorrelation of plain and residual nets at initialisation "
@@ -56,37 +62,36 @@ def add_commands(commands, with_home) -> None:
     shattering.add_argument("--points", type=int, default=256, metavar="P", help="inputs along the line (256)")
     shattering.add_argument("--seed", type=arguments.seed, default=0)
     shattering.add_argument("--json", action="store_true", help="print the result as JSON")
+    arguments.add_quiet(shattering)
     for parser, handler in ((lesion, _lesion), (landscape, _landscape), (shattering, _shattering)):
         parser.set_defaults(handler=handler)
 
 
-def _progress(what: str):
-    """A callback(done, total) drawing a tqdm bar on stderr."""
-    from tqdm import tqdm
+def _step_progress(line: ProgressLine, images_per_step: int = 0):
+    """A library's progress callback(done, total[, error]) drawing `line`; with `images_per_step`, the images
+    evaluated per second over the steps so far (the clock starts here, just before the work)."""
+    started = time.perf_counter()
 
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=what, unit="step", file=sys.stderr, disable=None)
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
+    def update(done: int, total: int, error: float | None = None) -> None:
+        elapsed = time.perf_counter() - started
+        rate = images_per_step * done / elapsed if images_per_step and done and elapsed else None
+        line.update(done, total=total, images_per_s=rate, error=error)
 
     return update
 
 
 def _lesion(args: argparse.Namespace) -> int:
+    from ..progress import ProgressLine
     from ..training.device import set_cpu_threads
-    from .lesion import lesion_study
+    from .lesion import image_count, lesion_study
     from .trained import trained_with_data
 
     set_cpu_threads()
     model, data = trained_with_data(args.model, args.data, args.home)
-    result = lesion_study(model, data, images=args.images, random_k=args.random_k, draws=args.draws, seed=args.seed,
-                          progress=_progress("lesion"))
+    with ProgressLine("steps", quiet=args.quiet, label="lesion") as line:
+        # Each step (the intact net, a deletion) classifies every chosen test image.
+        result = lesion_study(model, data, images=args.images, random_k=args.random_k, draws=args.draws,
+                              seed=args.seed, progress=_step_progress(line, image_count(data, args.images)))
     if args.json:
         print(json_text(result.to_dict()))
         return 0
@@ -103,14 +108,17 @@ def _lesion(args: argparse.Namespace) -> int:
 
 
 def _landscape(args: argparse.Namespace) -> int:
+    from ..progress import ProgressLine
     from ..training.device import set_cpu_threads
-    from .landscape import loss_landscape
+    from .landscape import image_count, loss_landscape
     from .trained import trained_with_data
 
     set_cpu_threads()
     model, data = trained_with_data(args.model, args.data, args.home)
-    result = loss_landscape(model, data, dims=args.dims, points=args.points, span=args.span, images=args.images,
-                            seed=args.seed, progress=_progress("landscape"))
+    with ProgressLine("steps", quiet=args.quiet, label="landscape") as line:
+        # Each step (a point) classifies every image of the training subset.
+        result = loss_landscape(model, data, dims=args.dims, points=args.points, span=args.span, images=args.images,
+                                seed=args.seed, progress=_step_progress(line, image_count(data, args.images)))
     if args.json:
         print(json_text(result.to_dict()))
         return 0
@@ -125,6 +133,7 @@ def _landscape(args: argparse.Namespace) -> int:
 
 
 def _shattering(args: argparse.Namespace) -> int:
+    from ..progress import ProgressLine
     from ..training.device import set_cpu_threads
     from .shattering import shattering
 
@@ -133,7 +142,8 @@ def _shattering(args: argparse.Namespace) -> int:
     except ValueError:
         raise UserError(f"--depths takes CIFAR depths like 8,20,56; got {args.depths!r}.") from None
     set_cpu_threads()
-    points = shattering(depths, points=args.points, seed=args.seed, progress=_progress("shattering"))
+    with ProgressLine("nets", quiet=args.quiet, label="shattering") as line:
+        points = shattering(depths, points=args.points, seed=args.seed, progress=_step_progress(line))
     if args.json:
         print(json_text([point.to_dict() for point in points]))
         return 0

@@ -42,7 +42,7 @@ MAX_POINTS = 401  # per axis; the authors' finest 1-D plots have 401 points
 MAX_SPAN = 100.0
 DEFAULT_IMAGES = 1000  # training images of the subset, when not given
 
-Progress = Callable[[int, int], None]  # (points done, points in all)
+Progress = Callable[[int, int, float], None]  # (points done, points in all, the error at the last point)
 Direction = dict[str, torch.Tensor]  # parameter name -> a tensor of its shape
 
 
@@ -147,13 +147,18 @@ def training_subset(model: ResNet, data: ImageData, images: int, seed: int) -> t
     return inputs.to(device, memory_format=torch.channels_last), data.train_labels[chosen].to(device)
 
 
+def image_count(data: ImageData, images: int | None = None) -> int:
+    """The training images of a landscape's subset: `images`, else DEFAULT_IMAGES or all of a smaller training set."""
+    return min(DEFAULT_IMAGES, len(data.train_labels)) if images is None else images
+
+
 def iter_landscape_rows(model: ResNet, data: ImageData, *, dims: int = 1, points: int = 41, span: float = 1.0,
                         images: int | None = None, seed: int = 0,
                         progress: Progress | None = None) -> Iterator[LandscapeRow]:
     """Each row of the landscape as soon as it is computed: `points` rows of a 2-D surface (betas[j], j = 0 …), or
     the one row of a 1-D slice, on `images` training images (default DEFAULT_IMAGES, or all of a smaller training
     set). Bad arguments raise a one-line UserError here, before any work."""
-    images = min(DEFAULT_IMAGES, len(data.train_labels)) if images is None else images
+    images = image_count(data, images)
     _check(data, dims, points, span, images)
     return _rows(model, data, dims, points, span, images, seed, progress)
 
@@ -204,7 +209,7 @@ def _rows(model: ResNet, data: ImageData, dims: int, points: int, span: float, i
             losses.append(loss)
             errors.append(error)
             if progress is not None:
-                progress(j * points + i + 1, len(betas) * points)
+                progress(j * points + i + 1, len(betas) * points, error)
         yield LandscapeRow(j, losses, errors)
 
 

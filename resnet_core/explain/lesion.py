@@ -137,6 +137,11 @@ def _shape_change(block: nn.Module) -> tuple[int, int, int]:
     return convs[0].in_channels, convs[-1].out_channels, math.prod(conv.stride[0] for conv in convs)
 
 
+def image_count(data: ImageData, images: int | None = None) -> int:
+    """The test images a study measures on: `images`, else DEFAULT_IMAGES or all of a smaller test set."""
+    return min(DEFAULT_IMAGES, len(data.test_labels)) if images is None else images
+
+
 def iter_lesions(model: ResNet, data: ImageData, *, images: int | None = None, random_k: int = 0, draws: int = 10,
                  seed: int = 0, batch_size: int = BATCH_SIZE) -> Iterator[LesionRecord]:
     """Measure and yield, one at a time: the intact net's error, the error with each block deleted (forward order),
@@ -150,7 +155,7 @@ def iter_lesions(model: ResNet, data: ImageData, *, images: int | None = None, r
     channels-last (NCHW convs of ResNet-56 ran 2-20x slower on our CPUs, depending on the batch), on the model's
     device. Bad counts and undeletable blocks raise UserError at the call, before any record.
     """
-    images = min(DEFAULT_IMAGES, len(data.test_labels)) if images is None else images
+    images = image_count(data, images)
     _check_counts(data, len(lesion_sites(model)), images, random_k, draws)
     return _lesions(model, data, images, random_k, draws, seed, batch_size)
 
@@ -191,14 +196,15 @@ def _lesions(model: ResNet, data: ImageData, images: int, random_k: int, draws: 
 
 
 def lesion_study(model: ResNet, data: ImageData, *, images: int | None = None, random_k: int = 0, draws: int = 10,
-                 seed: int = 0, progress: Callable[[int, int], None] | None = None,
+                 seed: int = 0, progress: Callable[[int, int, float | None], None] | None = None,
                  batch_size: int = BATCH_SIZE) -> LesionStudy:
-    """`iter_lesions` collected into one result; `progress(done, total)` after each measurement (and once at 0)."""
+    """`iter_lesions` collected into one result; `progress(done, total, error)` after each measurement with its
+    error (and once at 0, with None)."""
     records = iter_lesions(model, data, images=images, random_k=random_k, draws=draws, seed=seed,
                            batch_size=batch_size)  # bad input raises here, before any progress is drawn
     total = 1 + len(lesion_sites(model)) + random_k * draws
     if progress:
-        progress(0, total)
+        progress(0, total, None)
     intact, blocks, random_errors = None, [], {}
     for done, record in enumerate(records, start=1):
         if isinstance(record, IntactNet):
@@ -208,7 +214,7 @@ def lesion_study(model: ResNet, data: ImageData, *, images: int | None = None, r
         else:
             random_errors.setdefault(record.k, []).append(record.error)
         if progress:
-            progress(done, total)
+            progress(done, total, record.error)
     return LesionStudy(intact.images, intact.error, blocks,
                        [RandomDeletions(k, errors) for k, errors in random_errors.items()])
 

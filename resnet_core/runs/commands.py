@@ -1,5 +1,5 @@
-"""The `reproduce` and `db` subcommands of `python -m resnet_core`: queue a paper table's runs, or report them;
-migrate the run store's database, or copy a data folder's runs into another database.
+"""The `reproduce` and `db` subcommands of `python -m resnet_core`: queue a paper table's runs (and, on a terminal,
+follow them), or report them; migrate the run store's database, or copy a data folder's runs into another database.
 
     python -m resnet_core reproduce table6 --nets plain56 resnet56 --iterations 2000
     python -m resnet_core reproduce table6 --report
@@ -11,10 +11,16 @@ The parser is built without importing torch (every command builds it); the handl
 from __future__ import annotations
 
 import argparse
+import time
+from typing import TYPE_CHECKING
 
 from .. import arguments
 from ..errors import UserError
 from ..json_output import json_text
+
+if TYPE_CHECKING:
+    from ..progress import ProgressLine
+    from .store import Store
 
 
 def add_reproduce_command(commands, with_home) -> None:
@@ -26,7 +32,8 @@ def add_reproduce_command(commands, with_home) -> None:
         "reproduce", help="queue a table's runs with the paper's recipe, or report them beside the paper's numbers",
         description="Queue one run per net of TABLE through the job queue (the app's Runs page shows them), with the "
                     "paper's recipe exactly (§4.2 for table6: lr 0.1, ÷10 at 32k and 48k of 64k iterations), its "
-                    "milestones scaled to --iterations. --report prints the table so far instead."))
+                    "milestones scaled to --iterations; on a terminal it then follows them with a progress line until "
+                    "they end (Ctrl-C stops following, not the runs). --report prints the table so far instead."))
     reproduce.add_argument("table", metavar="TABLE", help=f"the paper's table: {', '.join(TABLES)}")
     reproduce.add_argument("--nets", nargs="+", metavar="NET", help="only these nets of the table (default: all; "
                            + "; ".join(f"{name}: {' '.join(table.nets)}" for name, table in TABLES.items()) + ")")
@@ -38,11 +45,15 @@ def add_reproduce_command(commands, with_home) -> None:
     reproduce.add_argument("--report", action="store_true", help="print net, parameters, paper error, our error, "
                            "iterations and wall time of each net's latest run, and queue nothing")
     reproduce.add_argument("--json", action="store_true", help="with --report: print a JSON list instead")
+    arguments.add_quiet(reproduce)  # on a terminal, queuing follows the runs with a progress line until they end
     reproduce.set_defaults(handler=_reproduce)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import DEFAULT_DATA, format_report, queue_table, report, table_nets
+    from ..progress import ProgressLine
+    from ..nets.specs import NetSpec
+    from ..training.recipe import Recipe
+    from .reproduce import DEFAULT_DATA, format_report, queue_table, report, table_estimate, table_nets
     from .store import Store
 
     nets = table_nets(args.table, args.nets)  # checked before the data folder is opened
@@ -56,18 +67,75 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise UserError("--json goes with --report; queuing prints the run ids.")
+    store = Store(args.home)
     runs = queue_table(args.table, nets, iterations=args.iterations, device=args.device,
-                       data=args.data or DEFAULT_DATA, seed=args.seed or 0, store=Store(args.home))
+                       data=args.data or DEFAULT_DATA, seed=args.seed or 0, store=store)
     done = {action: ", ".join(f"{run.run_id} ({run.net})" for run in runs if run.action == action)
             for action in ("queued", "resumed")}
     kept = ", ".join(f"{run.run_id} ({run.net}, {run.status})" for run in runs if run.action == "kept")
+    to_train = [store.run(run.run_id) for run in runs if run.action != "kept"]
+    takes = table_estimate([(NetSpec.from_dict(run.spec), Recipe.from_dict(run.recipe)) for run in to_train],
+                           to_train[0].data, store) if to_train else None
     said = [f"Queued runs {done['queued']}." if done["queued"] else "Queued no new run.",
             f"Resumed runs {done['resumed']} from their last checkpoints." if done["resumed"] else "",
+            f"They take {takes.describe()} (speeds from {takes.basis})." if takes else "",
             f"Kept runs {kept}: the same settings, already queued, training or done." if kept else ""]
     home = f" --home {args.home}" if args.home else ""
     print(" ".join(filter(None, said)) + f" Watch them with `python -m resnet_core runs{home}` or on the app's Runs "
-          f"page; print the table with `python -m resnet_core reproduce {args.table} --report{home}`.")
+          f"page; print the table with `python -m resnet_core reproduce {args.table} --report{home}`.", flush=True)
+    with ProgressLine("it", quiet=args.quiet, label=args.table) as line:
+        if line.shown:  # a terminal: follow the runs, which train in processes of their own
+            try:
+                follow_runs(store, [run.run_id for run in runs], line)
+            except KeyboardInterrupt:
+                line.write(f"Stopped following; the runs go on: watch them with `python -m resnet_core runs{home}`.")
     return 0
+
+
+def follow_runs(store: Store, run_ids: list[int], line: ProgressLine, *, poll_s: float = 1.0) -> None:
+    """Draw runs `run_ids` on `line` until all have ended, reading the store every `poll_s`: their iterations done
+    over all of theirs, the summed images/s of those running, the ETA of them all (the running ones' own, then the
+    waiting ones' at this server's speed, on its slots) and the latest test error. Only reads, so a watcher never
+    holds up the runs' writes."""
+    from ..speed import book
+    from ..speed.estimate import makespan
+    from .reproduce import seconds_once_started
+    from .schema import ENDED, Status
+    from .settings import max_concurrent_runs
+
+    newest: dict[int, dict[str, dict]] = {}  # run id -> "train" or "test" -> its newest metric row
+    pids: dict[int, int | None] = {}
+    waiting_s: dict[int, float | None] = {}  # run id -> its time once started
+    found, slots = book.measurements(store.home), max_concurrent_runs()
+    test_error = None
+    while True:
+        runs = [store.run(run_id) for run_id in run_ids]
+        for run in runs:
+            if pids.get(run.id, run.pid) != run.pid:  # a resumed run records again what followed its checkpoint
+                newest.pop(run.id, None)
+            pids[run.id] = run.pid
+            rows = newest.setdefault(run.id, {})
+            # Per kind: a flush may carry iteration i's training row before its test row.
+            seen = {kind: rows[kind]["iteration"] if kind in rows else -1 for kind in ("train", "test")}
+            for row in store.metrics(run.id, after_iteration=min(seen.values())):
+                kind = "train" if row["kind"] == "train" else "test"  # test or validation
+                if row["iteration"] > seen[kind]:
+                    rows[kind] = row
+                    test_error = row["error"] if kind == "test" else test_error
+        running = [newest[run.id]["train"] for run in runs
+                   if run.status == Status.RUNNING and "train" in newest[run.id]]
+        for run in runs:
+            if run.status in (Status.QUEUED, Status.STARTING) and run.id not in waiting_s:
+                waiting_s[run.id] = seconds_once_started(run, found)
+        left = [row["eta_s"] for row in running] + [waiting_s[run.id] for run in runs
+                                                    if run.status in (Status.QUEUED, Status.STARTING)]
+        line.update(sum(latest["train"]["iteration"] for latest in newest.values() if "train" in latest),
+                    total=sum(run.recipe["iterations"] for run in runs),
+                    images_per_s=sum(row["images_per_s"] for row in running) if running else None,
+                    eta_s=makespan(left, slots) if left and None not in left else None, test_error=test_error)
+        if all(run.status in ENDED for run in runs):
+            return
+        time.sleep(poll_s)
 
 
 def add_db_command(commands, with_home) -> None:

@@ -209,14 +209,17 @@ def _row(net: str, run: Run, summary: dict, now: float, found: list) -> ReportRo
     spec = NetSpec.from_dict(run.spec)  # the run's own: e.g. 100 classes on CIFAR-100, which the paper has no row for
     error = summary["test_error"]
     wall_s = None if run.started is None else (run.ended or now) - run.started
-    left_s = summary["eta_s"]
-    if run.status == Status.QUEUED:
-        estimate = estimate_planned([(spec, Recipe.from_dict(run.recipe))], here(), found,
-                                    train_images=dataset_shape(run.data)[1], test_images=test_images_of(run.data))
-        left_s = None if estimate is None else estimate.seconds
+    left_s = summary["eta_s"] if run.status != Status.QUEUED else seconds_once_started(run, found)
     return ReportRow(net, count_parameters(ResNet(spec)), _paper_error(spec), None if error is None else 100 * error,
                      summary["iterations_done"], summary["iterations_total"], wall_s, left_s, run.status, run.id,
                      run.data)
+
+
+def seconds_once_started(run: Run, found: list) -> float | None:
+    """A waiting run's wall time once it starts, at this server's speeds `found` (speed.book); None if unknown."""
+    estimate = estimate_planned([(NetSpec.from_dict(run.spec), Recipe.from_dict(run.recipe))], here(), found,
+                                train_images=dataset_shape(run.data)[1], test_images=test_images_of(run.data))
+    return None if estimate is None else estimate.seconds
 
 
 def format_report(table: str, rows: list[ReportRow]) -> str:
