@@ -11,8 +11,12 @@ from streamlit.testing.v1 import AppTest
 from resnet_core.runs import admission, control, settings
 from resnet_core.nets.specs import get_spec
 from resnet_core.runs.store import Store
-from resnet_core.speed.book import measurements
-from resnet_core.speed.estimate import describe_seconds, here, run_seconds, speed_of
+from explorer.speed import MEASURING
+from resnet_core.presets import by_label
+from resnet_core.speed import calibrate
+from resnet_core.speed.book import book_path, measurements
+from resnet_core.speed.estimate import describe_seconds, estimate_planned, here, run_seconds, speed_of
+from resnet_core.speed.fit import preset_lengths
 from resnet_core.training.recipe import Recipe
 
 PAGE = str(REPO / "pages" / "3_Train.py")
@@ -220,3 +224,39 @@ def test_a_link_to_the_page_reproduces_its_settings(app_home):
     app_url_round_trip(PAGE, {"train_nets": ["plain56", "resnet56"], "train_data": "synthetic", "train_batch": 64,
                               "train_lr": 0.01, "train_seed": 7, "train_eval_every": 50, "train_unit": "epochs",
                               "train_length_epochs": 3})
+
+
+@pytest.mark.parametrize("minutes", [1, 30])
+def test_start_says_how_long_the_runs_take_here_and_a_preset_why_its_length(app_home, monkeypatch, minutes):
+    monkeypatch.setenv(settings.DEMO_MINUTES_VARIABLE, str(minutes))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.button(key=by_label("Shortcuts: plain-56 vs ResNet-56").key).click().run()
+    [length] = [length for length in preset_lengths(app_home, budget_s=60 * minutes)
+                if length.preset.nets == ("plain56", "resnet56")]  # at the canned calibration's speed
+    assert at.number_input(key="train_length_iterations").value == length.iterations
+    estimate = estimate_planned(admission.planned_runs(["plain56", "resnet56"], "cifar10", iterations=length.iterations,
+                                                       batch_size=128, lr=0.1), here(), measurements(),
+                                train_images=50_000, test_images=10_000)
+    timed = [caption.value for caption in at.caption if caption.value.startswith(":material/timer:")]
+    assert timed == [f":material/timer: Start: {estimate.describe()} (from this server's calibration). Shortcuts: "
+                     f"plain-56 vs ResNet-56: {length.reason()}"]
+    assert estimate.describe().endswith("on this server, both runs at once")
+    # ResNet-56 at the canned 180 img/s: the pair's shortest length that shows its effect takes over a minute, so the
+    # page says so; half an hour holds a longer run than that.
+    assert length.fits == (minutes == 30)
+    assert length.reason().startswith(f"{length.iterations:,} iterations: the longest that fit the 30 min budget"
+                                      if minutes == 30 else "Even ")
+
+
+def test_a_server_never_measured_measures_itself_once_in_the_background(app_home, monkeypatch):
+    book_path(app_home).unlink()  # no calibration: the page starts a real one, made short here
+    monkeypatch.setattr(calibrate, "PROBE_SECONDS", 0.3)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert ":material/timer: " + MEASURING in [caption.value for caption in at.caption]
+    deadline = time.monotonic() + 120
+    while not any(caption.value.startswith(":material/timer: Start: about") for caption in at.caption):
+        assert time.monotonic() < deadline, [caption.value for caption in at.caption]
+        time.sleep(0.5)
+        at.run()
+    assert sorted(m.net for m in measurements(app_home)) == ["resnet20", "resnet56"]  # measured once, not twice
