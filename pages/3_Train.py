@@ -46,7 +46,8 @@ with st.expander("Settings", expanded=True):
                                  bind=IN_URL)
     eval_every = middle.number_input("Test every (iterations)", 1, 64_000, None, key="train_eval_every", bind=IN_URL,
                                      placeholder=run_service.AUTO_TEST_POINTS,
-                                     help="Each test point evaluates the whole test set and saves a checkpoint.")
+                                     help="Each test point saves a checkpoint and evaluates the test set: in a short run, "
+                                          "2,000 of its images (an even stride) and all of them at the end.")
     batch_size = right.number_input("Batch (images)", 1, 1024, 128, key="train_batch", bind=IN_URL,
                                     help="The paper trains CIFAR nets with 128 (§4.2).")
     lr = right.number_input("Learning rate", 1e-5, 10.0, 0.1, format="%g", key="train_lr", bind=IN_URL,
