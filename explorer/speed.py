@@ -2,7 +2,7 @@
 server once in the background the first time a page needs it (resnet_core.speed).
 
 A page never waits for the measurement (~20 s): until it is in the data folder's book, the functions here return
-None and `MEASURING` says why; the page's live fragment shows the numbers once they come.
+None and `waiting_for` says why; the Train page reruns itself once the numbers are there.
 """
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ import logging
 import threading
 from pathlib import Path
 
+import streamlit as st
+
 from resnet_core.errors import UserError
+from resnet_core.explain.jobs import images_through
+from resnet_core.nets.specs import NetSpec
+from resnet_core.presets import PRESETS
 from resnet_core.runs import admission
 from resnet_core.runs.schema import Run
 from resnet_core.runs.settings import demo_minutes, resolve_home
-from resnet_core.nets.specs import NetSpec
 from resnet_core.speed import book, calibrate
-from resnet_core.explain.jobs import images_through
 from resnet_core.speed.book import Conditions
 from resnet_core.speed.estimate import Estimate, describe_seconds, estimate_experiments, estimate_planned, here
 from resnet_core.speed.fit import PresetLength, fit
-from resnet_core.presets import PRESETS
 from resnet_core.training.recipe import Recipe
 
 logger = logging.getLogger(__name__)
@@ -68,12 +70,18 @@ def _calibrate(home: Path, conditions: Conditions) -> None:
         _failures[home, conditions] = f"This server's speed could not be measured ({error}); no time estimates."
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _sizes(source: str) -> tuple[int, int]:
+    """(training, test) images of a source; an image folder is listed at most once a minute, not on every poll."""
+    return admission.dataset_shape(source)[1], admission.test_images_of(source)
+
+
 def planned(models: list[str], data: str, **settings) -> Estimate | None:
     """How long Start would take here with these settings (admission.planned_runs'), all the runs at once; None
-    while the settings cannot be trained (Start says why) or the speeds are being measured (`unavailable`)."""
+    while the settings cannot be trained (Start says why) or the speeds are being measured (`waiting_for`)."""
     try:
         runs = admission.planned_runs(models, data, **settings)
-        train_images, test_images = admission.dataset_shape(data)[1], admission.test_images_of(data)
+        train_images, test_images = _sizes(data)
     except UserError:
         return None
     return estimate_planned(runs, here(), _measurements(), train_images=train_images, test_images=test_images)
@@ -82,7 +90,7 @@ def planned(models: list[str], data: str, **settings) -> Estimate | None:
 def queued(run: Run) -> float | None:
     """A queued run's wall time here once it starts; None when unknown."""
     try:
-        train_images, test_images = admission.dataset_shape(run.data)[1], admission.test_images_of(run.data)
+        train_images, test_images = _sizes(run.data)
     except UserError:  # its folder is gone: the run will fail and say so
         return None
     estimate = estimate_planned([(NetSpec.from_dict(run.spec), Recipe.from_dict(run.recipe))], here(),

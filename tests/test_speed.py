@@ -16,7 +16,7 @@ from resnet_core.speed import book, calibrate
 from resnet_core.speed.book import CALIBRATION, Conditions, Measurement
 from resnet_core.speed.estimate import describe_seconds, estimate_planned, makespan, run_seconds, speed_of
 from resnet_core.speed.fit import LENGTH_STEP, fit, preset_recipes
-from resnet_core.training.recipe import Recipe, training_recipe
+from resnet_core.training.recipe import training_recipe
 
 CPU = Conditions(device="cpu", precision="fp32", threads=1, slots=2)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..nets.specs import get_spec
 from ..presets import PRESETS, Preset
 from ..runs.admission import SOURCE_SIZES, SOURCE_TEST_SIZES
-from ..training.recipe import Recipe, training_recipe
+from ..training.recipe import training_recipe
 from . import book
 from .book import Conditions, Measurement
 from .calibrate import calibrate
