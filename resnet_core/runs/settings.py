@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
@@ -150,34 +151,30 @@ def ray_address() -> str | None:
     return os.environ.get(RAY_ADDRESS_VARIABLE) or None
 
 
+def _real(variable: str, default: float, accepts: Callable[[float], bool], wanted: str) -> float:
+    """The environment variable's number, else `default`; one `accepts` refuses is a UserError naming `wanted`."""
+    value = os.environ.get(variable)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and accepts(number)):
+        raise UserError(f"${variable} must be {wanted}; got {value!r}.")
+    return number
+
+
 def demo_minutes() -> float:
     """Minutes a preset's runs may take together: $RESNET_EXPLORER_DEMO_MINUTES, else 6."""
-    value = os.environ.get(DEMO_MINUTES_VARIABLE)
-    if not value:
-        return DEFAULT_DEMO_MINUTES
-    try:
-        minutes = float(value)
-    except ValueError:
-        minutes = math.nan
-    if not (math.isfinite(minutes) and minutes > 0):
-        raise UserError(f"${DEMO_MINUTES_VARIABLE} must be a number of minutes above 0 (e.g. 6 or 2.5); got "
-                        f"{value!r}.")
-    return minutes
+    return _real(DEMO_MINUTES_VARIABLE, DEFAULT_DEMO_MINUTES, lambda minutes: minutes > 0,
+                 "a number of minutes above 0 (e.g. 6 or 2.5)")
 
 
 def gpu_share() -> float:
     """The share of one GPU each run on a GPU node takes: $RESNET_EXPLORER_GPU_SHARE, else 0.125."""
-    value = os.environ.get(GPU_SHARE_VARIABLE)
-    if not value:
-        return DEFAULT_GPU_SHARE
-    try:
-        share = float(value)
-    except ValueError:
-        share = -1.0
-    if not 0 < share <= 1:
-        raise UserError(f"${GPU_SHARE_VARIABLE} must be a share of one GPU above 0 and at most 1 (0.125: eight runs "
-                        f"per GPU); got {value!r}.")
-    return share
+    return _real(GPU_SHARE_VARIABLE, DEFAULT_GPU_SHARE, lambda share: 0 < share <= 1,
+                 "a share of one GPU above 0 and at most 1 (0.125: eight runs per GPU)")
 
 
 def this_node() -> str:
