@@ -49,7 +49,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     metadata = {"format": FORMAT, "spec": checkpoint.spec, "recipe": checkpoint.recipe,
                 "iteration": checkpoint.iteration, "param_groups": checkpoint.optimizer_state["param_groups"],
                 "trainer": checkpoint.trainer_state}
-    _add_normalization(tensors, metadata, checkpoint.normalization)
+    add_normalization(tensors, metadata, checkpoint.normalization)
     if checkpoint.classes is not None:  # so the file classifies on its own, away from its dataset (an upload)
         metadata["classes"] = list(checkpoint.classes)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def load_training_checkpoint(path: Path) -> Checkpoint:
             optimizer_state["state"].setdefault(int(index), {})[name] = value
     return Checkpoint(spec=metadata["spec"], recipe=metadata["recipe"], iteration=metadata["iteration"],
                       model_state=model_state, optimizer_state=optimizer_state, rng_state=tensors["rng.torch"],
-                      trainer_state=metadata["trainer"], normalization=_read_normalization(path, metadata, tensors),
+                      trainer_state=metadata["trainer"], normalization=read_normalization(path, metadata, tensors),
                       classes=_read_classes(path, metadata))
 
 
@@ -116,14 +116,14 @@ def _read_classes(path: Path, metadata: dict) -> tuple[str, ...] | None:
     return tuple(classes)
 
 
-def _add_normalization(tensors: dict, metadata: dict, normalization: Normalization | None) -> None:
+def add_normalization(tensors: dict, metadata: dict, normalization: Normalization | None) -> None:
     if normalization is not None:
         tensors["normalization.mean"] = normalization.mean.detach().cpu().contiguous()
         tensors["normalization.std"] = normalization.std.detach().cpu().contiguous()
         metadata["normalization"] = normalization.kind
 
 
-def _read_normalization(path: Path, metadata: dict, tensors: dict) -> Normalization | None:
+def read_normalization(path: Path, metadata: dict, tensors: dict) -> Normalization | None:
     """The normalisation a checkpoint records; for a model-only file from before it was recorded, its `mean` and `std`
     metadata (per channel); None for an old training checkpoint (per channel with its dataset's statistics)."""
     kind = metadata.get("normalization")
@@ -188,7 +188,7 @@ def load_model(path: str | os.PathLike) -> tuple["ResNet", dict]:
                                      "missing, extra or of another shape).")
     model = ResNet(spec)
     model.load_state_dict(model_state)
-    model.normalization = _read_normalization(path, metadata, tensors)
+    model.normalization = read_normalization(path, metadata, tensors)
     model.classes = _read_classes(path, metadata)
     return model.eval(), metadata
 
@@ -199,7 +199,7 @@ def save_model(path: str | os.PathLike, model: "ResNet", normalization: Normaliz
     `normalization` and JSON-able `metadata` (class names, test error, …) beside its spec."""
     tensors = {f"model.{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     header = {"format": FORMAT, "spec": model.spec.to_dict(), **metadata}
-    _add_normalization(tensors, header, normalization)
+    add_normalization(tensors, header, normalization)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(header)})
 
