@@ -27,7 +27,8 @@ class Effect:
         return (CHANCE_ERROR if self.worse is None else errors[self.worse]) - errors[self.better]
 
     def shown(self, errors: Mapping[str, float]) -> bool:
-        return self.gap(errors) >= self.margin
+        # To the third decimal, as the errors are reported: a gap printed as the margin meets it.
+        return round(self.gap(errors), 3) >= self.margin
 
     def describe(self) -> str:
         worse = "chance" if self.worse is None else self.worse
