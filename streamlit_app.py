@@ -26,6 +26,9 @@ PAGES = [
      "residual."),
     ("pages/8_Class.py", "Class", ":material/groups:",
      "The whole room's runs pooled into Fig. 6, live; the teacher hands out the cells."),
+    ("pages/9_Pixels.py", "Pixels", ":material/grid_on:",
+     "Segment or detect the objects of your photo with torchvision's ResNet-backed models, beside the paper's "
+     "Tables 7 and 8."),
 ]
 
 def home() -> None:

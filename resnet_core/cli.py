@@ -1,4 +1,4 @@
-"""`python -m resnet_core train|reproduce|runs|models|evaluate|summary|lesion|landscape|shattering`.
+"""`python -m resnet_core train|reproduce|runs|models|evaluate|summary|lesion|landscape|shattering|segment`.
 
 Exit status 0 on success, 2 on a user error (one line on stderr), 1 on a bug (with its traceback).
 Under `torchrun` every process runs `train`; rank 0 alone writes the store and prints.
@@ -22,6 +22,8 @@ EPILOG = """examples:
   python -m resnet_core runs
   python -m resnet_core models --json
   python -m resnet_core evaluate 3 --json
+  python -m resnet_core segment train --backbone reference:resnet56 --scenes-from cifar10 --iterations 300
+  python -m resnet_core segment evaluate 4 --json
   torchrun --nproc_per_node=2 -m resnet_core train --model resnet20 --data cifar10 --epochs 1
 
 Runs, checkpoints and cached datasets live in the data folder: --home, else $RESNET_EXPLORER_HOME,
@@ -35,6 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .explain.commands import add_commands
+    from .pixels.commands import add_segment_command
     from .runs.commands import add_cluster_commands, add_db_command, add_reproduce_command
     from .speed.commands import add_speed_commands
     from .training.data import SOURCE_HELP
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=("cpu", "cuda"))
 
     add_commands(commands, with_home)  # lesion, landscape, shattering, with their handlers
+    add_segment_command(commands, with_home)  # segment train|evaluate, with their handlers
 
     summary = commands.add_parser("summary", help="print a network's layer or stage table (Table 1)")
     summary.add_argument("model", metavar="NAME")
@@ -146,7 +150,7 @@ def _spec(name: str, num_classes: int | None):
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from .progress import ProgressLine
+    from .progress import ProgressLine, show_training
     from .runs.executor import execute
     from .runs.job import configure_logging, report, take
     from .runs.admission import submit
@@ -155,7 +159,6 @@ def _train(args: argparse.Namespace) -> int:
     from .training.data import load_data, storage
     from .training.device import pick_device, set_cpu_threads
     from .training.recipe import Recipe
-    from .training.train import TestMetrics, TrainMetrics
 
     configure_logging()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -218,20 +221,8 @@ def _train(args: argparse.Namespace) -> int:
                   f"{device.type}; store {store.where}", flush=True)
 
     with stop_requests() as should_stop, ProgressLine("it", total=iterations, quiet=args.quiet or rank > 0) as line:
-        test_error = None
-
-        def show(record) -> None:
-            nonlocal test_error
-            if isinstance(record, TrainMetrics):
-                line.update(record.iteration, images_per_s=record.images_per_s, eta_s=record.eta_s,
-                            error=record.smoothed_error, test_error=test_error)
-            elif isinstance(record, TestMetrics):
-                test_error = record.error
-                line.write(f"iteration {record.iteration}: {record.kind} error {record.error:.4f}, "
-                           f"loss {record.loss:.4f}")
-
         outcome = execute(store, run_id, should_stop=should_stop, device=device.type, compile=args.compile,
-                          data=data, on_event=show)
+                          data=data, on_event=show_training(line))
     if world > 1:
         torch.distributed.destroy_process_group()
     return report(store, run_id, outcome) if rank == 0 else 0

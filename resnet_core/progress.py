@@ -8,6 +8,7 @@ their output, --json and logs are the same with the line as without it.
 from __future__ import annotations
 
 import sys
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -66,3 +67,24 @@ class ProgressLine:
     def __exit__(self, error_type, *_) -> None:
         self._bar.leave = error_type is None  # a failure's message stands alone, not under a half-drawn line
         self.close()
+
+
+def show_training(line: ProgressLine) -> Callable[[Any], None]:
+    """An executor's `on_event` for a run that trains (`training.train`'s records, or `pixels.segment_train`'s, whose
+    fields carry the same names): a training record moves `line`, a test or validation record prints its error and
+    loss (and a segmenter's mIoU) above it; other records (a checkpoint due, the end) pass."""
+    test_error = None
+
+    def show(record) -> None:
+        nonlocal test_error
+        kind = getattr(record, "kind", None)
+        if kind == "train":
+            line.update(record.iteration, images_per_s=record.images_per_s, eta_s=record.eta_s,
+                        error=record.smoothed_error, test_error=test_error)
+        elif kind in ("test", "validation"):
+            test_error = record.error
+            miou = getattr(record, "miou", None)
+            line.write(f"iteration {record.iteration}: {kind} error {record.error:.4f}, loss {record.loss:.4f}"
+                       + (f", mIoU {miou:.4f}" if miou is not None else ""))
+
+    return show

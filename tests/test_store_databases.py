@@ -53,7 +53,7 @@ def test_a_data_folder_of_schema_version_6_opens_with_nothing_lost(tmp_path):
     assert iteration == 4 and load_training_checkpoint(path).iteration == 4
     assert store.lesson_iterations() == (True, 300) and store.assigned_depths() == {20: 1, 32: 1, 44: 0, 56: 0}
     with create_engine(f"sqlite:///{home / 'runs.sqlite'}").connect() as db:
-        assert db.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert db.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
         assert db.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
     assert new_run(store) == 5  # ids go on after the old ones
     assert Store(home).run(5).status == "queued"  # opened again: nothing to migrate twice
@@ -64,7 +64,7 @@ def test_db_upgrade_migrates_explicitly_and_says_where(tmp_path):
     done = cli("db", "upgrade", "--home", str(home))
     assert done.returncode == 0, done.stderr
     assert f"{home / 'runs.sqlite'} is at the newest schema" in done.stdout
-    assert "from schema revision 0001 to 0003" in done.stderr  # said once, when it happens
+    assert "from schema revision 0001 to 0004" in done.stderr  # said once, when it happens
     again = cli("db", "upgrade", "--home", str(home))
     assert again.returncode == 0 and "Migrating" not in again.stderr
 

@@ -32,17 +32,20 @@ def trained_model(name: str, home: str | os.PathLike | None = None) -> ResNet:
         from ..runs.store import Store
 
         store = Store(home)
+        kind = store.run(int(name)).kind  # no such run: its own message
+        if kind != "train":
+            raise UserError(f"Run {name} is a {kind} run, not a classifier's; name a training run, reference:NET or "
+                            "a checkpoint's path.")
         latest = store.latest_checkpoint(int(name))
         if latest is None:
-            store.run(int(name))  # no such run: its own message
             raise UserError(f"Run {name} has no checkpoint yet; it writes one at every evaluation.")
         path = latest[1]
     else:
         path = Path(name)
     model, _ = load_model(path)  # InvalidCheckpointError (a UserError) for a file that is not ours
     if model.spec.family != "cifar":
-        raise UserError(f"{name} holds {model.spec.name}, an ImageNet net; the experiments take the CIFAR nets of "
-                        "§4.2 (resnet20, plain56, …).")
+        raise UserError(f"{name} holds {model.spec.name}, an ImageNet net; the experiments and the segmenter take "
+                        "the CIFAR nets of §4.2 (resnet20, plain56, …).")
     return model.eval()
 
 

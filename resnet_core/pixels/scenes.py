@@ -107,9 +107,7 @@ class Scenes:
 def compose_scenes(data: ImageData, layout: SceneLayout = SceneLayout(), *, train_count: int = 10_000,
                    test_count: int = 2_000, seed: int = 0) -> Scenes:
     """`train_count` scenes of `data`'s training images and `test_count` of its test images (see the module)."""
-    for name, count in (("train_count", train_count), ("test_count", test_count)):
-        if not _whole(count, 1):
-            raise UserError(f"{name} must be a whole number of scenes of at least 1; got {count!r}.")
+    check_counts(train_count, test_count)
     if len(data.classes) > MOST_OBJECT_CLASSES:
         raise UserError(f"Scenes label their pixels in uint8 masks, so at most {MOST_OBJECT_CLASSES} classes; "
                         f"{data.name} has {len(data.classes)}.")
@@ -124,6 +122,13 @@ def compose_scenes(data: ImageData, layout: SceneLayout = SceneLayout(), *, trai
         splits.update(zip((f"{split}_images", f"{split}_masks", f"{split}_boxes"),
                           _compose(images, labels, count, layout, generator)))
     return Scenes(source=data.name, classes=(BACKGROUND_CLASS, *data.classes), layout=layout, seed=seed, **splits)
+
+
+def check_counts(train_count: int, test_count: int) -> None:
+    """A one-line UserError unless both counts are whole numbers of scenes of at least 1."""
+    for name, count in (("train_count", train_count), ("test_count", test_count)):
+        if not _whole(count, 1):
+            raise UserError(f"{name} must be a whole number of scenes of at least 1; got {count!r}.")
 
 
 def _compose(images: torch.Tensor, labels: torch.Tensor, count: int, layout: SceneLayout,

@@ -31,6 +31,7 @@ SOURCE_TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "synthetic": 512}
 # ~1.5 h. The limit counts images, so a small dataset (synthetic: 2,048) may run more epochs of it.
 CPU_MAX_EPOCHS = 10
 CPU_MAX_IMAGES = CPU_MAX_EPOCHS * SOURCE_SIZES["cifar10"][1]
+CIFAR_SIDE = 32  # pixels: the images CPU_MAX_IMAGES counts
 CPU_MAX_DEPTH = 110
 
 
@@ -116,30 +117,39 @@ def submit_all(models: list[str], data: str, *, seed: int = 0, device: str = "cp
     the run running for it at once, so no dispatcher starts it too.
     """
     store = store or Store()
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("This server has no usable CUDA GPU; train on the cpu.")
+    check_device(device)
     data = recorded_source(data)
     train_images = dataset_shape(data)[1]
     runs = []
     for spec, recipe in planned_runs(models, data, **settings):
-        _check_fits(spec, recipe, device, train_images, cpu_server=limits is not None and limits.cpu_server)
+        check_fits(spec, recipe, device, train_images, cpu_server=limits is not None and limits.cpu_server)
         runs.append(dict(name=name or f"{spec.name} on {data}", spec=spec.to_dict(), recipe=recipe.to_dict(),
                          data=data, device=device, precision=pick_precision(torch.device(device), precision),
                          seed=seed))
     return store.create_runs(runs, owner=owner, taken_by=taken_by, **(limits.room() if limits else {}))
 
 
-def _check_fits(spec: NetSpec, recipe: Recipe, device: str, train_images: int, *, cpu_server: bool) -> None:
+def check_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("This server has no usable CUDA GPU; train on the cpu.")
+
+
+def check_fits(spec: NetSpec, recipe: Recipe, device: str, train_images: int, *, cpu_server: bool) -> None:
     """Refuse a run this machine cannot train: more memory than it has, or (`cpu_server`) too long or too deep for a
-    shared CPU server."""
+    shared CPU server. A CIFAR net's images are `spec.input_size` pixels square: a segmentation run passes its
+    backbone at its scenes' size, and a 64-pixel scene counts as four CIFAR images, in time as in memory."""
     if device == "cpu" and cpu_server:
         if spec.depth > CPU_MAX_DEPTH:
             raise UserError(f"{spec.name} is too deep to train on this CPU-only server; pick a depth up to "
                             f"{CPU_MAX_DEPTH}.")
-        if recipe.iterations * recipe.batch_size > CPU_MAX_IMAGES:
+        side = spec.input_size
+        larger = spec.family == "cifar" and side != CIFAR_SIDE
+        most = round(CPU_MAX_IMAGES * (CIFAR_SIDE / side) ** 2) if larger else CPU_MAX_IMAGES
+        if recipe.iterations * recipe.batch_size > most:
             raise UserError(f"{recipe.iterations:,} iterations of {recipe.batch_size} are too long for this CPU-only "
-                            f"server; train on at most {CPU_MAX_IMAGES:,} images ({CPU_MAX_EPOCHS} CIFAR-10 epochs, "
-                            f"{CPU_MAX_IMAGES // recipe.batch_size:,} iterations of {recipe.batch_size}).")
+                            f"server; train on at most {most:,} images{f' of {side} x {side} pixels' if larger else ''}"
+                            f" ({'as long as ' if larger else ''}{CPU_MAX_EPOCHS} CIFAR-10 epochs, "
+                            f"{most // recipe.batch_size:,} iterations of {recipe.batch_size}).")
     needed = memory.training_bytes(spec, recipe.batch_size, train_images, device)
     available = memory.available_bytes(device)
     if needed > available:

@@ -1,12 +1,13 @@
-"""One function runs every job to its end, whoever launched it: a training run, a lesion study, a loss landscape.
+"""One function runs every job to its end, whoever launched it: a training run, a lesion study, a loss landscape, a
+segmentation run.
 
     outcome = execute(store, run_id, should_stop=stop_asked)   # the job was taken by this process
     print(f"run {run_id} {outcome}")                           # "run 3 finished at iteration 450"
 
-It reads the job from the store, loads what it needs, runs it (`training.train` or `explain.jobs`), hands every
-record to the job's `Recorder`, and ends the job's status; a `LeaseKeeper` renews the job's lease meanwhile and
-turns a cancel asked for in the store into a stop. Launchers (the CLI's `train`, `runs.job` for the queue's
-processes and warm spares) only take the job and call this.
+It reads the job from the store, loads what it needs, runs it (`training.train`, `explain.jobs` or `pixels.jobs`),
+hands every record to the job's `Recorder`, and ends the job's status; a `LeaseKeeper` renews the job's lease
+meanwhile and turns a cancel asked for in the store into a stop. Launchers (the CLI's `train` and `segment train`,
+`runs.job` for the queue's processes and warm spares) only take the job and call this.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import torch
 from ..errors import UserError, folder_full_error
 from ..explain.jobs import experiment_steps
 from ..nets.specs import NetSpec
+from ..pixels.jobs import KIND as SEGMENT, SegmentationJob
 from ..speed import book as speed_book
 from ..speed.meter import RunMeter
 from ..training.checkpoint import load_training_checkpoint
@@ -72,8 +74,9 @@ def execute(store: Store | None, run_id: int, *, should_stop: Callable[[], bool]
     checkpoint, an experiment after its current step. An exception fails the job with its message (a UserError's
     own sentence, a full data folder's DataFolderFullError, raised in its place) and is raised. A training run takes
     `device`, `compile`, `data` already loaded by the caller (the CLI reads a new run's data before recording it),
-    and calls `on_event` with each of `train`'s records. Under torchrun every rank calls this: rank 0 with the
-    store, the others with None, which train their share and record nothing.
+    and calls `on_event` with each of `train`'s records; a segmentation run takes `device` and `data` (the scenes'
+    source) and calls `on_event` with each of `train_segmentation`'s. Under torchrun every rank calls this: rank 0
+    with the store, the others with None, which train their share and record nothing.
     """
     if store is None:
         return _train(_shared(None), None, should_stop, device, compile, data, on_event)
@@ -84,7 +87,9 @@ def execute(store: Store | None, run_id: int, *, should_stop: Callable[[], bool]
             return should_stop() or lease.stop_requested
 
         try:
-            if run.experiment is not None:
+            if run.kind == SEGMENT:
+                outcome = _segment(run, store.home, recorder, stop, device or run.device, data, on_event)
+            elif run.experiment is not None:
                 outcome = _measure(run, store.home, recorder, stop)
             else:
                 job = _shared(_training_job(store, run))
@@ -172,3 +177,22 @@ def _measure(run: Run, home: Path, recorder: Recorder, should_stop: Callable[[],
             return Outcome(Status.CANCELLED, f"Cancelled after {steps} steps; resume it to measure again from the "
                                              "start.", steps, "step")
     return Outcome(Status.FINISHED, "", steps, "step")
+
+
+def _segment(run: Run, home: Path, recorder: Recorder, should_stop: Callable[[], bool], device: str | None,
+             data: ImageData | None, on_event: Callable[[Record], None] | None) -> Outcome:
+    # No checkpoint to resume from: a resumed segmentation run forgets its rows and trains again from the start.
+    recorder.start(0)
+    job = SegmentationJob(run, home, data)
+    for event in job.train(device=device, should_stop=should_stop):
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, RunEnd):  # always the last
+            end = event
+        else:
+            recorder.record(event)
+    if end.status != Status.DIVERGED:  # a cancelled run's segmenter too: `segment evaluate` scores it as it is
+        recorder.segmenter(end.iteration, job.segmenter, **job.metadata())
+    message = f"{end.message} Resuming it trains it again from the start." if end.status == Status.CANCELLED \
+        else end.message
+    return Outcome(end.status, message, end.iteration, "iteration")

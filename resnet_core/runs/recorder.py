@@ -4,6 +4,7 @@
     recorder.start(resumed_at_iteration)
     recorder.record(metrics)         # buffered: one write a second at most, the first row at once
     recorder.checkpoint(due)         # a training.train.CheckpointDue
+    recorder.segmenter(iteration, segmenter, classes=[…])  # a segmentation run's model, at its end
     recorder.result(step, payload)   # an experiment's step
     recorder.finish("finished")      # or recorder.fail(message), which never raises
 
@@ -17,9 +18,12 @@ import logging
 import math
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from ..errors import StoreUnavailableError
+from ..pixels.segment_train import SegmentTestMetrics, SegmentTrainMetrics
+from ..pixels.segmenter import Segmenter, save_segmenter
 from ..training.checkpoint import save_checkpoint
 from ..training.train import CheckpointDue, TestMetrics, TrainMetrics
 from .store import Store
@@ -73,7 +77,8 @@ class Recorder:
         self._write(self.store.truncate_metrics, resumed_at_iteration)
         self._write(self.store.clear_results)
 
-    def record(self, metrics: TrainMetrics | TestMetrics) -> None:
+    def record(self, metrics: TrainMetrics | TestMetrics | SegmentTrainMetrics | SegmentTestMetrics) -> None:
+        # Their fields carry the metric columns' names; what has no column (a test point's IoU per class) is left.
         self.pending.append(asdict(metrics))
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
@@ -85,11 +90,19 @@ class Recorder:
         self.last_flush = time.monotonic()
 
     def checkpoint(self, due: CheckpointDue) -> None:
+        self._keep(due.iteration, lambda path: save_checkpoint(path, due.checkpoint))
+
+    def segmenter(self, iteration: int, segmenter: Segmenter, **metadata) -> None:
+        """A segmentation run's model after `iteration` (pixels.segmenter's file, with JSON-able `metadata`), kept
+        as its checkpoint is, so it travels with the run (`db copy`, a database that holds checkpoints)."""
+        self._keep(iteration, lambda path: save_segmenter(path, segmenter, **metadata))
+
+    def _keep(self, iteration: int, save: Callable[[Path], None]) -> None:
         # Rows first: a job resumed from this checkpoint keeps every row up to it and records only what follows.
         self.flush()
-        path = self.store.run_dir(self.run_id) / f"checkpoint-{due.iteration:07d}.safetensors"
-        save_checkpoint(path, due.checkpoint)
-        self._write(self.store.add_checkpoint, due.iteration, path)
+        path = self.store.run_dir(self.run_id) / f"checkpoint-{iteration:07d}.safetensors"
+        save(path)
+        self._write(self.store.add_checkpoint, iteration, path)
 
     def result(self, step: int, payload: dict) -> None:
         """Step `step` of an experiment (one deleted block, one row of a surface), written as it is measured."""

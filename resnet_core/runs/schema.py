@@ -40,10 +40,12 @@ def sql_list(statuses) -> str:
     return "(" + ", ".join(f"'{status}'" for status in statuses) + ")"
 
 
-# One row per (run, iteration, kind); kind is "train", "test" or "validation".
+# One row per (run, iteration, kind); kind is "train", "test" or "validation". A segmentation run's `error` is its
+# pixel error, and its test rows have the `miou` a classifier's rows leave NULL.
 METRIC_COLUMNS = ("iteration", "kind", "epoch", "loss", "error", "smoothed_loss", "smoothed_error", "lr",
-                  "images_per_s", "elapsed_s", "eta_s")
-JOB_KINDS = ("train", "lesion", "landscape")  # what a row of runs executes (runs.executor)
+                  "images_per_s", "elapsed_s", "eta_s", "miou")
+JOB_KINDS = ("train", "lesion", "landscape", "segment")  # what a row of runs executes (runs.executor)
+TRAINING_KINDS = ("train", "segment")  # the jobs that train a net and record metric rows as they go
 
 # The newest schema, as Alembic's revisions in runs/migrations build it; the store's queries are written against
 # these tables. Times are unix seconds (REAL), JSON is TEXT, as the SQLite store always had them.
@@ -74,6 +76,7 @@ runs_table = Table(
     Column("node", Text),  # the machine executing it (or that last did)
     Column("heartbeat", Double),  # when its executor last renewed its lease
     Column("cancel_requested", Double),  # when a stop was asked for: its executor stops at its next step
+    Column("settings", Text),  # a segmentation run's backbone and scenes as JSON (pixels.jobs), NULL for others
     Index("runs_reference", "reference", unique=True, sqlite_where=text("reference IS NOT NULL"),
           postgresql_where=text("reference IS NOT NULL")),
     sqlite_autoincrement=True,  # ids are never reused: a deleted run's number stays its own
@@ -166,6 +169,7 @@ class Run:
     node: str | None = None  # the machine executing it, or that last did
     heartbeat: float | None = None
     cancel_requested: float | None = None  # when a stop was asked for, while it runs
+    settings: dict | None = None  # a segmentation run's backbone and scenes (pixels.jobs)
     recorded_status: str = ""  # the status column itself: `running` for a job whose lease lapsed
 
     @property
@@ -181,6 +185,7 @@ class Run:
             "iterations_total": self.recipe["iterations"],
             "train_error": train["error"] if train else None, "train_loss": train["loss"] if train else None,
             "test_error": test["error"] if test else None, "test_loss": test["loss"] if test else None,
+            "test_miou": test["miou"] if test else None,  # a segmentation run's; None for a classifier's
             "device": self.device, "precision": self.precision, "seed": self.seed, "created": self.created,
             "started": self.started, "ended": self.ended, "error": self.error, "pid": self.pid, "node": self.node,
             "heartbeat": self.heartbeat,
@@ -194,6 +199,7 @@ class Run:
         try:
             values["recorded_status"] = values["status"] = Status(values["status"])
             values["experiment"] = values["experiment"] and json.loads(values["experiment"])
+            values["settings"] = values["settings"] and json.loads(values["settings"])
             # Through the dataclasses and back, so a reader can rely on every field being there.
             values["spec"] = NetSpec.from_dict(json.loads(values["spec"])).to_dict()
             values["recipe"] = Recipe.from_dict(json.loads(values["recipe"])).to_dict()

@@ -28,8 +28,8 @@ from . import processes
 from .classroom import ClassroomData
 from .database import describe, engine_for, keeps_checkpoints, read, store_url, write
 from .recorded import RecordedData
-from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, DamagedRunError, Run, Status, metrics_table,
-                     nodes_table, runs_table)
+from .schema import (ACTIVE, ENDED, METRIC_COLUMNS, RESUMABLE, TRAINING_KINDS, DamagedRunError, Run, Status,
+                     metrics_table, nodes_table, runs_table)
 from .settings import resolve_home, shared_checkpoint_folder, this_node
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ class Store(RecordedData, ClassroomData):
 
     def create_runs(self, new_runs: list[dict], *, owner: str | None = None, per_owner: int | None = None,
                     max_waiting: int | None = None, cap: int = 1, taken_by: int | None = None) -> list[int]:
-        """Queue `new_runs` (dicts of create_run's arguments, and `experiment` for an experiment job) all or none,
-        for `owner` (None: no limits); their ids.
+        """Queue `new_runs` (dicts of create_run's arguments, and `experiment` for an experiment job, or `kind` and
+        `settings` for a segmentation run) all or none, for `owner` (None: no limits); their ids.
 
         The limits are `_check_room`'s; counting and inserting are one write transaction, so thirty people
         pressing Start at once cannot overshoot them. `taken_by`: the pid of the process that trains them itself
@@ -97,13 +97,14 @@ class Store(RecordedData, ClassroomData):
             self._check_room(db, len(new_runs), owner, per_owner, max_waiting, cap)
             ids = []
             for run in new_runs:
-                experiment = run.get("experiment")
+                experiment, settings = run.get("experiment"), run.get("settings")
                 run_id = db.execute(runs_table.insert().values(
                     name=run["name"], model=run["spec"]["name"], spec=json.dumps(run["spec"]),
                     recipe=json.dumps(run["recipe"]), data=run["data"], device=run["device"],
                     precision=run["precision"], seed=run["seed"], status=Status.QUEUED, created=time.time(),
                     owner=owner, experiment=experiment and json.dumps(experiment),
-                    kind=experiment["kind"] if experiment else "train")).inserted_primary_key[0]
+                    settings=settings and json.dumps(settings),
+                    kind=experiment["kind"] if experiment else run.get("kind", "train"))).inserted_primary_key[0]
                 ids.append(run_id)
                 if taken_by is not None:
                     self._take(db, run_id, taken_by, true())
@@ -245,13 +246,13 @@ class Store(RecordedData, ClassroomData):
         return Run.from_row(row)
 
     def runs(self, *, references: bool = False) -> list[Run]:
-        """Every readable training run (with `references`, the shipped reference runs first), oldest first;
-        `damaged_runs` reports the others."""
+        """Every readable run that trained a classifier (with `references`, the shipped reference runs first),
+        oldest first; `damaged_runs` reports the others."""
         with self._reading() as db:
             return self._training_runs(db, references)
 
-    def _training_runs(self, db: Connection, references: bool) -> list[Run]:
-        where = runs.experiment.is_(None) if references else and_(runs.experiment.is_(None), runs.reference.is_(None))
+    def _training_runs(self, db: Connection, references: bool, kinds: tuple[str, ...] = ("train",)) -> list[Run]:
+        where = runs.kind.in_(kinds) if references else and_(runs.kind.in_(kinds), runs.reference.is_(None))
         return [run for run in self._read_all(db, where) if isinstance(run, Run)]
 
     def experiments(self) -> list[Run]:
@@ -279,16 +280,19 @@ class Store(RecordedData, ClassroomData):
         return sum(run.status in BUSY for run in self.active_runs())
 
     def summaries(self) -> list[dict]:  # of the runs trained here
-        """One dict per run with its latest training and test values (fractions, or None before the first)."""
-        return [summary for _, summary in self.runs_and_summaries()]
+        """One dict per run that trained a net (a classifier or a segmenter) with its latest training and test
+        values (fractions, or None before the first)."""
+        return [summary for _, summary in self.runs_and_summaries(kinds=TRAINING_KINDS)]
 
-    def runs_and_summaries(self, *, references: bool = False) -> list[tuple[Run, dict]]:
-        """Every run with its summary, both read in one snapshot: a run created or finishing meanwhile is either
-        in both or in neither, and its status agrees with its latest values."""
+    def runs_and_summaries(self, *, references: bool = False,
+                           kinds: tuple[str, ...] = ("train",)) -> list[tuple[Run, dict]]:
+        """Every run of `kinds` (JOB_KINDS; by default those that trained a classifier) with its summary, both read
+        in one snapshot: a run created or finishing meanwhile is either in both or in neither, and its status agrees
+        with its latest values."""
         with self._reading(snapshot=True) as db:
-            found = self._training_runs(db, references)
+            found = self._training_runs(db, references, kinds)
             latest = {(row["run_id"], row["kind"]): row for row in db.execute(text(
-                "SELECT m.run_id, m.kind, m.iteration, m.error, m.loss, m.eta_s FROM metrics m JOIN "
+                "SELECT m.run_id, m.kind, m.iteration, m.error, m.loss, m.eta_s, m.miou FROM metrics m JOIN "
                 "(SELECT run_id, kind, MAX(iteration) AS iteration FROM metrics GROUP BY run_id, kind) last "
                 "USING (run_id, kind, iteration)")).mappings()}
         return [(run, run.summary(latest.get((run.id, "train")),

@@ -145,6 +145,9 @@ def evaluate_run(store, run_id: int, *, ten_crop: bool = False, multi_scale: boo
     """Evaluate a run's latest checkpoint on its dataset's test images, normalised as the checkpoint records (an old
     one that records nothing: as its recipe says, with the dataset's statistics)."""
     run = store.run(run_id)
+    if run.kind == "segment":  # its checkpoint is a segmenter's (pixels.jobs)
+        raise CheckpointError(f"Run {run_id} is a segmentation run; `python -m resnet_core segment evaluate {run_id}` "
+                              "scores it.")
     latest = store.latest_checkpoint(run_id)
     if latest is None:
         raise CheckpointError(f"Run {run_id} has no checkpoint yet; it writes one at every evaluation.")

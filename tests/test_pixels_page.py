@@ -1,0 +1,328 @@
+"""The Pixels page (issue 25, item 1): segmentation and detection of an upload by torchvision's ResNet-backed models.
+
+Nothing here downloads: the torch cache is an empty folder (the one-line message and the download button are what a
+fresh install sees), or holds weights written here under the exact file names torchvision uses, so the page's real
+loading path reads them. Those stand-ins are random but for the last layer, which is set so the answers are known.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import REPO, WAIT_MS, app_figures, app_test, app_url_round_trip, load, screenshot, serve_app
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from explorer.pixels import figures
+from resnet_core.errors import UserError
+from resnet_core.pixels import torchvision_models as tm
+
+PAGE = str(REPO / "pages" / "9_Pixels.py")
+# The stand-in weights' answers: every pixel "person" with p = 0.7; two boxes, the whole image, "person" with p = 0.8
+# and "car" with 0.15.
+PERSON, CAR = 15, 3  # VOC's and COCO's indices
+SEGMENTATION_P = {0: 0.3, PERSON: 0.7}
+DETECTION_P = {0: 0.05, 1: 0.8, CAR: 0.15}
+
+
+def jpeg(size=(120, 90)) -> bytes:
+    picture = Image.new("RGB", size, (90, 150, 235))
+    picture.paste((210, 30, 30), (40, 25, 80, 65))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def table(at: AppTest, column: str):
+    """The first table or dataframe the page drew with `column` (AppTest finds them by position only)."""
+    frames = [frame.value for frame in [*at.dataframe, *at.table]]
+    frames = [getattr(frame, "data", frame) for frame in frames]  # a Styler: its frame
+    frames = [frame.reset_index() if frame.index.name else frame for frame in frames]
+    return next(frame for frame in frames if column in frame.columns)
+
+
+def upload(at: AppTest, name: str = "photo.jpg", data: bytes | None = None) -> AppTest:
+    at.file_uploader(key="pixels_upload").set_value((name, jpeg() if data is None else data, "image/jpeg")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+# ------------------------------------------------------------------------------------------- the library's facts
+def test_the_paper_tables_7_and_8_as_printed():
+    rows = {(row.table, row.test_set, row.metric): (row.vgg16, row.resnet101) for row in tm.PAPER_DETECTION}
+    assert rows == {("Table 7", "PASCAL VOC 2007 test", "mAP@.5"): (73.2, 76.4),
+                    ("Table 7", "PASCAL VOC 2012 test", "mAP@.5"): (70.4, 73.8),
+                    ("Table 8", "COCO val (40k images)", "mAP@.5"): (41.5, 48.4),
+                    ("Table 8", "COCO val (40k images)", "mAP@[.5, .95]"): (21.2, 27.2)}
+    assert [row.table for row in tm.paper_rows("fasterrcnn_resnet50_fpn")] == ["Table 8", "Table 8", "Table 7",
+                                                                                "Table 7"]
+    assert {row.table for row in tm.paper_rows("fcn_resnet101")} == {"Table 7"}
+
+
+def test_every_model_names_its_weights_file_categories_and_published_metrics():
+    assert tm.models_for("segmentation") == ("deeplabv3_resnet50", "fcn_resnet50", "deeplabv3_resnet101",
+                                             "fcn_resnet101")
+    assert tm.models_for("detection") == ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2")
+    for name, model in tm.MODELS.items():
+        assert tm.weights_path(name).name == model.weights().url.rsplit("/", 1)[1]
+        assert len(tm.categories(name)) == (21 if model.task == "segmentation" else 91)
+        metrics = {metric.metric for metric in tm.published_metrics(name)}
+        assert metrics == ({"mIoU", "pixel accuracy"} if model.task == "segmentation" else {"box mAP@[.5, .95]"})
+        assert tm.differences(name) and all("\n" not in line for line in tm.differences(name))
+    assert [m.value for m in tm.published_metrics("fasterrcnn_resnet50_fpn_v2")] == [46.7]
+    for bad in (lambda: tm.model_info("maskrcnn"), lambda: tm.models_for("keypoints")):
+        with pytest.raises(UserError, match="allowed"):
+            bad()
+
+
+@pytest.mark.parametrize("size, expected", [((1024, 768), (683, 512)), ((60, 40), (768, 512)),
+                                            ((4000, 500), (1024, 128)), ((512, 512), (512, 512))])
+def test_the_working_image_has_a_512_px_shorter_side_and_at_most_1024(size, expected):
+    assert tm.working_image(Image.new("P", size)).size == expected
+    assert tm.working_image(Image.new("P", size)).mode == "RGB"
+
+
+# ------------------------------------------------------------------------------------------- pure picture builders
+def segmentation(classes: np.ndarray, confidence: np.ndarray | None = None) -> tm.Segmentation:
+    confidence = np.full(classes.shape, 0.5, np.float32) if confidence is None else confidence
+    return tm.Segmentation(classes.astype(np.uint8), confidence, tm.categories("deeplabv3_resnet50"))
+
+
+def test_voc_palette_is_the_devkits():
+    palette = figures.voc_palette(21)
+    assert palette[0].tolist() == [0, 0, 0] and palette[1].tolist() == [128, 0, 0]
+    assert palette[2].tolist() == [0, 128, 0] and palette[PERSON].tolist() == [192, 128, 128]
+    assert len({tuple(colour) for colour in palette.tolist()}) == 21
+
+
+def test_the_overlay_tints_labelled_pixels_and_keeps_the_background_and_the_shape():
+    photo = Image.new("RGB", (40, 30), (100, 100, 100))
+    classes = np.zeros((30, 40), np.uint8)
+    classes[10:20, 5:15] = PERSON
+    overlay = figures.overlay_image(photo, segmentation(classes))
+    assert overlay.shape == (30, 40, 3) and overlay.dtype == np.uint8
+    assert overlay[0, 0].tolist() == [100, 100, 100]
+    alpha = figures.OVERLAY_ALPHA
+    assert overlay[15, 10].tolist() == [round((1 - alpha) * 100 + alpha * c) for c in (192, 128, 128)]
+    assert figures.class_map_image(segmentation(classes)).shape == (30, 40, 3)
+    with pytest.raises(ValueError, match="class map"):
+        figures.overlay_image(Image.new("RGB", (41, 30)), segmentation(classes))
+
+
+def test_the_legend_lists_exactly_the_classes_present_most_pixels_first():
+    classes = np.zeros((10, 10), np.uint8)
+    classes[:, :3] = PERSON  # 30 %
+    classes[:1, 5:] = 12  # dog, 5 %
+    confidence = np.where(classes == PERSON, 0.9, 0.6).astype(np.float32)
+    legend = figures.legend_table(segmentation(classes, confidence))
+    assert legend["class"].tolist() == ["background", "person", "dog"]
+    assert legend["pixels (%)"].tolist() == pytest.approx([65, 30, 5])
+    assert legend["mean confidence"].tolist() == pytest.approx([0.6, 0.9, 0.6])
+    assert legend["colour"].tolist() == ["#000000", "#c08080", "#400080"]
+
+
+def test_boxes_are_drawn_only_above_the_threshold():
+    photo = Image.new("RGB", (200, 200), "white")
+    detection = tm.Detection(np.array([[20, 40, 80, 100], [120, 140, 180, 190]], np.float32), np.array([1, CAR]),
+                             np.array([0.9, 0.3], np.float32), tm.categories("fasterrcnn_resnet50_fpn"))
+
+    def colour_at(image: Image.Image, x: int, y: int) -> str:
+        return figures.hex_colour(image.getpixel((x, y)))
+
+    strict = figures.boxes_image(photo, detection, 0.5)
+    assert colour_at(strict, 20, 70) == figures.box_colour(1)  # the person box's left edge
+    assert colour_at(strict, 120, 170) == "#ffffff"  # the car box is not drawn
+    assert colour_at(photo, 20, 70) == "#ffffff"  # a copy: the photo is untouched
+    loose = figures.boxes_image(photo, detection, 0.2)
+    assert colour_at(loose, 120, 170) == figures.box_colour(CAR)
+    assert figures.detection_table(detection, 0.5)["class"].tolist() == ["person"]
+    table = figures.detection_table(detection, 0.2)
+    assert table["class"].tolist() == ["person", "car"] and table.loc[1, ["x0", "y0", "x1", "y1"]].tolist() == [
+        120, 140, 180, 190]
+
+
+# ------------------------------------------------------------------------------------------- weights absent (AppTest)
+@pytest.mark.usefixtures("app_clear_caches", "app_torch_threads", "app_empty_homes")
+class TestWithoutWeights:
+    def test_first_visit_asks_for_a_photo_and_shows_the_backbone_beside_the_paper(self):
+        at = app_test(PAGE)
+        assert [info.value for info in at.info] == ["Upload a photo to see what the model makes of it."]
+        assert [header.value for header in at.subheader] == ["DeepLabV3 · ResNet-50", "The backbone: ResNet-50"]
+        (diagram,) = app_figures(at)  # the Architecture page's diagram: stem, four stages, head
+        assert diagram["layout"]["yaxis"]["ticktext"][1].startswith("conv2_x")
+        paper = table(at, "VGG-16")
+        assert paper["table"].tolist() == ["Table 7", "Table 7"] and paper["ResNet-101"].tolist() == [76.4, 73.8]
+        assert any("mIoU 66.4 %" in caption.value for caption in at.caption)
+
+    def test_every_model_without_its_weights_says_where_to_put_them_in_one_line(self):
+        at = upload(app_test(PAGE))
+        for task in tm.TASKS:
+            at.segmented_control(key="pixels_task").set_value(task).run()
+            for name in tm.models_for(task):
+                at.selectbox(key=f"pixels_{task}_model").set_value(name).run()
+                assert not at.exception, at.exception
+                (error,) = [error.value for error in at.error]
+                assert "not in the torch cache" in error and tm.weights_path(name).name in error
+                assert "\n" not in error and str(Path(os.environ["TORCH_HOME"])) in error
+                assert [button.label for button in at.button] == ["Try to download them"]
+                assert not at.image
+        assert at.slider(key="pixels_threshold").value == 0.5
+        paper = table(at, "VGG-16")  # detection: COCO's Table 8 first, torchvision's mAP beside
+        assert paper["table"].tolist() == ["Table 8", "Table 8", "Table 7", "Table 7"]
+        assert paper["this model, val2017"].tolist()[1] == 46.7 and math.isnan(paper["this model, val2017"][0])
+
+    def test_the_task_model_and_threshold_travel_in_the_url(self):
+        opened = app_url_round_trip(PAGE, {"pixels_task": "detection",
+                                           "pixels_detection_model": "fasterrcnn_resnet50_fpn_v2",
+                                           "pixels_threshold": 0.3})
+        assert [header.value for header in opened.subheader][0] == "Faster R-CNN · ResNet-50-FPN v2"
+
+    def test_a_failed_download_is_one_more_line_and_nothing_is_fetched(self, monkeypatch):
+        asked = []
+
+        def offline(url, **options):
+            asked.append(url)
+            raise OSError("[Errno 101] Network is unreachable")
+
+        monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+        at = upload(app_test(PAGE))
+        at.button(key="pixels_download_deeplabv3_resnet50").click().run()
+        assert not at.exception, at.exception
+        first, second = [error.value for error in at.error]
+        assert "not in the torch cache" in first
+        assert second.startswith("Cannot download https://download.pytorch.org/models/deeplabv3_resnet50_coco")
+        assert "Network is unreachable" in second and "\n" not in second
+        assert asked == [tm.MODELS["deeplabv3_resnet50"].weights().url]
+
+    def test_a_file_that_is_not_an_image_gets_the_classify_pages_refusal(self):
+        at = upload(app_test(PAGE), "notes.jpg", b"these are not pixels")
+        (error,) = [error.value for error in at.error]
+        assert error.startswith("notes.jpg: This is not a supported image; allowed:")
+        assert [info.value for info in at.info] == ["Upload a photo to see what the model makes of it."]
+
+
+# ------------------------------------------------------------------------------------------- stand-in weights
+def _stand_in(name: str) -> dict[str, torch.Tensor]:
+    """`name`'s architecture with random weights, but a last layer that answers with fixed probabilities, and
+    BatchNorm statistics that are not the identity (so a wrong epsilon would show)."""
+    torch.manual_seed(0)
+    state = tm.skeleton(name).state_dict()
+    for key, value in state.items():
+        if key.endswith("running_var"):
+            value.uniform_(0.5, 1.5)
+    if tm.MODELS[name].task == "segmentation":
+        weight, bias, probabilities = "classifier.4.weight", "classifier.4.bias", SEGMENTATION_P
+    else:
+        weight, bias = "roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.cls_score.bias"
+        probabilities = DETECTION_P
+        # Every anchor and every box grown past the image (log-size deltas clamped at log(1000/16)), then clipped to
+        # it: one box per class after non-maximum suppression, the whole image.
+        for prefix, classes in (("rpn.head.bbox_pred", 3), ("roi_heads.box_predictor.bbox_pred", 91)):
+            state[f"{prefix}.weight"].zero_()
+            state[f"{prefix}.bias"].copy_(torch.tensor([0.0, 0.0, 50.0, 50.0]).repeat(classes))
+    state[weight].zero_()
+    logits = torch.full_like(state[bias], -30.0)
+    for index, p in probabilities.items():
+        logits[index] = math.log(p)
+    state[bias].copy_(logits)
+    return state
+
+
+@pytest.fixture(scope="module")
+def stand_in_torch_home(tmp_path_factory) -> Path:
+    """A torch home whose hub cache holds stand-ins for DeepLabV3-R50's and Faster R-CNN v1's published files."""
+    home = tmp_path_factory.mktemp("torch")
+    for name in ("deeplabv3_resnet50", "fasterrcnn_resnet50_fpn"):
+        path = home / "hub" / "checkpoints" / tm.MODELS[name].weights().url.rsplit("/", 1)[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(_stand_in(name), path)
+    return home
+
+
+@pytest.fixture
+def stand_ins(stand_in_torch_home, monkeypatch) -> Path:
+    monkeypatch.setenv("TORCH_HOME", str(stand_in_torch_home))
+    monkeypatch.setattr(tm, "SHORT_SIDE", 96)  # the pictures, not the speed (benchmarks/bench_pixels.py)
+    return stand_in_torch_home
+
+
+@pytest.mark.usefixtures("app_clear_caches", "app_torch_threads")
+def test_weights_in_the_cache_give_three_pictures_a_legend_and_boxes_above_the_threshold(stand_ins):
+    at = upload(app_test(PAGE))
+    assert not at.error, [error.value for error in at.error]
+    pictures = [caption for image in at.image for caption in image.captions]
+    assert pictures == ["Input", "Class per pixel", "Overlay"]
+    assert any("resized to 128×96 px" in caption.value for caption in at.caption)
+    legend = table(at, "mean confidence")
+    assert legend["class"].tolist() == ["person"] and legend["pixels (%)"].tolist() == [100]
+    assert legend["mean confidence"].tolist() == pytest.approx([SEGMENTATION_P[PERSON]], abs=1e-5)
+
+    at.segmented_control(key="pixels_task").set_value("detection").run()
+    assert not at.exception and not at.error, at.exception or [error.value for error in at.error]
+    whole = [0, 0, 128, 96]
+    boxes = table(at, "score")
+    assert boxes["class"].tolist() == ["person"] and boxes["score"].tolist() == pytest.approx([0.8])
+    assert boxes.loc[0, ["x0", "y0", "x1", "y1"]].tolist() == whole
+    assert [caption for image in at.image for caption in image.captions] == ["1 of 2 boxes score at least 0.50"]
+    at.slider(key="pixels_threshold").set_value(0.1).run()
+    loose = table(at, "score")
+    assert loose["class"].tolist() == ["person", "car"] and loose["score"].tolist() == pytest.approx([0.8, 0.15])
+
+
+def test_the_stand_ins_load_as_torchvisions_own_builders_load_them(stand_ins):
+    """The skeleton + weights_only load equals torchvision's builder reading the same cached file (which it
+    unpickles freely, and which for v1 swaps in FrozenBatchNorm2d with eps 0)."""
+    from torchvision.models import detection, segmentation as torchvision_segmentation
+
+    x = torch.rand(1, 3, 96, 128)
+    ours = tm.load("fasterrcnn_resnet50_fpn").model.backbone.body
+    theirs = detection.fasterrcnn_resnet50_fpn(weights="COCO_V1").eval().backbone.body
+    with torch.inference_mode():
+        for (level, mine), reference in zip(ours(x).items(), theirs(x).values()):
+            assert torch.allclose(mine, reference, rtol=1e-4, atol=1e-4 * reference.abs().max()), level
+    image = tm.working_image(Image.open(io.BytesIO(jpeg())))
+    mine = tm.load("deeplabv3_resnet50").segment(image)
+    reference = torchvision_segmentation.deeplabv3_resnet50(weights="COCO_WITH_VOC_LABELS_V1").eval()
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
+    with torch.inference_mode():
+        probabilities = reference(((pixels - mean) / std)[None])["out"][0].softmax(0)
+    assert np.allclose(probabilities.max(0).values.numpy(), mine.confidence, atol=1e-5)
+    assert (probabilities.argmax(0).numpy() == mine.classes).all()
+
+
+# ------------------------------------------------------------------------------------------- a real browser
+@pytest.fixture(scope="module")
+def pixels_server(app_server_settings, tmp_path_factory):
+    """A fresh server whose torch cache is an empty folder."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    chosen = {**app_server_settings, "TORCH_HOME": str(tmp_path_factory.mktemp("empty-torch"))}
+    with serve_app(port, tmp_path_factory.mktemp("streamlit") / "server.log", chosen):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.browser
+def test_browser_upload_with_absent_weights_shows_the_one_line_message(pixels_server, browser_page, tmp_path):
+    page = browser_page
+    load(page, f"{pixels_server}/Pixels")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg())
+    page.get_by_test_id("stMain").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(photo))
+    page.wait_for_selector("text=not in the torch cache", timeout=WAIT_MS)
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(has_text="Model").click()
+    page.get_by_role("option", name="FCN · ResNet-50", exact=True).click()
+    page.wait_for_selector("text=FCN · ResNet-50 weights are not in the torch cache", timeout=WAIT_MS)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=WAIT_MS)
+    errors = page.get_by_test_id("stAlertContentError").all_inner_texts()
+    assert len(errors) == 1 and "fcn_resnet50_coco-1167a1af.pth" in errors[0], errors
+    assert page.get_by_role("button", name="Try to download them").count() == 1
+    assert page.get_by_test_id("stException").count() == 0
+    screenshot(page, "pixels_weights_missing.png")
