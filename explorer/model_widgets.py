@@ -3,11 +3,16 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import streamlit as st
 
 import resnet_core as rc
 from explorer import models
 from explorer.url_state import IN_URL, index_of
+
+T = TypeVar("T")
 
 
 def model_picker(label: str, key: str, default: str, choices: dict[str, str]) -> str:
@@ -20,13 +25,19 @@ def model_picker(label: str, key: str, default: str, choices: dict[str, str]) ->
 
 def loaded(choice: str) -> rc.Classifier | None:
     """The model, or None after a one-line message (and, for missing ImageNet weights, a download button)."""
+    return loaded_or_said(lambda download: models.classifier(choice, download=download), key=f"download_{choice}")
+
+
+def loaded_or_said(load: Callable[[bool], T], key: str) -> T | None:
+    """`load(download=False)`'s result, or None after its one-line message; for missing published weights, a button
+    that tries `load(download=True)`."""
     try:
-        return models.classifier(choice)
+        return load(False)
     except rc.WeightsUnavailableError as error:
         st.error(str(error))
-        if st.button("Try to download them", key=f"download_{choice}"):
+        if st.button("Try to download them", key=key):
             try:
-                return models.classifier(choice, download=True)
+                return load(True)
             except ValueError as retry_error:
                 st.error(str(retry_error))
     except ValueError as error:  # InvalidCheckpointError, DatasetError, StoreError: one sentence each

@@ -57,5 +57,5 @@ def test_a_damaged_imagenet_file_is_refused(fake_torch_home):
     path = clf.imagenet_weights_path("resnet50")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(rc.InvalidCheckpointError, match="is not torchvision's resnet50 weights"):
+    with pytest.raises(rc.InvalidCheckpointError, match="is not torchvision's resnet50 ImageNet weights"):
         clf.imagenet_classifier("resnet50")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import streamlit as st
 from PIL import Image
 
-import resnet_core as rc
+from explorer import model_widgets
 from explorer.classify.inputs import decode
 from resnet_core.pixels import torchvision_models as tm
 
@@ -45,18 +45,7 @@ def _load(name: str, path: str, stamp: int | None, download: bool) -> tm.PixelNe
 def loaded(name: str) -> tm.PixelNet | None:
     """The model, or None after a one-line message (and, for missing weights, a download button), as the Classify
     page's model_widgets.loaded does for ImageNet weights."""
-    try:
-        return net(name)
-    except rc.WeightsUnavailableError as error:
-        st.error(str(error))
-        if st.button("Try to download them", key=f"pixels_download_{name}"):
-            try:
-                return net(name, download=True)
-            except ValueError as retry_error:
-                st.error(str(retry_error))
-    except ValueError as error:  # InvalidCheckpointError: a file that is not those weights
-        st.error(str(error))
-    return None
+    return model_widgets.loaded_or_said(lambda download: net(name, download=download), key=f"pixels_download_{name}")
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

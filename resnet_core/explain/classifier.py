@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
+from torch import nn
 
 from ..errors import UserError
 from ..nets.model import ResNet, build_model
@@ -182,17 +184,22 @@ def imagenet_weights(name: str):
     return {"resnet18": ResNet18_Weights, "resnet50": ResNet50_Weights}[name].IMAGENET1K_V1
 
 
+def torchvision_weights_path(weights) -> Path:
+    """Where torch's hub cache keeps the file of torchvision's `weights` ($TORCH_HOME/hub/checkpoints/…)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[1]
+
+
 def imagenet_weights_path(name: str) -> Path:
-    """Where torch's hub cache keeps torchvision's file for `name` ($TORCH_HOME/hub/checkpoints/…)."""
-    url = imagenet_weights(name).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    return torchvision_weights_path(imagenet_weights(name))
 
 
-def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
-    """torchvision's ImageNet `resnet18` or `resnet50` (IMAGENET1K_V1) in our net, from the local torch cache;
-    with `download`, fetched first when missing. Raises `WeightsUnavailableError` saying where to put the file."""
-    weights = imagenet_weights(name)
-    path = imagenet_weights_path(name)
+def load_torchvision_weights(weights, label: str, into: Callable[[dict], nn.Module], *,
+                             download: bool = False) -> nn.Module:
+    """`into(state_dict)` of torchvision's published `weights` (a net built and loaded with them), read from the local
+    torch cache with weights_only (torchvision's own builders would unpickle anything); with `download`, fetched
+    first when missing. Raises `WeightsUnavailableError` saying where to put the file, `InvalidCheckpointError` for a
+    file that is not those weights. `label` names them in the messages."""
+    path = torchvision_weights_path(weights)
     if not path.is_file() and download:
         try:
             torch.hub.load_state_dict_from_url(weights.url, check_hash=True, map_location="cpu", weights_only=True)
@@ -200,15 +207,26 @@ def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
             raise WeightsUnavailableError(f"Cannot download {weights.url} ({one_line(error)}); put that file at {path} "
                                           "instead.") from None
     if not path.is_file():
-        raise WeightsUnavailableError(f"torchvision's {name} ImageNet weights are not in the torch cache; download "
+        raise WeightsUnavailableError(f"torchvision's {label} weights are not in the torch cache; download "
                                       f"{weights.url} and put it at {path} (or set TORCH_HOME).")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return into(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as error:  # noqa: BLE001 — weights_only runs no code; any failure means a bad file
+        raise InvalidCheckpointError(f"{path} is not torchvision's {label} weights ({one_line(error)}); "
+                                     "delete it and download it again.") from None
+
+
+def imagenet_classifier(name: str, *, download: bool = False) -> Classifier:
+    """torchvision's ImageNet `resnet18` or `resnet50` (IMAGENET1K_V1) in our net, from the local torch cache;
+    with `download`, fetched first when missing. Raises `WeightsUnavailableError` saying where to put the file."""
+    weights = imagenet_weights(name)
+
+    def into(state: dict) -> nn.Module:
         model = build_model(name, variant="torchvision")
         model.load_state_dict(state)
-    except Exception as error:  # noqa: BLE001 — weights_only runs no code; any failure means a bad file
-        raise InvalidCheckpointError(f"{path} is not torchvision's {name} weights ({one_line(error)}); "
-                                     "delete it and download it again.") from None
+        return model
+
+    model = load_torchvision_weights(weights, f"{name} ImageNet", into, download=download)
     transform = weights.transforms()
     return Classifier(f"ResNet-{name.removeprefix('resnet')} (ImageNet)", model.eval(),
                       tuple(weights.meta["categories"]),

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..explain.classifier import WeightsUnavailableError
+from ..explain.classifier import load_torchvision_weights, torchvision_weights_path
 from ..errors import UserError
-from ..training.checkpoint import InvalidCheckpointError, one_line
 
 TASKS = ("segmentation", "detection")
 # Every photo is resized to this shorter side before a net sees it (2 CPU cores: DeepLabV3-R50 ~2.6 s, Faster R-CNN
@@ -94,8 +93,7 @@ def categories(name: str) -> tuple[str, ...]:
 
 def weights_path(name: str) -> Path:
     """Where torch's hub cache keeps torchvision's file for `name` ($TORCH_HOME/hub/checkpoints/…)."""
-    url = model_info(name).weights().url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    return torchvision_weights_path(model_info(name).weights())
 
 
 # ------------------------------------------------------------------------------------------- what torchvision measured
@@ -216,25 +214,13 @@ def load(name: str, *, download: bool = False) -> PixelNet:
     """The published model `name` in eval mode, from the local torch cache; with `download`, fetched first when
     missing. Raises `WeightsUnavailableError` saying where to put the file, `InvalidCheckpointError` for a bad one."""
     model = model_info(name)
-    weights = model.weights()
-    path = weights_path(name)
-    if not path.is_file() and download:
-        try:
-            torch.hub.load_state_dict_from_url(weights.url, check_hash=True, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as error:  # offline, proxy, hash mismatch, disk full
-            raise WeightsUnavailableError(f"Cannot download {weights.url} ({one_line(error)}); put that file at {path} "
-                                          "instead.") from None
-    if not path.is_file():
-        raise WeightsUnavailableError(f"torchvision's {model.label} weights are not in the torch cache; download "
-                                      f"{weights.url} and put it at {path} (or set TORCH_HOME).")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+
+    def into(state: dict) -> torch.nn.Module:
         net = skeleton(name)
         _load_state(net, state, name)
-    except Exception as error:  # noqa: BLE001 — weights_only runs no code; any failure means a bad file
-        raise InvalidCheckpointError(f"{path} is not torchvision's {model.label} weights ({one_line(error)}); "
-                                     "delete it and download it again.") from None
-    return PixelNet(name, net)
+        return net
+
+    return PixelNet(name, load_torchvision_weights(model.weights(), model.label, into, download=download))
 
 
 # ------------------------------------------------------------------------------------------- inference
