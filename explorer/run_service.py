@@ -153,6 +153,16 @@ def net_label(model: str) -> str:
     return model
 
 
+def model_label(run: Run) -> str:
+    """What a run trained: `ResNet-20`, or for a segmentation run its head on its backbone, `FCN · ResNet-20`
+    (`FCN-16s · …` with the skip, `… (frozen)` when the backbone did not learn)."""
+    if run.kind != "segment":
+        return net_label(run.model)
+    settings = run.settings or {}
+    head = "FCN-16s" if settings.get("skip") else "FCN"
+    return f"{head} · {net_label(run.model)}{' (frozen)' if settings.get('freeze') else ''}"
+
+
 def status_text(db: Store, run: Run, positions: dict[int, int]) -> str:
     """The status a page shows: the store's, or "reference", "stopping", "queued #2"."""
     if run.reference:  # the badge of a shipped, read-only run

@@ -8,9 +8,9 @@ from explorer.url_state import IN_URL
 
 setup_page("Runs", ":material/history:")
 st.title(":material/history: Runs")
-st.caption("Every run in the data folder, whether started here or with `python -m resnet_core train`. Errors are "
-           "the latest recorded; the paper's error shows beside runs of its full recipe (Table 6 on CIFAR-10, top-1 and "
-           "top-5 of Table 3 for ImageNet nets).")
+st.caption("Every run in the data folder, whether started here or with `python -m resnet_core train` (or `segment "
+           "train`: a net that labels pixels, with its mIoU). Errors are the latest recorded; the paper's error shows "
+           "beside runs of its full recipe (Table 6 on CIFAR-10, top-1 and top-5 of Table 3 for ImageNet nets).")
 
 for problem in run_service.reference_problems():  # the page goes on with the references that are there
     st.warning(problem, icon=":material/warning:")
@@ -35,7 +35,11 @@ def overview() -> None:
         "name": st.column_config.TextColumn(help="The run's name: `--name` on the command line, else NET on DATA."),
         "train error (%)": st.column_config.NumberColumn(
             format="%.2f", help="Smoothed over about 50 iterations, as the thin curves."),
-        "test error (%)": st.column_config.NumberColumn(format="%.2f"),
+        "test error (%)": st.column_config.NumberColumn(
+            format="%.2f", help="A segmentation run's (a net that labels every pixel of a scene): its pixel error."),
+        "mIoU (%)": st.column_config.NumberColumn(
+            format="%.2f", help="Segmentation runs: the mean intersection over union of the classes on the test "
+                                "scenes, at the latest test point; the Pixels page shows each class's."),
         "paper top-1 (%)": st.column_config.NumberColumn(
             format="%.2f", help="The paper's error for runs of its full recipe: Table 6 on CIFAR-10 (one run; "
                                 "ResNet-110: best of 5; 64k iterations of 128, lr 0.1), Table 3 (10-crop) for "

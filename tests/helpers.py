@@ -323,3 +323,19 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def app_scene_model(home: Path) -> int:
+    """A tiny scene model (a segmentation run: an FCN head on a random ResNet-8, 4 iterations on 64 synthetic
+    scenes, 16 test scenes) trained in this process by `segment train` into the store at `home`; its run id. A few
+    seconds on one thread; none of the developer's RESNET_EXPLORER_* settings is read."""
+    from resnet_core.cli import main
+    from resnet_core.runs.store import Store
+
+    with pytest.MonkeyPatch.context() as patch, app_one_torch_thread():
+        for name in [name for name in os.environ if name.startswith(SETTINGS_PREFIX)]:
+            patch.delenv(name)
+        assert main(["segment", "train", "--backbone", "random:resnet8", "--scenes-from", "synthetic",
+                     "--iterations", "4", "--scenes", "64", "--test-scenes", "16", "--batch-size", "16",
+                     "--eval-every", "2", "--threads", "1", "--quiet", "--home", str(home)]) == 0
+    return Store(home).runs(kinds=("segment",))[-1].id

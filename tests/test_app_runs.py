@@ -6,7 +6,8 @@ import io
 
 import pandas as pd
 import pytest
-from helpers import REPO, app_assert_figures_download, app_test, app_url_params, app_url_round_trip, eventually
+from helpers import (REPO, app_assert_figures_download, app_scene_model, app_test, app_url_params,
+                     app_url_round_trip, eventually)
 from streamlit.elements.widgets.button import ButtonMixin
 from streamlit.testing.v1 import AppTest
 
@@ -194,3 +195,33 @@ def test_the_table_names_the_machine_each_run_trained_on(app_home, app_no_dispat
     machines = at.dataframe[0].value.set_index("id")["machine"]
     assert machines[trained] == "worker-7"
     assert machines[waiting] == "" and (machines[machines.index < 0] == "").all()
+
+
+def test_segment_runs_are_listed_with_their_miou_and_drawn_as_miou_curves(app_home, app_chart_traces):
+    """A segmentation run (a scene model, issue 25) in the same table: its net is its head on its backbone, its test
+    error its pixel error, its mIoU a column of its own; overlaid, its curve is its mIoU, beside the classifiers'
+    error."""
+    store = Store(app_home)
+    run_id = app_scene_model(app_home)
+    tests = store.metrics(run_id, "test")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    row = table.loc[run_id]
+    assert (row["net"], row["status"], row["dataset"], row["iterations"]) == ("FCN · ResNet-8", "finished",
+                                                                             "synthetic", 4)
+    assert row["mIoU (%)"] == pytest.approx(100 * tests[-1]["miou"])
+    assert row["test error (%)"] == pytest.approx(100 * tests[-1]["error"])  # its pixel error
+    assert pd.isna(row["paper top-1 (%)"]) and table.loc[table.index < 0, "mIoU (%)"].isna().all()
+    assert at.selectbox(key="runs_selected").format_func(run_id) == f"#{run_id} FCN · ResNet-8 on synthetic"
+
+    at.multiselect(key="runs_overlay").set_value([run_id]).run()
+    app_assert_figures_download(at, data_figures=2)  # mIoU instead of error, then loss and learning rate
+    traces = app_chart_traces(at)
+    assert traces[f"#{run_id} FCN · ResNet-8 test mIoU"]["y"] == pytest.approx([100 * row["miou"] for row in tests])
+    assert traces[f"#{run_id} FCN · ResNet-8 test loss"]["y"] == pytest.approx([row["loss"] for row in tests])
+    assert not any(name.endswith(" test") for name in traces)  # no error curve for it
+
+    at.multiselect(key="runs_overlay").set_value([run_id, -2]).run()  # beside a classifier: both figures
+    app_assert_figures_download(at, data_figures=3)
+    assert {f"#{run_id} FCN · ResNet-8 test mIoU", "ResNet-20 reference test"} <= set(app_chart_traces(at))

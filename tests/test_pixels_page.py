@@ -1,4 +1,6 @@
-"""The Pixels page (issue 25, item 1): segmentation and detection of an upload by torchvision's ResNet-backed models.
+"""The Pixels page (issue 25, item 1): segmentation and detection of an upload by torchvision's ResNet-backed models,
+and this server's own scene models (segmentation runs) on their test scenes or a photo, with their scores and which
+input pixels decided a pixel's class (item 3).
 
 Nothing here downloads: the torch cache is an empty folder (the one-line message and the download button are what a
 fresh install sees), or holds weights written here under the exact file names torchvision uses, so the page's real
@@ -15,13 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, WAIT_MS, app_figures, app_test, app_url_round_trip, load, screenshot, serve_app
+from helpers import (REPO, WAIT_MS, app_figures, app_plotly_array, app_scene_model, app_test, app_url_round_trip,
+                     app_widget, load, screenshot, seed_speeds, serve_app)
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explorer.pixels import figures
 from resnet_core.errors import UserError
 from resnet_core.pixels import torchvision_models as tm
+from resnet_core.pixels.jobs import evaluate_segmentation_run
+from resnet_core.runs import settings
+from resnet_core.runs.store import Store
 
 PAGE = str(REPO / "pages" / "9_Pixels.py")
 # The stand-in weights' answers: every pixel "person" with p = 0.7; two boxes, the whole image, "person" with p = 0.8
@@ -326,3 +332,132 @@ def test_browser_upload_with_absent_weights_shows_the_one_line_message(pixels_se
     assert page.get_by_role("button", name="Try to download them").count() == 1
     assert page.get_by_test_id("stException").count() == 0
     screenshot(page, "pixels_weights_missing.png")
+
+
+# ------------------------------------------------------------------------------------------- this server's scene models
+@pytest.fixture(scope="module")
+def scene_home(tmp_path_factory) -> tuple[Path, int]:
+    """A data folder whose store holds one finished scene model (helpers.app_scene_model); (folder, run id)."""
+    home = tmp_path_factory.mktemp("scene-home")
+    seed_speeds(home)
+    return home, app_scene_model(home)
+
+
+@pytest.fixture
+def scene_store(scene_home, monkeypatch, app_clear_caches, app_torch_threads) -> tuple[Store, int]:
+    """The pages read the scene model's data folder; (its store, the run id). The pages only read it."""
+    home, run_id = scene_home
+    monkeypatch.setenv(settings.HOME_VARIABLE, str(home))
+    monkeypatch.setenv(settings.SPARES_VARIABLE, "0")
+    return Store(home), run_id
+
+
+def scene_models_page(**widgets) -> AppTest:
+    """The page on the scene models, then `widgets` (key -> value) set in order, a run after each."""
+    at = app_test(PAGE)
+    at.segmented_control(key="pixels_models").set_value("scenes").run()
+    for key, value in widgets.items():
+        app_widget(at, key).set_value(value).run()
+        assert not at.exception, at.exception
+    assert not at.error, [error.value for error in at.error]
+    return at
+
+
+def test_a_scene_model_shows_three_pictures_its_miou_and_each_class_iou(scene_store):
+    store, run_id = scene_store
+    at = scene_models_page()
+    label = at.selectbox(key="pixels_scene_run").format_func(run_id)
+    assert at.selectbox(key="pixels_scene_run").value == run_id
+    final = store.metrics(run_id, "test")[-1]
+    assert label == f"#{run_id} FCN · ResNet-8 from scratch on synthetic · mIoU {100 * final['miou']:.1f} %"
+    assert [caption for image in at.image for caption in image.captions] == ["Input", "Class per pixel", "Overlay",
+                                                                             "True classes"]
+    assert any("test scene 0 at 64×64 px" in caption.value for caption in at.caption)
+    report = evaluate_segmentation_run(store, run_id, device="cpu")  # the CLI's `segment evaluate`
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics == {"mIoU": f"{100 * report.scores.miou:.1f} %",
+                       "Pixel accuracy": f"{100 * report.scores.pixel_accuracy:.1f} %"}
+    assert report.scores.miou == pytest.approx(final["miou"])  # its last test point scored every test scene
+    ious = table(at, "IoU (%)")
+    assert ious["class"].tolist() == list(report.scores.classes)
+    assert ious["IoU (%)"].tolist() == pytest.approx([100 * v for v in report.scores.iou.values()], nan_ok=True)
+    legend = table(at, "mean confidence")
+    assert set(legend["class"]) <= set(report.scores.classes)
+    traces = {trace.get("name"): trace for figure in app_figures(at) for trace in figure["data"]}
+    curve = traces[f"#{run_id} FCN · ResNet-8 test mIoU"]  # the run's curve: mIoU, not error
+    assert app_plotly_array(curve["y"]).tolist() == pytest.approx([100 * row["miou"]
+                                                                  for row in store.metrics(run_id, "test")])
+
+
+def test_a_pixel_of_a_scene_is_explained_by_the_input_pixels_that_decided_it(scene_store):
+    store, run_id = scene_store
+    at = scene_models_page(pixels_method="saliency")
+    [figure] = [figure for figure in app_figures(at) if any(trace["type"] == "heatmap" for trace in figure["data"])]
+    heatmap, marker = figure["data"][1:]
+    first = app_plotly_array(heatmap["z"])
+    assert first.shape == (64, 64) and first.max() > 0 and first.min() >= 0  # Saliency: magnitudes
+    assert (marker["x"], marker["y"]) == ([32], [32])  # the middle, until another pixel is picked
+    (note,) = [caption.value for caption in at.caption if caption.value.startswith("Pixel (32, 32)")]
+    assert "Saliency for **" in note and "(truly *" in note
+    at.number_input(key="pixels_x").set_value(3).run()
+    at.number_input(key="pixels_y").set_value(60).run()
+    assert not at.exception
+    [figure] = [figure for figure in app_figures(at) if any(trace["type"] == "heatmap" for trace in figure["data"])]
+    second = app_plotly_array(figure["data"][1]["z"])
+    assert figure["data"][2]["x"] == [3] and figure["data"][2]["y"] == [60]
+    assert second[55:, :10].max() > 0 and second[:20, 40:].max() == 0  # its receptive field, not the other's
+    assert not np.allclose(first, second)
+    assert [button.label for button in at.get("download_button")].count("Data (CSV)") == 2  # IoU curve, attribution
+    at.selectbox(key=f"pixels_target_{run_id}").set_value(3).run()  # another class at the same pixel
+    (note,) = [caption.value for caption in at.caption if caption.value.startswith("Pixel (3, 60)")]
+    assert "Saliency for **pattern2** there" in note
+
+
+def test_a_photo_is_shrunk_to_the_scenes_size_and_has_no_true_classes(scene_store):
+    at = scene_models_page(pixels_scene_input="photo")
+    assert [info.value for info in at.info] == ["Upload a photo to see what the scene model makes of it."]
+    upload(at)
+    assert not at.error, [error.value for error in at.error]
+    assert [caption for image in at.image for caption in image.captions] == ["Input", "Class per pixel", "Overlay"]
+    assert any("your photo at 84×64 px" in caption.value for caption in at.caption)  # 120×90, stride 4
+    assert at.number_input(key="pixels_x").max == 83 and at.number_input(key="pixels_y").max == 63
+
+
+def test_a_link_reproduces_the_scene_model_its_scene_and_its_pixel(scene_store):
+    # The one scene model is the picker's default, which Streamlit leaves out of a link.
+    opened = app_url_round_trip(PAGE, {"pixels_models": "scenes", "pixels_scene_index": 5, "pixels_x": 10,
+                                       "pixels_y": 50, "pixels_method": "grad_cam"})
+    (note,) = [caption.value for caption in opened.caption if caption.value.startswith("Pixel (10, 50)")]
+    assert "Grad-CAM on layer3.0's 16×16 map" in note
+    assert any("test scene 5 at 64×64 px" in caption.value for caption in opened.caption)
+
+
+@pytest.mark.usefixtures("app_home", "app_no_dispatcher")
+def test_without_a_scene_model_the_page_says_so_and_its_form_queues_one(monkeypatch):
+    from resnet_core.runs import dispatch
+
+    dispatched = []
+    monkeypatch.setattr(dispatch, "dispatch", lambda store, **options: dispatched.append(store.home))  # no process
+    at = scene_models_page()
+    assert [info.value for info in at.info][0].startswith("No scene model on this server yet: train one below")
+    at.selectbox(key="pixels_train_backbone").set_value("random:resnet8")
+    at.radio(key="pixels_train_data").set_value("synthetic")
+    at.number_input(key="pixels_train_iterations").set_value(4)
+    at.number_input(key="pixels_train_scenes").set_value(64)
+    at.number_input(key="pixels_train_test_scenes").set_value(16)
+    next(button for button in at.button if button.label == "Start").click().run()
+    assert not at.exception and not at.error, at.exception or [error.value for error in at.error]
+    (run,) = Store().runs(kinds=("segment",))
+    assert (run.status, run.model, run.data, run.recipe["iterations"]) == ("queued", "resnet8", "synthetic", 4)
+    assert run.settings["backbone"] == "random:resnet8" and run.settings["freeze"] and run.owner
+    assert run.settings["train_scenes"] == 64 and run.settings["test_scenes"] == 16 and dispatched
+    assert any(f"#{run.id} FCN · ResNet-8 (frozen)" in element.value for element in at.markdown)  # its card
+    assert at.query_params["scene_runs"] == str(run.id)  # a reload or a link follows it too
+
+    at.number_input(key="pixels_train_iterations").set_value(64_000)  # past a CPU server's images
+    at.toggle(key="pixels_train_freeze").set_value(False)
+    at.selectbox(key="pixels_train_backbone").set_value("random:resnet20")
+    next(button for button in at.button if button.label == "Start").click().run()
+    (error,) = [error.value for error in at.error]
+    assert error.startswith("64,000 iterations of 64 are too long for this CPU-only server") and "\n" not in error
+    assert len(Store().runs(kinds=("segment",))) == 1

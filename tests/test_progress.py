@@ -73,6 +73,23 @@ class Terminal:
         return status, self.stdout.read(), self.screen
 
 
+@pytest.fixture
+def terminal(tmp_path):
+    """Starts `Terminal`s; a child still running when the test ends (it failed part way) is killed, not left behind
+    following a store forever."""
+    started: list[Terminal] = []
+
+    def start(args: list[str]) -> Terminal:
+        started.append(Terminal(args, tmp_path))
+        return started[-1]
+
+    yield start
+    for child in started:
+        if child.process.poll() is None:
+            child.process.kill()
+            child.process.wait()
+
+
 def piped(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "resnet_core", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=DEADLINE_S)
@@ -100,8 +117,8 @@ def test_the_line_shows_the_callers_eta_and_errors_and_writes_results_above_it(m
     assert capsys.readouterr() == ("iteration 5\n", "")
 
 
-def test_train_draws_iterations_speed_eta_and_errors_on_a_terminal(tmp_path):
-    status, stdout, screen = Terminal([*TRAIN, "--home", str(tmp_path)], tmp_path).finish()
+def test_train_draws_iterations_speed_eta_and_errors_on_a_terminal(tmp_path, terminal):
+    status, stdout, screen = terminal([*TRAIN, "--home", str(tmp_path)]).finish()
     assert status == 0, screen
     assert TRAIN_LINE.search(screen), screen
     assert re.search(r"12/12 it \[.*, test err \d\.\d{3}\]", screen), screen  # the last test error, once there is one
@@ -118,14 +135,14 @@ def test_train_into_a_pipe_prints_what_it_always_did_and_no_line(tmp_path):
         "1"]
 
 
-def test_train_quiet_draws_nothing_on_a_terminal(tmp_path):
-    status, stdout, screen = Terminal([*TRAIN, "--quiet", "--home", str(tmp_path)], tmp_path).finish()
+def test_train_quiet_draws_nothing_on_a_terminal(tmp_path, terminal):
+    status, stdout, screen = terminal([*TRAIN, "--quiet", "--home", str(tmp_path)]).finish()
     assert status == 0 and screen == "", screen
     assert stdout.endswith("run 1 finished at iteration 12\n1\n")
 
 
-def test_lesion_draws_steps_speed_and_error_on_a_terminal_and_nothing_into_a_pipe(tmp_path):
-    status, drawn_out, screen = Terminal([*LESION, "--home", str(tmp_path)], tmp_path).finish()
+def test_lesion_draws_steps_speed_and_error_on_a_terminal_and_nothing_into_a_pipe(tmp_path, terminal):
+    status, drawn_out, screen = terminal([*LESION, "--home", str(tmp_path)]).finish()
     assert status == 0, screen
     assert LESION_LINE.search(screen), screen
     result = piped([*LESION, "--home", str(tmp_path)])
@@ -172,29 +189,29 @@ def test_reproduce_into_a_pipe_returns_at_once_as_it_always_did(table_runs, tmp_
         f"print the table with `python -m resnet_core reproduce table6 --report --home {tmp_path}`.\n")
 
 
-def test_reproduce_follows_its_runs_on_a_terminal_until_they_end(table_runs, tmp_path):
-    terminal = Terminal(REPRODUCE + ["--home", str(tmp_path)], tmp_path)
-    terminal.read_until(lambda screen: "test err 0.250]" in screen)
+def test_reproduce_follows_its_runs_on_a_terminal_until_they_end(table_runs, tmp_path, terminal):
+    child = terminal(REPRODUCE + ["--home", str(tmp_path)])
+    child.read_until(lambda screen: "test err 0.250]" in screen)
     # ETA: plain20's own 65 s, then resnet20's time at the server's (canned) speed on the one slot.
     waiting_s = reproduce.seconds_once_started(table_runs.run(2), measurements(tmp_path))
     eta = tqdm.format_interval(65 + waiting_s)
     assert re.search(rf"table6: +25%\|.*\| 1/4 it \[\d\d:\d\d, 300 img/s, ETA {eta}, test err 0.250\]",
-                     terminal.screen), terminal.screen
+                     child.screen), child.screen
     table_runs.add_metrics(1, [train_row(2)])
     table_runs.finish(1, "finished")
     assert table_runs.claim(2, os.getpid())
     table_runs.add_metrics(2, [train_row(1), train_row(2), evaluation_row(2, 0.125)])
     table_runs.finish(2, "finished")
-    status, stdout, screen = terminal.finish()  # it ends by itself, once both runs have
+    status, stdout, screen = child.finish()  # it ends by itself, once both runs have
     assert status == 0 and stdout.startswith("Queued no new run. Kept runs 1 (plain20, running)")
     assert re.search(r"table6: 100%\|.*\| 4/4 it \[\d\d:\d\d, ETA [^,]+, test err 0.125\]\r\n$", screen), screen
 
 
-def test_ctrl_c_stops_following_and_the_runs_go_on(table_runs, tmp_path):
-    terminal = Terminal(REPRODUCE + ["--home", str(tmp_path)], tmp_path)
-    terminal.read_until(lambda screen: "test err 0.250]" in screen)
-    terminal.process.send_signal(signal.SIGINT)
-    status, stdout, _ = terminal.finish()
+def test_ctrl_c_stops_following_and_the_runs_go_on(table_runs, tmp_path, terminal):
+    child = terminal(REPRODUCE + ["--home", str(tmp_path)])
+    child.read_until(lambda screen: "test err 0.250]" in screen)
+    child.process.send_signal(signal.SIGINT)
+    status, stdout, _ = child.finish()
     assert status == 0
     assert stdout.splitlines()[-1] == ("Stopped following; the runs go on: watch them with "
                                        f"`python -m resnet_core runs --home {tmp_path}`.")

@@ -1,9 +1,11 @@
-"""Pure picture builders for the Pixels page: results in, images (numpy arrays or PIL) and tables out, so tests call
-them without Streamlit.
+"""Pure picture builders for the Pixels page: results in, images (numpy arrays or PIL), tables and figures out, so
+tests call them without Streamlit.
 
 The three pictures of "classifying an image pixel by pixel": the input, the class map in PASCAL VOC's own colours
 (its devkit's colour map, the one teaching material shows), and the map laid over the input, with a legend of the
-classes present. Detection: the input with its boxes, labels and scores above a threshold.
+classes present. Detection: the input with its boxes, labels and scores above a threshold. A scene model (a
+segmentation run of this server) has the same three pictures, each class's IoU, and which input pixels decided a
+pixel's class.
 """
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
+from explorer import explain_charts
+from resnet_core.pixels.scores import SegmentationScores
 from resnet_core.pixels.torchvision_models import Detection, Segmentation
 
 OVERLAY_ALPHA = 0.55  # how much of a labelled pixel's colour is the class's; background pixels keep the photo's
@@ -21,6 +26,9 @@ BOX_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                "#7f7f7f", "#ff1493", "#00ced1")
 BOX_WIDTH_PX = 3
 LABEL_FONT_PX = 14
+ENLARGED_PX = 256  # a scene model's 64-pixel pictures, shown 4x, each pixel a square
+# The chosen pixel on an attribution map: white with a black edge, visible on any picture and either colour scale.
+MARKER = dict(symbol="x", size=13, color="white", line=dict(width=1.5, color="black"))
 
 
 def voc_palette(count: int) -> np.ndarray:
@@ -43,7 +51,19 @@ def hex_colour(rgb) -> str:
 
 def class_map_image(segmentation: Segmentation) -> np.ndarray:
     """(H, W, 3) uint8: every pixel in its class's colour."""
-    return voc_palette(len(segmentation.categories))[segmentation.classes]
+    return labels_image(segmentation.classes, len(segmentation.categories))
+
+
+def labels_image(labels: np.ndarray, count: int) -> np.ndarray:
+    """(H, W, 3) uint8: a label map (H, W) of `count` classes in their colours (a scene's true labels, say)."""
+    return voc_palette(count)[labels]
+
+
+def enlarged(picture: np.ndarray, shown_px: int = ENLARGED_PX) -> np.ndarray:
+    """A small picture (H, W, …) repeated pixel by pixel so its longer side is about `shown_px`: a 64-pixel scene
+    stays crisp, where a browser would blur it. Pictures already that large come back as they are."""
+    factor = max(1, round(shown_px / max(picture.shape[:2])))
+    return picture.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def overlay_image(image: Image.Image, segmentation: Segmentation, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
@@ -71,6 +91,27 @@ def legend_table(segmentation: Segmentation) -> pd.DataFrame:
                      float(segmentation.confidence[mask].mean())))
     table = pd.DataFrame(rows, columns=["colour", "class", "pixels (%)", "mean confidence"])
     return table.sort_values("pixels (%)", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def iou_table(scores: SegmentationScores) -> pd.DataFrame:
+    """One row per class of a scene model's scores, in label order: its colour, its IoU (NaN for a class in neither
+    the targets nor the predictions) and its share of the test pixels."""
+    palette = voc_palette(len(scores.classes))
+    matrix = np.asarray(scores.confusion_matrix, dtype=np.float64)
+    share = 100 * matrix.sum(1) / max(matrix.sum(), 1)
+    return pd.DataFrame({"colour": [hex_colour(colour) for colour in palette], "class": list(scores.classes),
+                         "IoU (%)": [100 * value for value in scores.iou.values()], "test pixels (%)": share})
+
+
+def pixel_attribution_figure(picture: np.ndarray, attribution: np.ndarray, *, signed: bool, x: int,
+                             y: int) -> go.Figure:
+    """The Classify page's attribution overlay (explain_charts.attribution_figure) of a scene model's input, with
+    the pixel it explains marked."""
+    figure = explain_charts.attribution_figure(picture, attribution, signed=signed)
+    figure.add_scatter(x=[x], y=[y], mode="markers", name="the pixel explained", showlegend=False,
+                       marker=MARKER,
+                       hovertemplate="the pixel explained: x %{x}, y %{y}<extra></extra>")
+    return figure
 
 
 def box_colour(label: int) -> str:

@@ -70,6 +70,23 @@ def error_figure(curves: Sequence[RunCurves]) -> go.Figure:
     return figure
 
 
+def miou_figure(curves: Sequence[RunCurves]) -> go.Figure:
+    """Segmentation runs (resnet_core.pixels): the mean IoU (bold) and the pixel accuracy (thin, dotted) on the test
+    scenes at each test point, in %, where a classifier's runs have their test error."""
+    figure = go.Figure()
+    for curve in curves:
+        test, color = curve.test, color_of(curve)
+        figure.add_scatter(x=test["iteration"], y=100 * test["miou"], mode="lines+markers",
+                           name=f"{curve.label} test mIoU", legendgroup=curve.label,
+                           line=dict(color=color, width=TEST_WIDTH), marker=dict(size=6))
+        figure.add_scatter(x=test["iteration"], y=100 * (1 - test["error"]), mode="lines",
+                           name=f"{curve.label} test pixel accuracy", legendgroup=curve.label,
+                           line=dict(color=color, width=TRAIN_WIDTH, dash="dot"))
+    _layout(figure, "Test scenes: mIoU (bold), pixel accuracy (dotted)")
+    figure.update_yaxes(title_text="mIoU, pixel accuracy (%)", range=[0, 100])
+    return figure
+
+
 def loss_lr_figure(curves: Sequence[RunCurves]) -> go.Figure:
     """Training loss (thin, smoothed) and test loss (bold) in nats; the learning rate (dotted) on a log axis. Of
     the live runs only: a reference's schedule would crowd the lr axis."""

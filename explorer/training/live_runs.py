@@ -14,11 +14,11 @@ import pandas as pd
 import streamlit as st
 
 from explorer import identity, url_state
-from explorer.run_service import net_label, status_text, store
+from explorer.run_service import model_label, net_label, status_text, store
 from explorer.training.charts import RunCurves
 from resnet_core.explain import catalog
 from resnet_core.runs import dispatch
-from resnet_core.runs.schema import ACTIVE, METRIC_COLUMNS, RESUMABLE, Run
+from resnet_core.runs.schema import ACTIVE, METRIC_COLUMNS, RESUMABLE, TRAINING_KINDS, Run
 from resnet_core.runs.store import Store
 
 
@@ -110,7 +110,7 @@ def poll(run_ids: list[int]) -> list[RunState]:
     """The runs that still exist, with their curves: reads only (the server's dispatcher advances the queue)."""
     db = store()
     positions = dispatch.queue_positions(db)
-    existing = {run.id: run for run in db.runs(references=True)}
+    existing = {run.id: run for run in db.runs(references=True, kinds=TRAINING_KINDS)}  # segmentation runs too
     states = []
     for run_id in run_ids:
         run = existing.get(run_id)
@@ -118,7 +118,7 @@ def poll(run_ids: list[int]) -> list[RunState]:
             continue
         rows = _metric_cache().rows(db, run)
         last = rows["train"][-1] if rows["train"] else None
-        label = f"{net_label(run.model)} reference" if run.reference else f"#{run.id} {net_label(run.model)}"
+        label = f"{net_label(run.model)} reference" if run.reference else f"#{run.id} {model_label(run)}"
         states.append(RunState(
             run=run, label=label, status=status_text(db, run, positions),
             iterations_done=last["iteration"] if last else 0,
@@ -135,7 +135,8 @@ def references_behind(states: list[RunState]) -> list[RunCurves]:
     curves, seen = [], set()
     for state in states:
         run = state.run
-        if run.reference or run.model not in catalog.REFERENCE_NAMES or run.model in seen or not _cifar10(run.data):
+        if (run.reference or run.kind != "train" or run.model not in catalog.REFERENCE_NAMES or run.model in seen
+                or not _cifar10(run.data)):  # a segmentation run's curves are not a classifier's
             continue
         try:
             reference = catalog.reference(run.model)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from explorer.run_service import net_label, status_text, store
+from explorer.run_service import model_label, status_text, store
 from explorer.training.live_runs import duration_text, metric_frame
 from resnet_core import NetSpec, Recipe, paper_facts, paper_recipe
 from resnet_core.explain import catalog
 from resnet_core.runs import dispatch
-from resnet_core.runs.schema import ACTIVE, Run
+from resnet_core.runs.schema import ACTIVE, TRAINING_KINDS, Run
 
 
 def beside_table6(source: str) -> bool:
@@ -22,7 +22,10 @@ def beside_table6(source: str) -> bool:
 
 def _paper_errors(run: Run) -> tuple[float | None, float | None]:
     """The paper's (top-1, top-5) error (%) for a paper net trained with its full recipe: Table 6 on CIFAR-10 (no
-    top-5), Table 3 (10-crop) for an ImageNet net of 1,000 classes; (None, None) for any other run."""
+    top-5), Table 3 (10-crop) for an ImageNet net of 1,000 classes; (None, None) for any other run (a segmentation
+    run's included: its backbone's spec is no classifier's result)."""
+    if run.kind != "train":
+        return None, None
     spec = NetSpec.from_dict(run.spec)
     # How often it was tested changes nothing it learns.
     if Recipe.from_dict({**run.recipe, "eval_interval": None}) != paper_recipe(spec):
@@ -39,20 +42,22 @@ def table6_error(spec: NetSpec) -> float | None:
 
 
 def history() -> pd.DataFrame:
-    """Every run in the store, newest first: the columns of the Runs page (errors in %)."""
+    """Every run in the store that trained a net, newest first: the columns of the Runs page (errors in %). A
+    segmentation run's errors are its pixel errors, and its mIoU has a column of its own (empty for a classifier)."""
     db = store()
     positions = dispatch.queue_positions(db)
     rows = []
-    for run, summary in reversed(db.runs_and_summaries(references=True)):
+    for run, summary in reversed(db.runs_and_summaries(references=True, kinds=TRAINING_KINDS)):
         end = run.ended if run.status not in ACTIVE else time.time()
         # The smoothed value, as the curves show it: one batch's error of a short run is often exactly 0.
         last_train = db.metrics(run.id, "train", after_iteration=summary["iterations_done"] - 1)
         rows.append({
-            "id": run.id, "name": run.name, "status": status_text(db, run, positions), "net": net_label(run.model),
+            "id": run.id, "name": run.name, "status": status_text(db, run, positions), "net": model_label(run),
             "dataset": run.data,
             "iterations": summary["iterations_done"],
             "train error (%)": percent(last_train[-1]["smoothed_error"] if last_train else None),
             "test error (%)": percent(summary["test_error"]),
+            "mIoU (%)": percent(summary["test_miou"]),
             **dict(zip(("paper top-1 (%)", "paper top-5 (%)"), _paper_errors(run))),
             "recipe": Recipe.from_dict(run.recipe).describe(),
             "duration": duration_text(end - run.started if run.started else None),
@@ -61,15 +66,16 @@ def history() -> pd.DataFrame:
             "machine": run.node or "", "reason": run.error or ""})
     if not rows:
         return pd.DataFrame()
-    return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "paper top-1 (%)": float,
-                                      "paper top-5 (%)": float})
+    return pd.DataFrame(rows).astype({"train error (%)": float, "test error (%)": float, "mIoU (%)": float,
+                                      "paper top-1 (%)": float, "paper top-5 (%)": float})
 
 
 def choices() -> dict[int, str]:
-    """Run id -> `#3 ResNet-8 on synthetic`, newest first. No status: a link carries the label (url_state), and a
-    run's label must still match once it has finished; the table above gives the status."""
-    return {run.id: f"{run.name} (read-only)" if run.reference else f"#{run.id} {net_label(run.model)} on {run.data}"
-            for run in reversed(store().runs(references=True))}
+    """Run id -> `#3 ResNet-8 on synthetic` (`#4 FCN · ResNet-8 on synthetic` for a segmentation run), newest first.
+    No status: a link carries the label (url_state), and a run's label must still match once it has finished; the
+    table above gives the status."""
+    return {run.id: f"{run.name} (read-only)" if run.reference else f"#{run.id} {model_label(run)} on {run.data}"
+            for run in reversed(store().runs(references=True, kinds=TRAINING_KINDS))}
 
 
 def damaged() -> dict[int, str]:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from explorer import plots, run_service, speed
 from explorer.training import charts, live_runs, presets
+from resnet_core.pixels.jobs import KIND as SEGMENTATION
 from resnet_core.runs import settings
 from resnet_core.speed.estimate import describe_seconds
 
@@ -52,11 +53,17 @@ def curves(states: Sequence[live_runs.RunState], key: str) -> None:
     curves = [state.curves for state in states]
     if not any(len(curve.train) for curve in curves):
         st.caption("The curves appear with the first training iteration.")
-    behind = live_runs.references_behind(list(states))
-    plots.show(charts.error_figure(curves + behind), f"{key}_error", "training-error")
-    if behind:
-        st.caption(":material/timeline: Faint dotted lines: the shipped reference run of the same net on CIFAR-10 "
-                   "(12 epochs on 2 CPU cores, docs/REFERENCE_NETS.md), drawn up to this run's length.")
+    # A segmentation run's test points are its mIoU, in a figure of their own; a classifier's, its error.
+    scenes = [state.curves for state in states if state.run.kind == SEGMENTATION]
+    classifiers = [state.curves for state in states if state.run.kind != SEGMENTATION]
+    if classifiers or not scenes:
+        behind = live_runs.references_behind(list(states))
+        plots.show(charts.error_figure(classifiers + behind), f"{key}_error", "training-error")
+        if behind:
+            st.caption(":material/timeline: Faint dotted lines: the shipped reference run of the same net on "
+                       "CIFAR-10 (12 epochs on 2 CPU cores, docs/REFERENCE_NETS.md), drawn up to this run's length.")
+    if scenes:
+        plots.show(charts.miou_figure(scenes), f"{key}_miou", "segmentation-miou")
     plots.show(charts.loss_lr_figure(curves), f"{key}_loss", "training-loss-and-lr")
 
 

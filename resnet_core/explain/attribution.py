@@ -111,10 +111,13 @@ def grad_cam_layer(model: ResNet, x: torch.Tensor) -> tuple[str, tuple[int, int]
     return name, sizes[name]
 
 
-def _blocks(model: ResNet) -> Iterator[tuple[str, nn.Module]]:
-    for stage_index, stage in enumerate(model.stages):
-        for block_index, block in enumerate(stage):
-            yield f"layer{stage_index + 1}.{block_index}", block
+def _blocks(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Every block of `model.stages`, by its name in `model` ("layer3.2" in a ResNet): a model that wraps a net
+    (pixels.attribution's, around a segmenter) names them by their path in it, which `get_submodule` takes."""
+    names = {id(module): name for name, module in model.named_modules()}
+    for stage in model.stages:
+        for block in stage:
+            yield names[id(block)], block
 
 
 def _grad_cam(model: ResNet, x: torch.Tensor, target: int, layer: nn.Module) -> torch.Tensor:

@@ -245,11 +245,11 @@ class Store(RecordedData, ClassroomData):
             raise StoreError(f"No run {run_id!r} in this data folder; `python -m resnet_core runs` lists the runs.")
         return Run.from_row(row)
 
-    def runs(self, *, references: bool = False) -> list[Run]:
-        """Every readable run that trained a classifier (with `references`, the shipped reference runs first),
-        oldest first; `damaged_runs` reports the others."""
+    def runs(self, *, references: bool = False, kinds: tuple[str, ...] = ("train",)) -> list[Run]:
+        """Every readable run of `kinds` (JOB_KINDS; by default those that trained a classifier; with `references`,
+        the shipped reference runs first), oldest first; `damaged_runs` reports the others."""
         with self._reading() as db:
-            return self._training_runs(db, references)
+            return self._training_runs(db, references, kinds)
 
     def _training_runs(self, db: Connection, references: bool, kinds: tuple[str, ...] = ("train",)) -> list[Run]:
         where = runs.kind.in_(kinds) if references else and_(runs.kind.in_(kinds), runs.reference.is_(None))
