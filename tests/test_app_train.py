@@ -259,4 +259,7 @@ def test_a_server_never_measured_measures_itself_once_in_the_background(app_home
         assert time.monotonic() < deadline, [caption.value for caption in at.caption]
         time.sleep(0.5)
         at.run()
-    assert sorted(m.net for m in measurements(app_home)) == ["resnet20", "resnet56"]  # measured once, not twice
+    measured = {m.net: m for m in measurements(app_home)}  # measured once, not twice
+    assert sorted(measured) == ["resnet20", "resnet56"] and all(m.source == "calibration" for m in measured.values())
+    # Two real probes at once: ResNet-56 has ~3x ResNet-20's mult-adds per image.
+    assert measured["resnet20"].train_images_per_s > measured["resnet56"].train_images_per_s > 0

@@ -106,7 +106,7 @@ def test_workshop_path(app_training_home, app_server, browser_page, browser_ball
         links = main.get_by_test_id("stPageLink").all_inner_texts()
         # Each link reads "<icon name> <page>", e.g. "account_tree Architecture".
         assert [link.split()[-1] for link in links] == ["Architecture", "Compare", "Train", "Runs", "Classify",
-                                                         "Inside", "Experiments", "Class"], links
+                                                         "Inside", "Experiments", "Class", "Pixels"], links
         assert len(plots(page)) == 1  # the residual block figure
 
     eventually(home_drawn)

@@ -73,6 +73,21 @@ class Terminal:
         return status, self.stdout.read(), self.screen
 
 
+def read_all(master: int) -> str:
+    """Everything drawn on a pty whose other end is closed: one read may return only part of it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed and everything has been read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return b"".join(chunks).decode()
+
+
 @pytest.fixture
 def terminal(tmp_path):
     """Starts `Terminal`s; a child still running when the test ends (it failed part way) is killed, not left behind
@@ -104,8 +119,7 @@ def test_the_line_shows_the_callers_eta_and_errors_and_writes_results_above_it(m
             assert line.shown
             line.write("iteration 100: test error 0.3800, loss 1.2000")
             line.update(120, images_per_s=1234.5, eta_s=3725, error=0.4123, test_error=0.38)
-        drawn = os.read(master, 65536).decode()
-    os.close(master)
+    drawn = read_all(master)
     assert "demo:  40%|" in drawn and "120/300 it [" in drawn
     assert drawn.endswith(", 1,234 img/s, ETA 1:02:05, err 0.412, test err 0.380]\r\n")  # the caller's ETA
     assert capsys.readouterr().out == "iteration 100: test error 0.3800, loss 1.2000\n"

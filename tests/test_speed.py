@@ -1,5 +1,6 @@
 """This server's speed (resnet_core.speed): the book of measurements, estimates from a recorded history, preset
-lengths for a fast and a slow server, a run's own measurement, a real calibration and the `presets` command."""
+lengths for a fast and a slow server, a run's own measurement and the `presets` command. A real calibration is
+measured by test_app_train's page that starts one."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ from helpers import REPO, seed_speeds
 
 from resnet_core.nets.specs import get_spec
 from resnet_core.presets import PRESETS, by_label
-from resnet_core.speed import book, calibrate
+from resnet_core.cli import main
+from resnet_core.speed import book
 from resnet_core.speed.book import CALIBRATION, Conditions, Measurement
 from resnet_core.speed.estimate import describe_seconds, estimate_planned, makespan, run_seconds, speed_of
 from resnet_core.speed.fit import LENGTH_STEP, fit, preset_recipes
@@ -105,11 +107,8 @@ def test_the_book_keeps_this_machines_measurements_and_survives_damage(tmp_path,
 
 
 def test_a_finished_run_adds_its_own_speeds_to_the_book(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "resnet_core", "train", "--model", "resnet8", "--data",
-                             "synthetic", "--iterations", "40", "--eval-every", "10", "--threads", "1",
-                             "--precision", "fp32", "--home", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    assert main(["train", "--model", "resnet8", "--data", "synthetic", "--iterations", "40", "--eval-every", "10",
+                 "--batch-size", "32", "--threads", "1", "--precision", "fp32", "--quiet", "--home", str(tmp_path)]) == 0
     [measurement] = book.measurements(tmp_path)
     assert (measurement.net, measurement.device, measurement.precision, measurement.threads, measurement.source) == (
         "resnet8", "cpu", "fp32", 1, "run 1")
@@ -117,15 +116,6 @@ def test_a_finished_run_adds_its_own_speeds_to_the_book(tmp_path):
     assert 0 < measurement.overhead_s < 60
     speed = speed_of(get_spec("resnet8"), Conditions("cpu", "fp32", 1, 2), book.measurements(tmp_path))
     assert speed.basis == "1 finished run of resnet8 here"
-
-
-def test_a_real_calibration_measures_both_nets_at_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(calibrate, "PROBE_SECONDS", 0.5)
-    measured_now = calibrate.calibrate(Conditions("cpu", "fp32", threads=1, slots=2), tmp_path)
-    assert sorted(m.net for m in measured_now) == ["resnet20", "resnet56"]
-    speeds = {m.net: m.train_images_per_s for m in measured_now}
-    assert speeds["resnet20"] > speeds["resnet56"] > 0  # ~3x the mult-adds
-    assert calibrate.latest_calibration(Conditions("cpu", "fp32", 1, 2), tmp_path) == measured_now
 
 
 def test_presets_json_is_the_contract(tmp_path):
