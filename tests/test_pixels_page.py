@@ -461,3 +461,20 @@ def test_without_a_scene_model_the_page_says_so_and_its_form_queues_one(monkeypa
     (error,) = [error.value for error in at.error]
     assert error.startswith("64,000 iterations of 64 are too long for this CPU-only server") and "\n" not in error
     assert len(Store().runs(kinds=("segment",))) == 1
+
+
+@pytest.mark.browser
+def test_browser_a_scene_model_of_this_server_shows_the_three_pictures(pixels_server, app_server_settings,
+                                                                       browser_page):
+    home = Path(app_server_settings["RESNET_EXPLORER_HOME"])
+    run_id = app_scene_model(home)  # trained into the running server's store
+    page = browser_page
+    load(page, f"{pixels_server}/Pixels")
+    page.get_by_test_id("stSidebar").get_by_text("This server's", exact=True).click()
+    main = page.get_by_test_id("stMain")
+    page.wait_for_selector(f"text=Run #{run_id}: FCN · ResNet-8", timeout=WAIT_MS)
+    for caption in ("Input", "Class per pixel", "Overlay", "True classes"):
+        main.get_by_test_id("stImageCaption").filter(has_text=caption).first.wait_for(timeout=WAIT_MS)
+    assert main.get_by_text("mIoU").count() >= 1
+    assert page.get_by_test_id("stException").count() == 0
+    screenshot(page, "pixels_scene_model.png")
