@@ -72,7 +72,7 @@ PRESETS = (
     Preset("ResNet-110 alone", ("resnet110",),
            "ResNet-110 (Table 6): the paper warms it up at 0.01 because 0.1 is too large to start; here it "
            "ramps up like every net of a short run.",
-           Effect(None, "resnet110", 0.20), 200),
+           Effect(None, "resnet110", 0.20), 300),
 )
 
 DEFAULT = next(preset for preset in PRESETS if preset.nets == ("plain20", "resnet20"))  # the Train page's first pair
