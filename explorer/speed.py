@@ -50,7 +50,7 @@ def waiting_for(conditions: Conditions | None = None) -> str | None:
     `MEASURING` (the calibration is started in the background, once per data folder, conditions and server at a
     time; its own lock keeps it to one per folder), or the sentence of its failure."""
     home, conditions = resolve_home(), conditions or here()
-    if any(m.source == book.CALIBRATION and m.matches(m.net, conditions) for m in book.measurements(home)):
+    if calibrate.latest_calibration(conditions, home):
         return None
     key = (home, conditions)
     with _guard:

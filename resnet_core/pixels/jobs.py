@@ -184,9 +184,13 @@ def evaluate_segmentation_run(store: Store, run_id: int, *, device: str | None =
         raise UserError(f"Run {run_id} ({run.status}) has no segmenter yet; a segmentation run saves it when it "
                         "ends.")
     segmenter, _ = load_segmenter(latest[1])
+    return evaluate_segmentation(segmenter, run_test_scenes(run, store.home), device=device)
+
+
+def run_test_scenes(run: Run, home: str | os.PathLike | None) -> Scenes:
+    """The test scenes segmentation run `run` was scored on, composed again from its source in the data folder `home`.
+    One train scene, not thousands: each split draws from a stream of its own (scenes), so the test scenes are those
+    the run tested on whatever the train count."""
     settings = SegmentationSettings.from_dict(run.settings)
-    # One train scene, not thousands: each split draws from a stream of its own (scenes), so the test scenes are
-    # those the run tested on whatever the train count.
-    scenes = compose_scenes(_source(run.data, store.home), settings.layout, train_count=1,
-                            test_count=settings.test_scenes, seed=settings.scenes_seed)
-    return evaluate_segmentation(segmenter, scenes, device=device)
+    return compose_scenes(_source(run.data, home), settings.layout, train_count=1, test_count=settings.test_scenes,
+                          seed=settings.scenes_seed)

@@ -20,9 +20,8 @@ from PIL import Image
 from ..errors import UserError
 from ..runs.schema import Run
 from ..runs.store import Store
-from ..training.data import load_data, storage
-from .jobs import KIND, SOURCE_IMAGE_SIDE, SegmentationSettings
-from .scenes import Scenes, compose_scenes
+from .jobs import KIND, SegmentationSettings, run_test_scenes
+from .scenes import Scenes
 from .segmenter import Segmenter, load_segmenter
 from .torchvision_models import Segmentation
 
@@ -82,12 +81,8 @@ def load_scene_model(store: Store, run_id: int) -> SceneModel:
 
 
 def test_scenes(store: Store, run: Run) -> Scenes:
-    """The test scenes segmentation run `run` was scored on, composed again from its source in `store`'s data folder
-    (with a single train scene: each split draws from a stream of its own, so the test scenes are the same)."""
-    settings = SegmentationSettings.from_dict(run.settings)
-    data = load_data(run.data, **storage("cifar", SOURCE_IMAGE_SIDE), home=store.home)
-    return compose_scenes(data, settings.layout, train_count=1, test_count=settings.test_scenes,
-                          seed=settings.scenes_seed)
+    """The test scenes segmentation run `run` was scored on (jobs.run_test_scenes), from `store`'s data folder."""
+    return run_test_scenes(run, store.home)
 
 
 def photo_scene(photo: Image.Image, canvas: int, stride: int = 1) -> torch.Tensor:

@@ -54,9 +54,12 @@ class Measurement:
     machine: str  # this_machine() where it was measured
     measured_at: float  # unix seconds
 
+    def measured_under(self, conditions: Conditions) -> bool:
+        return (self.device, self.precision, self.threads) == (conditions.device, conditions.precision,
+                                                                conditions.threads)
+
     def matches(self, net: str, conditions: Conditions) -> bool:
-        return (self.net, self.device, self.precision, self.threads) == (
-            net, conditions.device, conditions.precision, conditions.threads)
+        return self.net == net and self.measured_under(conditions)
 
 
 def this_machine() -> str:

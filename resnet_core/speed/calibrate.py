@@ -45,7 +45,7 @@ def latest_calibration(conditions: Conditions, home: str | os.PathLike | None = 
     """The newest calibration's measurements under `conditions` (empty: never calibrated so)."""
     found: dict[str, Measurement] = {}
     for measurement in book.measurements(home):
-        if measurement.source == book.CALIBRATION and measurement.matches(measurement.net, conditions):
+        if measurement.source == book.CALIBRATION and measurement.measured_under(conditions):
             found[measurement.net] = measurement
     return list(found.values())
 

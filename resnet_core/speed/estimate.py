@@ -62,7 +62,7 @@ def speed_of(spec: NetSpec, conditions: Conditions, found: list[Measurement]) ->
         return Speed(*(sum(getattr(m, key) for m in runs) / len(runs)
                        for key in ("train_images_per_s", "test_images_per_s", "overhead_s")),
                      basis=f"{len(runs)} finished run{'s' * (len(runs) > 1)} of {spec.name} here")
-    calibrated = {m.net: m for m in found if m.source == CALIBRATION and m.matches(m.net, conditions)}
+    calibrated = {m.net: m for m in found if m.source == CALIBRATION and m.measured_under(conditions)}
     if len(calibrated) < 2:
         return None
     ranked = sorted(((m, mult_adds(get_spec(m.net))) for m in calibrated.values()), key=lambda pair: pair[1])
