@@ -38,6 +38,7 @@ from .store import Store
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Outcome:
     """How a job ended: its final status and message, and how far it got (`done` `unit`s)."""
