@@ -1,6 +1,6 @@
 """Pixels page latency (issue 25, item 1): one upload segmented or detected on this CPU, through the page's own path.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_pixels.py --threads 1 2 --repeats 3
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_pixels.py [--threads 1 2] [--repeats 3] [--models NAME …]
 
 Per model and torch thread count: the median of `--repeats` answers for a new upload of a 1024×768 JPEG (decoded
 and refused as the Classify page does, resized to a 512-px shorter side, the model run, cached by st.cache_data:
@@ -8,7 +8,10 @@ the cache is emptied before each), then the page's pictures (class map, overlay 
 the PNG encoding st.image does. The model itself is loaded once, as st.cache_resource keeps it. Published weights
 are used where they are in the torch cache, else random ones of the same architecture: the same arithmetic for
 segmentation; for detection the number of boxes differs, and with it the box head's share. Targets on 2 cores:
-segmentation 3 s, detection 5 s. The app itself runs torch on APP_TORCH_THREADS (explorer/setup.py).
+segmentation 3 s, detection 5 s. The page runs a published model on the cores no training run uses
+(run_service.idle_cores): all of them on a quiet server, one while every core trains; so both are measured.
+The baseline, in the same run: the same model with its weights in the default (contiguous) memory format, as the page
+ran it before it kept them channels-last (torchvision_models.PixelNet); "speed-up" is its total over the page's.
 """
 from __future__ import annotations
 
@@ -29,7 +32,6 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from explorer.pixels import figures, service  # noqa: E402
-from explorer.setup import APP_TORCH_THREADS  # noqa: E402
 from resnet_core.pixels import torchvision_models as tm  # noqa: E402
 
 TARGET_S = {"segmentation": 3.0, "detection": 5.0}
@@ -72,9 +74,10 @@ def page_pictures(answer: service.Answer) -> None:
         png(figures.boxes_image(answer.image, answer.result, 0.5))
 
 
-def measure(model: tm.PixelNet, data: bytes, repeats: int) -> tuple[float, float, float]:
+def measure(model: tm.PixelNet, data: bytes, repeats: int, threads: int) -> tuple[float, float, float]:
     """Median seconds of (the cached answer for a new upload, the model's forward pass inside it, the pictures)."""
     service.net = lambda name, download=False: model  # the page's st.cache_resource, already warm
+    service.run_service.idle_cores = lambda: threads  # as the page finds them; no data folder needed
     answers, forwards, pictures = [], [], []
     for _ in range(repeats + 1):  # the first is a warm-up: allocator, lazy imports
         st.cache_data.clear()
@@ -90,28 +93,29 @@ def measure(model: tm.PixelNet, data: bytes, repeats: int) -> tuple[float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, nargs="+", default=[APP_TORCH_THREADS])
+    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=list(tm.MODELS))
     args = parser.parse_args()
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     name = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     data = photo()
-    print(f"CPU: {name}, {os.cpu_count()} logical cores; torch {torch.__version__}; the app uses "
-          f"{APP_TORCH_THREADS} torch thread(s); upload 1024×768 JPEG, working image "
+    print(f"CPU: {name}, {os.cpu_count()} logical cores; torch {torch.__version__}; upload 1024×768 JPEG, working image "
           f"{'×'.join(map(str, tm.working_image(Image.open(io.BytesIO(data))).size))}; median of {args.repeats}")
     print(f"{'model':34} {'weights':9} {'threads':>7} {'answer ms':>10} {'forward ms':>10} {'pictures ms':>11} "
-          f"{'total ms':>9} {'target ms':>9} {'ratio':>6}")
+          f"{'total ms':>9} {'target ms':>9} {'ratio':>6} {'baseline ms':>11} {'speed-up':>8}")
     for model_name in args.models:
         model, weights = model_for(model_name)
         task = model.info.task
         for threads in args.threads:
-            torch.set_num_threads(threads)
-            answer, forward, pictures = measure(model, data, args.repeats)
+            model.model.to(memory_format=torch.contiguous_format)
+            baseline = sum(measure(model, data, args.repeats, threads)[::2])
+            model.model.to(memory_format=torch.channels_last)  # the page's (PixelNet's)
+            answer, forward, pictures = measure(model, data, args.repeats, threads)
             total, target = answer + pictures, TARGET_S[task]
             print(f"{model.info.label:34} {weights:9} {threads:>7} {1000 * answer:>10.0f} {1000 * forward:>10.0f} "
-                  f"{1000 * pictures:>11.0f} {1000 * total:>9.0f} {1000 * target:>9.0f} {total / target:>6.2f}",
-                  flush=True)
+                  f"{1000 * pictures:>11.0f} {1000 * total:>9.0f} {1000 * target:>9.0f} {total / target:>6.2f} "
+                  f"{1000 * baseline:>11.0f} {baseline / total:>8.2f}", flush=True)
         del model
 
 

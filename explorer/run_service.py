@@ -7,6 +7,7 @@ else is read from the store when they need it.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -18,9 +19,9 @@ from resnet_core.runs import admission, control, dispatch
 from resnet_core.runs.admission import Limits
 from resnet_core.runs.launchers import cluster, local
 from resnet_core.runs.schema import DamagedRunError, Run, Status
-from resnet_core.runs.settings import (max_concurrent_runs, ray_address, resolve_home, runs_per_user,
+from resnet_core.runs.settings import (max_concurrent_runs, ray_address, resolve_home, runs_per_user, this_node,
                                        threads_per_run)
-from resnet_core.runs.store import Store
+from resnet_core.runs.store import BUSY, Store
 from resnet_core.training.data import cifar_folder
 from resnet_core.training.recipe import TEST_POINTS
 
@@ -119,6 +120,15 @@ def server_limits() -> Limits:
     counted them."""
     slots = cluster.recorded_capacity(store())[0] if ray_address() else 0
     return Limits.workshop(cap=slots or None)
+
+
+def idle_cores() -> int:
+    """The cores no run of this data folder is training on here now, at least one: what a page's one heavy forward
+    pass may take without slowing a run. A run holds its threads on this machine unless it is known to run on
+    another (a cluster's worker, another server of a shared database)."""
+    here = this_node()
+    busy = sum(run.status in BUSY and run.node in (None, here) for run in store().active_runs())
+    return max(1, (os.cpu_count() or 1) - busy * threads_per_run())
 
 
 def limits_text() -> str:

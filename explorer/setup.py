@@ -4,7 +4,9 @@ Imports neither torch nor resnet_core, so the home page stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -24,6 +26,21 @@ def limit_torch_threads() -> None:
     torch = sys.modules.get("torch")
     # Another session's thread may be importing torch right now: a half-initialised module has no functions yet.
     if getattr(torch, "get_num_threads", None) is not None and torch.get_num_threads() != APP_TORCH_THREADS:
+        torch.set_num_threads(APP_TORCH_THREADS)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run one heavy forward pass of this page's thread (the Pixels page's ResNet-50 on a photo) on `threads` torch
+    threads, then go back to APP_TORCH_THREADS. Each Streamlit script runs on a thread of its own, whose torch thread
+    count it sets; pick `threads` among the cores no training run uses (run_service.idle_cores), or the spinning
+    threads cost more than they give (APP_TORCH_THREADS's measurement)."""
+    import torch  # here: importing this module must not load torch
+
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
         torch.set_num_threads(APP_TORCH_THREADS)
 
 

@@ -24,10 +24,12 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.pixels import figures
 from resnet_core.errors import UserError
+from resnet_core.nets.specs import get_spec
 from resnet_core.pixels import torchvision_models as tm
 from resnet_core.pixels.jobs import evaluate_segmentation_run
 from resnet_core.runs import settings
 from resnet_core.runs.store import Store
+from resnet_core.training.recipe import Recipe
 
 PAGE = str(REPO / "pages" / "9_Pixels.py")
 # The stand-in weights' answers: every pixel "person" with p = 0.7; two boxes, the whole image, "person" with p = 0.8
@@ -279,6 +281,36 @@ def test_weights_in_the_cache_give_three_pictures_a_legend_and_boxes_above_the_t
     at.slider(key="pixels_threshold").set_value(0.1).run()
     loose = table(at, "score")
     assert loose["class"].tolist() == ["person", "car"] and loose["score"].tolist() == pytest.approx([0.8, 0.15])
+
+
+@pytest.mark.usefixtures("app_home", "app_no_dispatcher")
+def test_a_photo_is_labelled_on_the_cores_no_training_run_of_this_server_uses(stand_ins, monkeypatch):
+    """A quiet server lends the page every core; a run training here keeps its threads; one that trains on another
+    machine (a cluster's worker) keeps none of this one's. The page's own thread goes back to one torch thread."""
+    monkeypatch.setenv(settings.THREADS_VARIABLE, "1")
+    cores = os.cpu_count()
+    store = Store()
+
+    def cores_used(photo: bytes) -> int:
+        (line,) = [caption.value for caption in upload(app_test(PAGE), data=photo).caption
+                   if "of this server's CPU" in caption.value]
+        assert torch.get_num_threads() == 1
+        return int(line.split(" s on ", 1)[1].split(" core", 1)[0])
+
+    def running_run() -> int:
+        [run_id] = store.create_runs([dict(name="busy", spec=get_spec("resnet8").to_dict(), recipe=Recipe().to_dict(),
+                                           data="synthetic", device="cpu", precision="fp32", seed=0)],
+                                     taken_by=os.getpid())
+        return run_id
+
+    assert cores_used(jpeg((120, 90))) == cores
+    here = running_run()
+    assert cores_used(jpeg((121, 90))) == max(1, cores - 1)
+    store.finish(here, "finished")
+    with monkeypatch.context() as elsewhere:
+        elsewhere.setenv(settings.NODE_VARIABLE, "another-machine")
+        running_run()
+    assert cores_used(jpeg((122, 90))) == cores
 
 
 def test_the_stand_ins_load_as_torchvisions_own_builders_load_them(stand_ins):

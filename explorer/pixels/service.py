@@ -1,7 +1,8 @@
 """The Pixels page's models and results, cached: models in `st.cache_resource` (keyed by the weights file and its
 modification time, so a file put in place or replaced is read again), results in `st.cache_data` keyed by the model,
 that stamp and the upload's bytes. Cached models are in eval mode and shared by every session; only forward passes
-run on them, on the CPU with the app's torch threads (explorer.setup); attributions work on a private copy.
+run on them, on the CPU: a published model's on the cores no training run uses (run_service.idle_cores), the rest on
+the app's torch threads (explorer.setup); attributions work on a private copy.
 
 Two kinds of model: torchvision's published ones, for photos, and this server's scene models, the segmentation runs
 of its store (resnet_core.pixels), for their own test scenes or a photo shrunk to their scenes' size.
@@ -19,6 +20,7 @@ from PIL import Image
 
 from explorer import identity, model_widgets, run_service
 from explorer.classify.inputs import decode
+from explorer.setup import torch_threads
 from resnet_core.explain import catalog
 from resnet_core.explain.attribution import Attribution
 from resnet_core.pixels import jobs, scene_models
@@ -37,6 +39,7 @@ class Answer:
     image: Image.Image  # the working image the net saw (tm.working_image)
     result: tm.Segmentation | tm.Detection
     seconds: float
+    threads: int  # the torch threads it ran on: the cores no training run was using
 
 
 def _stamp(name: str) -> int | None:
@@ -76,9 +79,12 @@ def answer(model: tm.PixelNet, data: bytes) -> Answer:
 def _answer(name: str, stamp: int | None, data: bytes) -> Answer:
     image = working(data)
     model = net(name)
-    start = time.perf_counter()
-    result = model.run(image)
-    return Answer(image, result, time.perf_counter() - start)
+    threads = run_service.idle_cores()
+    with torch_threads(threads):
+        start = time.perf_counter()
+        result = model.run(image)
+        seconds = time.perf_counter() - start
+    return Answer(image, result, seconds, threads)
 
 
 # ------------------------------------------------------------------------------------------- this server's scene models

@@ -124,7 +124,8 @@ def result(name: str, data: bytes | None, threshold: float) -> None:
     answer = service.answer(model, data)
     width, height = answer.image.size
     st.caption(f"Your photo resized to {width}×{height} px (a {tm.SHORT_SIDE}-px shorter side); "
-               f"{answer.seconds:.1f} s on this server's CPU.")
+               f"{answer.seconds:.1f} s on {answer.threads} core{'s' * (answer.threads != 1)} of this server's CPU "
+               f"(those no training run was using).")
     if info.task == "segmentation":
         _segmentation(answer)
     else:

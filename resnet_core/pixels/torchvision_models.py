@@ -276,6 +276,11 @@ class PixelNet:
 
     def __post_init__(self) -> None:
         self.model.eval()
+        # oneDNN's convolutions run faster on channels-last weights (and so produce channels-last maps): measured here
+        # (Intel Xeon with AMX, 683×512 photo) DeepLabV3-R50 2.68 s instead of 3.13 on 1 thread, 1.38 instead of
+        # 1.77 on 2; R101 and the detectors gain 2–11 %; FCN-R50 on 1 thread loses 6 %. bf16 autocast was slower here
+        # (DeepLabV3-R50 5.0 s: its dilated convolutions fall back to slow kernels), so the weights stay fp32.
+        self.model.to(memory_format=torch.channels_last)
         if hasattr(self.model, "aux_classifier"):  # a training loss only: it would double conv4_x's head's work
             self.model.aux_classifier = None
 
