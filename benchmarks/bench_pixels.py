@@ -100,7 +100,8 @@ def main() -> None:
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     name = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     data = photo()
-    print(f"CPU: {name}, {os.cpu_count()} logical cores; torch {torch.__version__}; upload 1024×768 JPEG, working image "
+    print(f"CPU: {name}, {os.cpu_count()} logical cores; torch {torch.__version__}; upload 1024×768 JPEG, "
+          f"working image "
           f"{'×'.join(map(str, tm.working_image(Image.open(io.BytesIO(data))).size))}; median of {args.repeats}")
     print(f"{'model':34} {'weights':9} {'threads':>7} {'answer ms':>10} {'forward ms':>10} {'pictures ms':>11} "
           f"{'total ms':>9} {'target ms':>9} {'ratio':>6} {'baseline ms':>11} {'speed-up':>8}")

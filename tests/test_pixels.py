@@ -12,8 +12,8 @@ from resnet_core.nets.model import ResNet
 from resnet_core.nets.specs import get_spec
 from resnet_core.pixels.scenes import BOX_COLUMNS, SceneLayout, compose_scenes
 from resnet_core.pixels.scores import confusion, iou, miou, pixel_accuracy, segmentation_scores
-from resnet_core.pixels.segment_train import (SegmentTestMetrics, SegmentTrainMetrics, evaluate_segmentation,
-                                              flip_together, train_segmentation)
+from resnet_core.pixels.segment_train import (SegmentCheckpointDue, SegmentTestMetrics, SegmentTrainMetrics,
+                                              evaluate_segmentation, flip_together, train_segmentation)
 from resnet_core.pixels.segmenter import build_segmenter, load_backbone, load_segmenter, save_segmenter
 from resnet_core.training.augment import Normalization
 from resnet_core.training.checkpoint import InvalidCheckpointError, load_model, save_model
@@ -269,7 +269,7 @@ def test_confusion_refuses_labels_it_cannot_count():
 def rows(records) -> list[dict]:
     timing = {"images_per_s", "elapsed_s", "eta_s"}
     return [{key: value for key, value in dataclasses.asdict(record).items() if key not in timing}
-            for record in records if not isinstance(record, RunEnd)]
+            for record in records if isinstance(record, (SegmentTrainMetrics, SegmentTestMetrics))]
 
 
 def test_a_few_iterations_lower_the_loss_and_records_come_in_order(scenes):
@@ -279,6 +279,8 @@ def test_a_few_iterations_lower_the_loss_and_records_come_in_order(scenes):
     tests = [r for r in records if isinstance(r, SegmentTestMetrics)]
     assert [r.iteration for r in trains] == list(range(1, 25)) and [r.iteration for r in tests] == [12, 24]
     assert records[-1] == RunEnd(24, "finished")
+    dues = [(index, r.iteration) for index, r in enumerate(records) if isinstance(r, SegmentCheckpointDue)]
+    assert dues == [(records.index(test) + 1, test.iteration) for test in tests]  # each right after its test point
     assert trains[0].loss == pytest.approx(math.log(CLASSES), abs=1e-4)  # zero classifier: every class alike
     assert max(r.loss for r in trains[-4:]) < 0.7 * trains[0].loss
     assert tests[-1].pixel_accuracy >= scenes.background_share("test") - 0.02

@@ -8,15 +8,17 @@ import itertools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 from alembic import command
 from alembic.config import Config
-from helpers import SETTINGS_PREFIX
+from helpers import SETTINGS_PREFIX, eventually
 from sqlalchemy import create_engine, text
 
 from resnet_core.cli import main
@@ -166,7 +168,7 @@ def test_a_cpu_server_refuses_a_run_it_would_take_hours_over(tmp_path):
     assert Store(tmp_path).summaries() == []
 
 
-def test_a_cancel_in_the_store_ends_the_run_cancelled_and_a_resume_trains_it_again(tmp_path):
+def test_a_cancel_in_the_store_ends_the_run_cancelled_and_a_resume_goes_on_into_the_same_curve(tmp_path):
     store = Store(tmp_path)
     run_id = submit_segmentation("random:resnet8", "synthetic", store=store, taken_by=os.getpid(),
                                  **{**TINY_SETTINGS, "iterations": 10_000})
@@ -174,19 +176,79 @@ def test_a_cancel_in_the_store_ends_the_run_cancelled_and_a_resume_trains_it_aga
     end = execute(store, run_id)
     assert end.status == "cancelled" and 0 < end.done < 10_000
     run = store.run(run_id)
-    assert run.status == "cancelled" and run.error.endswith("Resuming it trains it again from the start.")
+    assert run.status == "cancelled" and run.error == f"Cancelled at iteration {end.done}."
     assert store.latest_checkpoint(run_id)[0] == end.done  # its segmenter as it was, for `segment evaluate`
 
+    uninterrupted = submit_segmentation("random:resnet8", "synthetic", store=store, taken_by=os.getpid(),
+                                        **TINY_SETTINGS)
+    assert execute(store, uninterrupted).status == "finished"
     shorter = submit_segmentation("random:resnet8", "synthetic", store=store, taken_by=os.getpid(),
                                   **TINY_SETTINGS)
-    polls = itertools.count()  # the loop asks after each iteration: stopped after the third
+    polls = itertools.count()  # the loop asks after each iteration: stopped after the third, between test points
     first = execute(store, shorter, should_stop=lambda: next(polls) >= 2)
-    assert (first.status, first.done) == ("cancelled", 3)
+    assert (first.status, first.done) == ("cancelled", 3) and store.latest_checkpoint(shorter)[0] == 3
     store.requeue_for_resume(shorter, taken_by=os.getpid())
-    assert execute(store, shorter).status == "finished"
-    assert [(row["kind"], row["iteration"]) for row in store.metrics(shorter, "train")] == [
-        ("train", iteration) for iteration in range(1, 7)]
+    resumed = []
+    assert execute(store, shorter, on_event=resumed.append).status == "finished"
+    trained = [record.iteration for record in resumed if getattr(record, "kind", None) == "train"]
+    assert trained == [4, 5, 6]  # from its checkpoint
+    assert_same_curve(store, shorter, uninterrupted)
     assert store.run(shorter).status == "finished" and store.latest_checkpoint(shorter)[0] == 6
+
+
+def assert_same_curve(store: Store, run_id: int, reference: int) -> None:
+    """Run `run_id` recorded every row once, as the uninterrupted `reference` did, and ended with its segmenter."""
+    for kind in ("train", "test"):
+        rows, expected = store.metrics(run_id, kind), store.metrics(reference, kind)
+        assert [row["iteration"] for row in rows] == [row["iteration"] for row in expected], kind
+        for row, wanted in zip(rows, expected):
+            assert row["loss"] == pytest.approx(wanted["loss"], rel=1e-5), (kind, row["iteration"])
+    mine, theirs = (load_segmenter(store.latest_checkpoint(run)[1])[0].state_dict() for run in (run_id, reference))
+    for key, value in mine.items():
+        assert torch.allclose(value.float(), theirs[key].float(), rtol=1e-4, atol=1e-6), key
+
+
+def test_a_segment_train_killed_mid_run_resumes_from_its_last_checkpoint_losing_and_doubling_nothing(tmp_path):
+    """SIGKILL, as a lost machine: no handler, no last write. The resumed run goes on from the last test point's
+    checkpoint, forgets the rows the killed process wrote after it, and records the curve an uninterrupted run does."""
+    flags = ["--iterations", "200", "--eval-every", "20", "--scenes", "64", "--test-scenes", "16",
+             "--batch-size", "16", "--threads", "1"]
+    process = subprocess.Popen([sys.executable, "-m", "resnet_core", "segment", "train", "--backbone",
+                                "random:resnet8", "--scenes-from", "synthetic", *flags, "--home", str(tmp_path)],
+                               cwd=REPO, env=clean_environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    store = Store(tmp_path)
+
+    def past_a_checkpoint() -> tuple[int, list[dict]]:
+        latest = store.latest_checkpoint(1)
+        rows = store.metrics(1, "train")
+        assert latest is not None and rows and rows[-1]["iteration"] > latest[0], "no row past a checkpoint yet"
+        return latest[0], rows
+
+    try:
+        checkpointed, _ = eventually(past_a_checkpoint, timeout=120)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    written = store.metrics(1, "train")  # what the killed process had written, past its checkpoint too
+    checkpointed = store.latest_checkpoint(1)[0]
+    assert 20 <= checkpointed < 200 and written[-1]["iteration"] > checkpointed
+
+    store.requeue_for_resume(1, taken_by=os.getpid())
+    resumed = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the killed process trained: the same arithmetic
+    try:
+        assert execute(store, 1, on_event=resumed.append).status == "finished"
+    finally:
+        torch.set_num_threads(threads)
+    assert next(record.iteration for record in resumed if getattr(record, "kind", None) == "train") == checkpointed + 1
+    rows = store.metrics(1, "train")
+    assert [row["iteration"] for row in rows] == list(range(1, 201))  # nothing lost, nothing doubled
+    for before, after in zip(written, rows):  # the rows written again past the checkpoint are the same
+        assert after["loss"] == pytest.approx(before["loss"], rel=1e-5), before["iteration"]
+    assert [row["iteration"] for row in store.metrics(1, "test")] == list(range(20, 201, 20))
+    assert load_segmenter(store.latest_checkpoint(1)[1])[1]["training"]["iteration"] == 200
 
 
 def test_a_backbone_file_replaced_by_another_net_fails_the_run(tmp_path):

@@ -36,9 +36,9 @@ def add_segment_command(commands, with_home) -> None:
     train = with_home(actions.add_parser(
         "train", help="train a segmenter and record it as a run",
         description="Train an FCN head (and, unless --freeze, its backbone) on composed scenes, recorded as a run "
-                    "of the store: its curves (pixel error and mIoU at each test point) and, when it ends, the "
-                    "segmenter as its checkpoint. Trains in this process; Ctrl-C cancels it (resuming a cancelled "
-                    "segmentation run trains it again from the start). Prints the run id last."))
+                    "of the store: its curves (pixel error and mIoU at each test point) and, at each test point "
+                    "and when cancelled, the segmenter as its checkpoint (a resumed run goes on from it). Trains in "
+                    "this process; Ctrl-C cancels it. Prints the run id last."))
     train.add_argument("--backbone", required=True, metavar="SOURCE", help=BACKBONE_HELP)
     train.add_argument("--scenes-from", required=True, metavar="SOURCE",
                        help=f"the dataset whose images the scenes paste: {SOURCE_HELP} (each image as 32 x 32)")

@@ -9,11 +9,13 @@ A segmentation run is a row of the runs table of kind `segment`: its backbone's 
 labelled as its net is), its recipe (`segment_train.segmentation_recipe`), the scenes' source dataset as its data,
 and the rest (`SegmentationSettings`) in its `settings`. `runs.executor` trains it with `SegmentationJob`; the
 recorder writes a train row per iteration and a test row per test point (the pixel error as `error`, and `miou`)
-and, when it ends, the segmenter (`segmenter.save_segmenter`) as the run's checkpoint. The loop keeps no checkpoint
-to resume from: a cancel stops it after its current iteration, and a resumed run trains again from its first.
+and, after each test point and when a cancel stops it, the segmenter with where its training stood
+(`segmenter.save_segmenter`) as the run's checkpoint. A run resumed (after a cancel, or a process killed) goes on
+from that checkpoint and records the same rows an uninterrupted run would have, each once.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +37,9 @@ from .scenes import SceneLayout, Scenes, check_counts, compose_scenes
 from .segment_train import (DEFAULT_BATCH_SIZE, DEFAULT_LR, SegmentationReport, SegmentRecord,
                             evaluate_segmentation, segmentation_recipe, train_segmentation)
 from .segmenter import (ALLOWED_BACKBONES, RANDOM_BACKBONE, SegmenterSpec, build_segmenter, load_backbone,
-                        load_segmenter)
+                        load_segmenter, load_segmenter_training)
 
+logger = logging.getLogger(__name__)
 KIND = "segment"  # the runs table's job kind (runs.schema.JOB_KINDS)
 RANDOM_PREFIX = f"{RANDOM_BACKBONE}:"  # random:NET, a backbone trained from scratch
 BACKBONE_HELP = ("reference:NET (a shipped net: resnet20, resnet56, plain20, plain56), a training run's id, a "
@@ -146,22 +149,38 @@ def submit_segmentation(backbone: str, scenes_from: str, *, iterations: int, fre
 
 class SegmentationJob:
     """What segmentation run `run` trains, from its row: its scenes, composed from `data` (default: its source
-    loaded from the data folder `home`), and its segmenter, its backbone loaded (and frozen, if asked)."""
+    loaded from the data folder `home`), and its segmenter, its backbone loaded (and frozen, if asked); with
+    `checkpoint` (the run's latest file), the segmenter saved there and where its training stood."""
 
-    def __init__(self, run: Run, home: str | os.PathLike, data: ImageData | None = None) -> None:
+    def __init__(self, run: Run, home: str | os.PathLike, data: ImageData | None = None,
+                 checkpoint: Path | None = None) -> None:
         self.run = run
         settings = SegmentationSettings.from_dict(run.settings)
         self.scenes = settings.scenes(data or _source(run.data, home))
         segmenter = build_segmenter(NetSpec.from_dict(run.spec), len(self.scenes.classes), skip=settings.skip,
                                     seed=run.seed)
         self.segmenter = load_backbone(segmenter, settings.backbone_source, home, freeze=settings.freeze)
+        self.resume = None
+        if checkpoint is not None:
+            saved, self.resume = load_segmenter_training(checkpoint)
+            if self.resume is None:  # a file of an older version, saved only at the run's end
+                logger.info("Run %s: its segmenter file does not say where its training stood; it trains again "
+                            "from the start.", run.id)
+            else:
+                self.segmenter.load_state_dict(saved.state_dict())
+                self.segmenter.normalization = saved.normalization
+
+    @property
+    def resumed_at(self) -> int:
+        """The iteration it goes on from: 0 for a run that starts (again) from scratch."""
+        return self.resume.iteration if self.resume else 0
 
     def train(self, *, device: str | None, should_stop: Callable[[], bool]) -> Iterator[SegmentRecord]:
         recipe = Recipe.from_dict(self.run.recipe)
         return train_segmentation(self.segmenter, self.scenes, iterations=recipe.iterations,
                                   batch_size=recipe.batch_size, lr=recipe.lr, seed=self.run.seed, device=device,
                                   precision=self.run.precision, eval_interval=recipe.eval_interval,
-                                  should_stop=should_stop)
+                                  should_stop=should_stop, resume=self.resume)
 
     def metadata(self) -> dict:
         """What the saved segmenter's file says besides its weights: the scenes' classes, in label order."""

@@ -3,7 +3,8 @@ records are kept.
 
     segmenter = load_backbone(build_segmenter("resnet56", len(scenes.classes)), "reference:resnet56")
     for record in train_segmentation(segmenter, scenes, iterations=300, seed=0):
-        print(record)  # SegmentTrainMetrics every iteration, SegmentTestMetrics at each test point, RunEnd last
+        print(record)  # SegmentTrainMetrics every iteration, SegmentTestMetrics and SegmentCheckpointDue at each test
+                       # point, RunEnd last
     evaluate_segmentation(segmenter, scenes).to_dict()  # pixel accuracy, mIoU, IoU per class, background share
 
 As training.train does: iterations are 1-based counts of optimizer steps; which scenes form a batch and which of them
@@ -11,7 +12,9 @@ are flipped depend only on (seed, iteration); SGD with momentum 0.9 and weight d
 the short-run rule (training.recipe: a linear warm-up, then a linear decay to 0 at the last iteration), which starts
 a deep net's run without blowing it up. The segmenter is trained in place, on the device: its weights are the
 result. The records' fields carry the names of the store's metric columns (`error` is the pixel error), so a
-recorder keeps them as it keeps a classifier's.
+recorder keeps them as it keeps a classifier's. After each test point, and before a cancelled run ends, a
+`SegmentCheckpointDue` says where the run stands; `resume=due.training` with the segmenter as it was then yields
+exactly the records that followed (the batches and flips depend only on the seed and the iteration).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from ..training.recipe import Recipe, test_stride, training_recipe
 from ..training.train import SMOOTHING, RunEnd
 from .scenes import Scenes, Split
 from .scores import SegmentationScores, confusion, segmentation_scores
-from .segmenter import Segmenter, SegmenterSpec
+from .segmenter import Segmenter, SegmenterSpec, SegmenterTraining
 
 # A fine-tuning rate (the backbone starts trained, the classifier at zero): torchvision's segmentation reference
 # fine-tunes its FCNs at 0.02, on batches of 32. Not yet tuned on these scenes.
@@ -73,7 +76,17 @@ class SegmentTestMetrics:
         return 1 - self.error
 
 
-SegmentRecord = SegmentTrainMetrics | SegmentTestMetrics | RunEnd
+@dataclass(frozen=True)
+class SegmentCheckpointDue:
+    """Save the segmenter now, with `training`, to go on from here: the loop waits until the consumer returns."""
+
+    iteration: int
+    segmenter: Segmenter  # the one being trained, on its device: saved as it is, not copied
+    training: SegmenterTraining
+    kind: Literal["checkpoint"] = "checkpoint"
+
+
+SegmentRecord = SegmentTrainMetrics | SegmentTestMetrics | SegmentCheckpointDue | RunEnd
 
 
 @dataclass(frozen=True)
@@ -117,16 +130,20 @@ def scene_normalization(scenes: Scenes) -> Normalization:
 def train_segmentation(segmenter: Segmenter, scenes: Scenes, *, iterations: int,
                        batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR, seed: int = 0,
                        device: str | None = None, precision: str | None = None, eval_interval: int | None = None,
-                       should_stop: Callable[[], bool] = lambda: False) -> Iterator[SegmentRecord]:
-    """Train `segmenter` on `scenes` in place; yields a record per iteration and test point, and a `RunEnd` last.
+                       should_stop: Callable[[], bool] = lambda: False,
+                       resume: SegmenterTraining | None = None) -> Iterator[SegmentRecord]:
+    """Train `segmenter` on `scenes` in place; yields a record per iteration, a test record and a checkpoint due at
+    each test point, and a `RunEnd` last.
 
     A segmenter without a normalisation gets `scene_normalization(scenes)`, kept on it so its evaluation sees what
     it trained on. A frozen backbone (`freeze_backbone`) stays as it is; only the head learns. `should_stop` is polled
-    every iteration: True ends the run as `cancelled`. One-line UserError for scenes of another number of classes
-    than the segmenter's or a canvas it cannot segment, before any step.
+    every iteration: True ends the run as `cancelled`, after a checkpoint due. `resume`: a checkpoint due's
+    `training`, `segmenter` holding the weights saved with it. One-line UserError for scenes of another number of
+    classes than the segmenter's or a canvas it cannot segment, before any step.
     """
     loop = _Loop(segmenter, scenes, iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
-                 device=pick_device(device), precision=precision, eval_interval=eval_interval, should_stop=should_stop)
+                 device=pick_device(device), precision=precision, eval_interval=eval_interval, should_stop=should_stop,
+                 resume=resume)
     yield from loop.run()
 
 
@@ -144,7 +161,7 @@ def _check_fits(segmenter: Segmenter, scenes: Scenes) -> None:
 class _Loop:
     def __init__(self, segmenter: Segmenter, scenes: Scenes, *, iterations: int, batch_size: int, lr: float,
                  seed: int, device: torch.device, precision: str | None, eval_interval: int | None,
-                 should_stop: Callable[[], bool]) -> None:
+                 should_stop: Callable[[], bool], resume: SegmenterTraining | None) -> None:
         _check_fits(segmenter, scenes)
         train_count = len(scenes.train_masks)
         self.recipe = segmentation_recipe(segmenter.spec, train_count, iterations=iterations, batch_size=batch_size,
@@ -166,7 +183,14 @@ class _Loop:
         self.order_epoch, self.order = -1, torch.empty(0, dtype=torch.int64)
         self.smoothed = {"loss": 0.0, "error": 0.0, "step_s": 0.0, "weight": 0.0}  # bias-corrected EMAs
         self.test_s_per_scene: float | None = None  # measured by the last test pass
+        self.elapsed_before = 0.0  # seconds trained by earlier processes of this run
+        self.checkpointed = -1  # the iteration of the last checkpoint due: a stop right after one needs no other
         self.started = time.monotonic()
+        if resume is not None:
+            self.optimizer.load_state_dict(resume.optimizer_state)
+            self.iteration = self.checkpointed = resume.iteration
+            self.smoothed = dict(resume.trainer_state["smoothed"])
+            self.elapsed_before = resume.trainer_state["elapsed_s"]
 
     def run(self) -> Iterator[SegmentRecord]:
         self.model.train()
@@ -182,10 +206,20 @@ class _Loop:
             yield self._train_record(loss, error, step_s)
             if self.iteration in self.test_points:
                 yield self._test_record()
+                yield from self._checkpoint_due()
             if self.should_stop() and self.iteration < self.recipe.iterations:
+                yield from self._checkpoint_due()
                 yield RunEnd(self.iteration, "cancelled", f"Cancelled at iteration {self.iteration}.")
                 return
-        yield RunEnd(self.iteration, "finished")
+        yield RunEnd(self.iteration, "finished")  # after the last iteration's test point and checkpoint
+
+    def _checkpoint_due(self) -> Iterator[SegmentCheckpointDue]:
+        if self.checkpointed == self.iteration:
+            return
+        self.checkpointed = self.iteration
+        yield SegmentCheckpointDue(self.iteration, self.model, SegmenterTraining(
+            self.iteration, self.optimizer.state_dict(),
+            {"smoothed": dict(self.smoothed), "elapsed_s": self._elapsed()}))
 
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -245,7 +279,7 @@ class _Loop:
         return images[chosen], masks[chosen]
 
     def _elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return self.elapsed_before + (time.monotonic() - self.started)
 
     def _eta(self, step_s: float) -> float:
         """Seconds to the end: the remaining steps and test passes at the speeds measured so far (a test scene before

@@ -25,8 +25,8 @@ from ..explain.trained import trained_model
 from ..nets.model import ResNet
 from ..nets.specs import NetSpec, get_spec
 from ..training.augment import Normalization
-from ..training.checkpoint import (FORMAT, METADATA_KEY, InvalidCheckpointError, add_normalization,
-                                   read_normalization, one_line)
+from ..training.checkpoint import (FORMAT, METADATA_KEY, InvalidCheckpointError, add_normalization, one_line,
+                                   optimizer_state, optimizer_tensors, read_normalization, write_file)
 
 ALLOWED_BACKBONES = "a CIFAR net of §4.2, resnet{6n+2} or plain{6n+2} (resnet20, resnet56, plain56, …)"
 RANDOM_BACKBONE = "random"  # load_backbone's source that keeps the He initialisation (§3.4)
@@ -206,25 +206,59 @@ def _positionless(normalization: Normalization | None) -> Normalization | None:
 # ------------------------------------------------------------------ segmenter files
 # The checkpoint format of training.checkpoint (safetensors, `model.*` tensors, JSON under METADATA_KEY), with the
 # segmenter's spec under `segmenter` instead of a net's under `spec`: `load_checkpoint` refuses it in one line, and
-# `load_segmenter` refuses a classifier's file.
+# `load_segmenter` refuses a classifier's file. A run's file also holds where its training stood (`training` and the
+# optimizer's `optimizer.*` tensors), so a run stopped or killed goes on from it.
 
-def save_segmenter(path: str | os.PathLike, segmenter: Segmenter, **metadata) -> None:
-    """Write `segmenter`'s weights, spec and normalisation, with JSON-able `metadata` (class names, scores, …)."""
-    from safetensors.torch import save_file
+@dataclass(frozen=True)
+class SegmenterTraining:
+    """Where a segmentation run stood when its segmenter was saved: enough, with the segmenter, to go on from there."""
 
+    iteration: int
+    optimizer_state: dict  # torch.optim's state_dict
+    trainer_state: dict  # JSON-able: the loop's smoothed values and seconds trained so far
+
+
+def save_segmenter(path: str | os.PathLike, segmenter: Segmenter, training: SegmenterTraining | None = None,
+                   **metadata) -> None:
+    """Write `segmenter`'s weights, spec and normalisation, with JSON-able `metadata` (class names, scores, …) and,
+    for a run, where its `training` stood; to a temporary file renamed into place (training.checkpoint.write_file)."""
     tensors = {f"model.{key}": value.detach().cpu().contiguous() for key, value in segmenter.state_dict().items()}
     header = {"format": FORMAT, "segmenter": segmenter.spec.to_dict(), **metadata}
     add_normalization(tensors, header, segmenter.normalization)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(header)})
+    if training is not None:
+        tensors.update(optimizer_tensors(training.optimizer_state))
+        header["training"] = {"iteration": training.iteration, "trainer": training.trainer_state,
+                              "param_groups": training.optimizer_state["param_groups"]}
+    write_file(Path(path), tensors, header)
 
 
 def load_segmenter(path: str | os.PathLike) -> tuple[Segmenter, dict]:
     """The segmenter `save_segmenter` wrote, in eval mode, and its metadata; InvalidCheckpointError (one line) for
     any other file."""
+    segmenter, metadata, _ = _read_segmenter(Path(path))
+    return segmenter, metadata
+
+
+def load_segmenter_training(path: str | os.PathLike) -> tuple[Segmenter, SegmenterTraining | None]:
+    """The segmenter `save_segmenter` wrote and where its run's training stood (None for a file that does not say:
+    one written outside a run, or before runs recorded it); InvalidCheckpointError (one line) for any other file."""
+    path = Path(path)
+    segmenter, metadata, tensors = _read_segmenter(path)
+    training = metadata.get("training")
+    if training is None:
+        return segmenter, None
+    try:
+        return segmenter, SegmenterTraining(int(training["iteration"]),
+                                            optimizer_state(tensors, training["param_groups"]),
+                                            dict(training["trainer"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidCheckpointError(f"{path.name} records where its run stood in a form this version does not "
+                                     f"read ({one_line(error)}).") from None
+
+
+def _read_segmenter(path: Path) -> tuple[Segmenter, dict, dict[str, torch.Tensor]]:
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
     if not path.is_file():
         raise InvalidCheckpointError(f"There is no segmenter file at {str(path)!r}.")
     try:
@@ -251,4 +285,4 @@ def load_segmenter(path: str | os.PathLike) -> tuple[Segmenter, dict]:
         raise InvalidCheckpointError(f"{path.name} does not hold the segmenter its metadata names "
                                      f"({one_line(error)}).") from None
     segmenter.normalization = read_normalization(path, metadata, tensors)
-    return segmenter.eval(), metadata
+    return segmenter.eval(), metadata, tensors

@@ -23,6 +23,7 @@ from ..errors import UserError, folder_full_error
 from ..explain.jobs import experiment_steps
 from ..nets.specs import NetSpec
 from ..pixels.jobs import KIND as SEGMENT, SegmentationJob
+from ..pixels.segment_train import SegmentCheckpointDue
 from ..speed import book as speed_book
 from ..speed.meter import RunMeter
 from ..training.checkpoint import load_training_checkpoint
@@ -89,7 +90,7 @@ def execute(store: Store | None, run_id: int, *, should_stop: Callable[[], bool]
 
         try:
             if run.kind == SEGMENT:
-                outcome = _segment(run, store.home, recorder, stop, device or run.device, data, on_event)
+                outcome = _segment(run, store, recorder, stop, device or run.device, data, on_event)
             elif run.experiment is not None:
                 outcome = _measure(run, store.home, recorder, stop)
             else:
@@ -180,20 +181,18 @@ def _measure(run: Run, home: Path, recorder: Recorder, should_stop: Callable[[],
     return Outcome(Status.FINISHED, "", steps, "step")
 
 
-def _segment(run: Run, home: Path, recorder: Recorder, should_stop: Callable[[], bool], device: str | None,
+def _segment(run: Run, store: Store, recorder: Recorder, should_stop: Callable[[], bool], device: str | None,
              data: ImageData | None, on_event: Callable[[Record], None] | None) -> Outcome:
-    # No checkpoint to resume from: a resumed segmentation run forgets its rows and trains again from the start.
-    recorder.start(0)
-    job = SegmentationJob(run, home, data)
+    latest = store.latest_checkpoint(run.id)
+    job = SegmentationJob(run, store.home, data, checkpoint=latest[1] if latest else None)
+    recorder.start(job.resumed_at)
     for event in job.train(device=device, should_stop=should_stop):
         if on_event is not None:
             on_event(event)
         if isinstance(event, RunEnd):  # always the last
             end = event
+        elif isinstance(event, SegmentCheckpointDue):
+            recorder.segmenter(event.iteration, event.segmenter, event.training, **job.metadata())
         else:
             recorder.record(event)
-    if end.status != Status.DIVERGED:  # a cancelled run's segmenter too: `segment evaluate` scores it as it is
-        recorder.segmenter(end.iteration, job.segmenter, **job.metadata())
-    message = f"{end.message} Resuming it trains it again from the start." if end.status == Status.CANCELLED \
-        else end.message
-    return Outcome(end.status, message, end.iteration, "iteration")
+    return Outcome(end.status, end.message, end.iteration, "iteration")

@@ -23,7 +23,7 @@ from typing import Callable, TypeVar
 
 from ..errors import StoreUnavailableError
 from ..pixels.segment_train import SegmentTestMetrics, SegmentTrainMetrics
-from ..pixels.segmenter import Segmenter, save_segmenter
+from ..pixels.segmenter import Segmenter, SegmenterTraining, save_segmenter
 from ..training.checkpoint import save_checkpoint
 from ..training.train import CheckpointDue, TestMetrics, TrainMetrics
 from .store import Store
@@ -92,10 +92,11 @@ class Recorder:
     def checkpoint(self, due: CheckpointDue) -> None:
         self._keep(due.iteration, lambda path: save_checkpoint(path, due.checkpoint))
 
-    def segmenter(self, iteration: int, segmenter: Segmenter, **metadata) -> None:
-        """A segmentation run's model after `iteration` (pixels.segmenter's file, with JSON-able `metadata`), kept
-        as its checkpoint is, so it travels with the run (`db copy`, a database that holds checkpoints)."""
-        self._keep(iteration, lambda path: save_segmenter(path, segmenter, **metadata))
+    def segmenter(self, iteration: int, segmenter: Segmenter, training: SegmenterTraining, **metadata) -> None:
+        """A segmentation run's model after `iteration` and where its `training` stood (pixels.segmenter's file,
+        with JSON-able `metadata`), kept as a checkpoint is, so it travels with the run (`db copy`, a database that
+        holds checkpoints) and the run resumes from it."""
+        self._keep(iteration, lambda path: save_segmenter(path, segmenter, training, **metadata))
 
     def _keep(self, iteration: int, save: Callable[[Path], None]) -> None:
         # Rows first: a job resumed from this checkpoint keeps every row up to it and records only what follows.

@@ -42,9 +42,7 @@ class Checkpoint:
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     tensors = {f"model.{key}": value.detach().cpu().contiguous() for key, value in checkpoint.model_state.items()}
-    for index, state in checkpoint.optimizer_state["state"].items():
-        for name, value in state.items():
-            tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+    tensors.update(optimizer_tensors(checkpoint.optimizer_state))
     tensors["rng.torch"] = checkpoint.rng_state
     metadata = {"format": FORMAT, "spec": checkpoint.spec, "recipe": checkpoint.recipe,
                 "iteration": checkpoint.iteration, "param_groups": checkpoint.optimizer_state["param_groups"],
@@ -52,6 +50,12 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     add_normalization(tensors, metadata, checkpoint.normalization)
     if checkpoint.classes is not None:  # so the file classifies on its own, away from its dataset (an upload)
         metadata["classes"] = list(checkpoint.classes)
+    write_file(path, tensors, metadata)
+
+
+def write_file(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """`tensors` in a safetensors file with `metadata` as its JSON under METADATA_KEY, written to a temporary file in
+    the same folder, synced and renamed: a process killed meanwhile leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -62,6 +66,23 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     except BaseException:  # e.g. a full disk: no half-written file is left to fill it further
         tmp.unlink(missing_ok=True)
         raise
+
+
+def optimizer_tensors(optimizer_state: dict) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state (SGD's momentum buffers) as `optimizer.<index>.<name>` tensors; its
+    param_groups, plain numbers, go in the metadata."""
+    return {f"optimizer.{index}.{name}": value.detach().cpu().contiguous()
+            for index, state in optimizer_state["state"].items() for name, value in state.items()}
+
+
+def optimizer_state(tensors: dict[str, torch.Tensor], param_groups: list) -> dict:
+    """The torch.optim state_dict that `optimizer_tensors` and `param_groups` were written from."""
+    state: dict = {"state": {}, "param_groups": param_groups}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state["state"].setdefault(int(index), {})[name] = value
+    return state
 
 
 def read_metadata(path: Path) -> dict:
@@ -94,13 +115,9 @@ def load_training_checkpoint(path: Path) -> Checkpoint:
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"Checkpoint {path} is truncated or damaged ({error}).") from None
     model_state = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
-    optimizer_state: dict = {"state": {}, "param_groups": metadata["param_groups"]}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            optimizer_state["state"].setdefault(int(index), {})[name] = value
     return Checkpoint(spec=metadata["spec"], recipe=metadata["recipe"], iteration=metadata["iteration"],
-                      model_state=model_state, optimizer_state=optimizer_state, rng_state=tensors["rng.torch"],
+                      model_state=model_state, optimizer_state=optimizer_state(tensors, metadata["param_groups"]),
+                      rng_state=tensors["rng.torch"],
                       trainer_state=metadata["trainer"], normalization=read_normalization(path, metadata, tensors),
                       classes=_read_classes(path, metadata))
 
