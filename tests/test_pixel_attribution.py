@@ -15,6 +15,7 @@ from resnet_core.errors import UserError
 from resnet_core.explain.attribution import METHODS
 from resnet_core.nets.specs import get_spec
 from resnet_core.pixels import scene_models
+from resnet_core.pixels import torchvision_models as tm
 from resnet_core.pixels.attribution import pixel_attribution
 from resnet_core.pixels.jobs import evaluate_segmentation_run
 from resnet_core.pixels.segment_train import evaluate_segmentation
@@ -91,6 +92,27 @@ def test_a_pixel_outside_the_input_is_refused_in_one_line(segmenter, x, y, probl
     net, inputs = segmenter
     with pytest.raises(UserError, match=problem):
         pixel_attribution(net, inputs, x, y, "saliency")
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])
+def test_a_torchvision_segmenters_pixel_is_explained_on_its_dilated_last_stage(name):
+    """A published architecture (random weights: nothing downloaded) on a small photo: Grad-CAM and Saliency of its
+    score at a pixel, on conv5_x (layer4, dilated: 1/8 of the image), the pixel's own class by default; the shared
+    model is left as it was."""
+    torch.manual_seed(0)
+    model = tm.PixelNet(name, tm.skeleton(name))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    x = model.model_input(image)
+    before = {key: value.clone() for key, value in model.model.state_dict().items()}
+    own = model.segment(image).classes[40, 70]
+    for method in tm.EXPLAIN_METHODS:
+        answer = pixel_attribution(model.model, x, 70, 40, method, private_copy=True)
+        assert answer.map.shape == (64, 96) and np.isfinite(answer.map).all() and np.abs(answer.map).max() > 0
+        assert answer.target == own, method
+        if method == "grad_cam":
+            assert (answer.layer, answer.layer_map_size) == ("layer4.2", (8, 12))
+    assert all(torch.equal(value, before[key]) for key, value in model.model.state_dict().items())
+    assert not model.model.training
 
 
 # ------------------------------------------------------------------------------------------- a run as a model

@@ -283,6 +283,29 @@ def test_weights_in_the_cache_give_three_pictures_a_legend_and_boxes_above_the_t
     assert loose["class"].tolist() == ["person", "car"] and loose["score"].tolist() == pytest.approx([0.8, 0.15])
 
 
+@pytest.mark.usefixtures("app_clear_caches", "app_torch_threads")
+def test_a_pixel_of_the_photo_is_explained_on_demand_by_grad_cam_or_saliency(stand_ins):
+    at = upload(app_test(PAGE))
+    def heatmaps() -> list[dict]:
+        return [figure for figure in app_figures(at) if any(trace["type"] == "heatmap" for trace in figure["data"])]
+
+    assert not heatmaps()  # nothing computed until asked
+    at.toggle(key="pixels_photo_explain").set_value(True).run()
+    assert not at.exception and not at.error, at.exception or [error.value for error in at.error]
+    assert at.selectbox(key="pixels_photo_method").options == ["Grad-CAM", "Saliency"]  # one backward pass each
+    [figure] = heatmaps()
+    assert app_plotly_array(figure["data"][1]["z"]).shape == (96, 128)  # over the working image
+    assert (figure["data"][2]["x"], figure["data"][2]["y"]) == ([64], [48])  # the middle, until another is picked
+    (note,) = [caption.value for caption in at.caption if caption.value.startswith("Pixel (64, 48)")]
+    assert note.startswith("Pixel (64, 48), marked ✕, is labelled **person**. Grad-CAM on layer4.2's 12×16 map for "
+                           "**person** there (p = 0.70), over the 128×96 input DeepLabV3 · ResNet-50 sees.")
+    at.selectbox(key="pixels_photo_method").set_value("saliency").run()
+    at.selectbox(key="pixels_photo_target").set_value(0).run()
+    (note,) = [caption.value for caption in at.caption if caption.value.startswith("Pixel (64, 48)")]
+    assert "Saliency for **__background__** there (p = 0.30)" in note
+    assert torch.get_num_threads() == 1
+
+
 @pytest.mark.usefixtures("app_home", "app_no_dispatcher")
 def test_a_photo_is_labelled_on_the_cores_no_training_run_of_this_server_uses(stand_ins, monkeypatch):
     """A quiet server lends the page every core; a run training here keeps its threads; one that trains on another

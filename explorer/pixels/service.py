@@ -87,6 +87,23 @@ def _answer(name: str, stamp: int | None, data: bytes) -> Answer:
     return Answer(image, result, seconds, threads)
 
 
+def explain_photo_pixel(model: tm.PixelNet, data: bytes, x: int, y: int, method: str,
+                        target: int | None) -> Attribution:
+    """Which pixels of the photo decided the class a published segmentation model gives pixel (x, y) of its working
+    image: `method` (tm.EXPLAIN_METHODS) on its score for `target` there (None: the pixel's own class)."""
+    return _explain_photo_pixel(model.name, _stamp(model.name), data, x, y, method, target)
+
+
+@st.cache_data(max_entries=16, show_spinner="Computing the attribution on this CPU (a forward and a backward pass)…")
+def _explain_photo_pixel(name: str, stamp: int | None, data: bytes, x: int, y: int, method: str,
+                         target: int | None) -> Attribution:
+    model = net(name)
+    with torch_threads(run_service.idle_cores()):
+        # A private copy: the cached model is shared by every session and must never change mode under another.
+        return pixel_attribution(model.model, model.model_input(working(data)), x, y, method, target,
+                                 private_copy=True)
+
+
 # ------------------------------------------------------------------------------------------- this server's scene models
 # A segmentation run of the store (resnet_core.pixels) is a model too: its segmenter is a few MB at most, its test
 # scenes a few MB (2,000 scenes of 64 x 64). Models are keyed by their file and its modification time, scenes by the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
@@ -37,7 +38,7 @@ MODELS_HELP = ("torchvision's: DeepLabV3 and FCN on ResNet-50/101, trained on CO
 INPUT_LABELS = {"scene": "A test scene of its own", "photo": "Your photo"}
 PIXEL_METHOD_HELP = (METHOD_HELP + " Here the score is the net's logit for the class at the chosen pixel: Saliency "
                      "and Integrated Gradients reach only the pixels of its receptive field; Grad-CAM shows where the "
-                     "channels that push that pixel's class fire anywhere in the scene.")
+                     "channels that push that pixel's class fire anywhere in the input.")
 SCENE_SOURCES = {"cifar10": "CIFAR-10 images", "synthetic": "synthetic patterns (no download)"}
 # What the form starts with: a frozen shipped ResNet-20 learns a head in a few minutes on 2 CPU cores.
 DEFAULT_BACKBONE, DEFAULT_ITERATIONS, DEFAULT_TEST_SCENES = "reference:resnet20", 200, 500
@@ -128,6 +129,7 @@ def result(name: str, data: bytes | None, threshold: float) -> None:
                f"(those no training run was using).")
     if info.task == "segmentation":
         _segmentation(answer)
+        _photo_pixel_explanation(model, data, answer)
     else:
         _detection(answer, threshold)
 
@@ -222,7 +224,7 @@ def scene_models(run_id: int | None) -> None:
         with score_column:
             _scene_scores(model)
         if answer is not None:
-            _pixel_explanation(model, chosen, answer)
+            _scene_pixel_explanation(model, chosen, answer)
     _train_scene_model(open_form=run_id is None)
 
 
@@ -306,41 +308,68 @@ def _scene_scores(model: service.SceneModel) -> None:
         plots.show(charts.miou_figure([states[0].curves]), "pixels_scene_miou", f"miou-run-{run.id}")
 
 
-def _pixel_explanation(model: service.SceneModel, chosen: tuple[int | None, bytes | None],
-                       answer: service.SceneAnswer) -> None:
-    """Pick a pixel: which input pixels decided its class, by the Classify page's attribution methods."""
+def _scene_pixel_explanation(model: service.SceneModel, chosen: tuple[int | None, bytes | None],
+                             answer: service.SceneAnswer) -> None:
+    """Pick a pixel of a scene model's input: which input pixels decided its class, by any of the Classify page's
+    attribution methods (a scene is small)."""
     st.subheader("Which pixels decided a pixel's class")
-    height, width = answer.segmentation.classes.shape
-    _clamp("pixels_x", width - 1)
-    _clamp("pixels_y", height - 1)
+    _pixel_explanation(answer.picture, answer.segmentation, list(METHOD_LABELS), "integrated_gradients",
+                       lambda x, y, method, target: _or_said(service.explain_pixel, model.run.id, *chosen, x, y,
+                                                             method, target),
+                       key="pixels", target_key=f"pixels_target_{model.run.id}", truth=answer.truth,
+                       sees="the net sees")
+
+
+def _photo_pixel_explanation(model, data: bytes, answer: service.Answer) -> None:
+    """Pick a pixel of the photo: which pixels decided the class a published model gives it, on demand (one forward
+    and one backward pass: seconds on a CPU)."""
+    st.subheader("Which pixels decided a pixel's class")
+    if not st.toggle("Explain a pixel", key="pixels_photo_explain", bind=IN_URL,
+                     help="Grad-CAM or Saliency of the model's score for a class at the pixel you pick; each pixel "
+                          "costs a forward and a backward pass of the whole model (seconds on this CPU)."):
+        return
+    _pixel_explanation(np.asarray(answer.image.convert("RGB")), answer.result, list(tm.EXPLAIN_METHODS), "grad_cam",
+                       lambda x, y, method, target: service.explain_photo_pixel(model, data, x, y, method, target),
+                       key="pixels_photo", target_key="pixels_photo_target", truth=None,
+                       sees=f"{model.info.label} sees",
+                       note="Integrated Gradients and Occlusion would take minutes on this model; Saliency and "
+                            "Grad-CAM take one backward pass.")
+
+
+def _pixel_explanation(picture: np.ndarray, segmentation: tm.Segmentation, methods: list[str], default: str,
+                       explain, *, key: str, target_key: str, truth: np.ndarray | None, sees: str,
+                       note: str = "") -> None:
+    """The pixel picker (x, y, method, class; all but the class kept in the URL under `key`) and `explain(x, y,
+    method, target)`'s map over the `picture` the net saw, with the pixel marked and what was explained. `truth`:
+    the (H, W) true labels of an input that has them."""
+    height, width = segmentation.classes.shape
+    _clamp(f"{key}_x", width - 1)
+    _clamp(f"{key}_y", height - 1)
+    _keep_valid(f"{key}_method", methods)
     column_x, column_y, column_method, column_class = st.columns(4)
-    x = int(column_x.number_input(f"x: column (0 to {width - 1})", 0, width - 1, width // 2, key="pixels_x",
+    x = int(column_x.number_input(f"x: column (0 to {width - 1})", 0, width - 1, width // 2, key=f"{key}_x",
                                   bind=IN_URL, help="Pixels from the left edge of the input."))
-    y = int(column_y.number_input(f"y: row (0 to {height - 1})", 0, height - 1, height // 2, key="pixels_y",
+    y = int(column_y.number_input(f"y: row (0 to {height - 1})", 0, height - 1, height // 2, key=f"{key}_y",
                                   bind=IN_URL, help="Pixels from the top edge of the input."))
-    method = column_method.selectbox("Method", list(METHOD_LABELS), index_of(list(METHOD_LABELS),
-                                     "integrated_gradients"), key="pixels_method", format_func=METHOD_LABELS.get,
-                                     bind=IN_URL, help=PIXEL_METHOD_HELP)
-    classes = model.classes
-    # Keyed by the run too: another scene model may have other classes.
-    target = column_class.selectbox("Explain the class", [None, *range(len(classes))],
-                                    key=f"pixels_target_{model.run.id}",
+    method = column_method.selectbox("Method", methods, index_of(methods, default), key=f"{key}_method",
+                                     format_func=METHOD_LABELS.get, bind=IN_URL, help=PIXEL_METHOD_HELP)
+    classes = segmentation.categories
+    target = column_class.selectbox("Explain the class", [None, *range(len(classes))], key=target_key,
                                     format_func=lambda index: "the pixel's own" if index is None else classes[index])
-    attribution = _or_said(service.explain_pixel, model.run.id, *chosen, x, y, method, target)
+    attribution = explain(x, y, method, target)
     if attribution is None:
         return
-    figure_column, note = st.columns([3, 2])
+    figure_column, caption = st.columns([3, 2])
     with figure_column:
-        plots.show(figures.pixel_attribution_figure(answer.picture, attribution.map, signed=attribution.signed,
-                                                    x=x, y=y),
-                   "pixels_attribution", f"{method}-pixel-{x}-{y}")
-    own = classes[int(answer.segmentation.classes[y, x])]
+        plots.show(figures.pixel_attribution_figure(picture, attribution.map, signed=attribution.signed, x=x, y=y),
+                   f"{key}_attribution", f"{method}-pixel-{x}-{y}")
+    own = classes[int(segmentation.classes[y, x])]
     where = f" on {attribution.layer}'s {attribution.layer_map_size[0]}×{attribution.layer_map_size[1]} map" \
         if attribution.layer else ""
-    truth = "" if answer.truth is None else f" (truly *{classes[int(answer.truth[y, x])]}*)"
-    note.caption(f"Pixel ({x}, {y}), marked ✕, is labelled **{own}**{truth}. {METHOD_LABELS[method]}{where} for "
-                 f"**{classes[attribution.target]}** there (p = {attribution.target_probability:.2f}), over the "
-                 f"{width}×{height} input the net sees.")
+    true = "" if truth is None else f" (truly *{classes[int(truth[y, x])]}*)"
+    caption.caption(f"Pixel ({x}, {y}), marked ✕, is labelled **{own}**{true}. {METHOD_LABELS[method]}{where} for "
+                    f"**{classes[attribution.target]}** there (p = {attribution.target_probability:.2f}), over the "
+                    f"{width}×{height} input {sees}. {note}".rstrip())
 
 
 def _train_scene_model(open_form: bool) -> None:

@@ -70,7 +70,9 @@ def attribute(model: ResNet, x: torch.Tensor, method: str, target: int | None = 
     # Gradients flow to a private leaf: the caller's tensor is never marked or modified.
     x = x.detach().to(next(model.parameters()).device, torch.float32).requires_grad_()
     with _eval_mode(model):
-        with torch.no_grad():
+        # Grad-CAM's layer is chosen by the blocks' map sizes, measured in the same forward pass (a segmentation net
+        # on a photo takes seconds for one).
+        with torch.no_grad(), _map_sizes(model if method == "grad_cam" else None) as sizes:
             probabilities = model(x).softmax(1)[0]  # (classes,)
         if target is None:
             target = int(probabilities.argmax())
@@ -79,7 +81,7 @@ def attribute(model: ResNet, x: torch.Tensor, method: str, target: int | None = 
         layer = layer_map_size = None
         with torch.enable_grad():
             if method == "grad_cam":
-                layer, layer_map_size = grad_cam_layer(model, x)
+                layer, layer_map_size = _grad_cam_choice(sizes)
                 values = _grad_cam(model, x, target, model.get_submodule(layer))
             else:
                 values = _input_attribution(model, x, target, method, n_steps, internal_batch_size)
@@ -94,16 +96,27 @@ def grad_cam_layer(model: ResNet, x: torch.Tensor) -> tuple[str, tuple[int, int]
 
     When the input is so small that no block reaches 8x8, the last block of the largest map.
     """
+    with torch.no_grad(), _map_sizes(model) as sizes:
+        model(x)
+    return _grad_cam_choice(sizes)
+
+
+@contextlib.contextmanager
+def _map_sizes(model: nn.Module | None) -> Iterator[dict[str, tuple[int, int]]]:
+    """Each block of `model` (None: none) -> the (h, w) of its output map in the forward passes run meanwhile."""
     sizes: dict[str, tuple[int, int]] = {}
-    hooks = [block.register_forward_hook(
-                 lambda _module, _inputs, output, name=name: sizes.__setitem__(name, tuple(output.shape[-2:])))
-             for name, block in _blocks(model)]
+    hooks = [] if model is None else [
+        block.register_forward_hook(
+            lambda _module, _inputs, output, name=name: sizes.__setitem__(name, tuple(output.shape[-2:])))
+        for name, block in _blocks(model)]
     try:
-        with torch.no_grad():
-            model(x)
+        yield sizes
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def _grad_cam_choice(sizes: dict[str, tuple[int, int]]) -> tuple[str, tuple[int, int]]:
     large_enough = [name for name, size in sizes.items() if min(size) >= GRAD_CAM_MIN_MAP_SIZE]
     largest_area = max(h * w for h, w in sizes.values())
     fallback = [name for name, (h, w) in sizes.items() if h * w == largest_area]

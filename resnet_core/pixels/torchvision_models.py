@@ -29,6 +29,9 @@ SHORT_SIDE = 512  # pixels
 MAX_LONG_SIDE = 1024  # pixels: a panorama keeps its shape and is not blown up past this
 # Faster R-CNN keeps every box scoring at least this (torchvision's default); the page's slider filters above it.
 MIN_SCORE = 0.05
+# The attributions of a segmentation model's pixel that cost one forward and one backward pass (a few seconds on a
+# CPU at SHORT_SIDE); Integrated Gradients (50 of each) and Occlusion (225 forward passes) would take minutes.
+EXPLAIN_METHODS = ("grad_cam", "saliency")
 
 
 @dataclass(frozen=True)
@@ -296,12 +299,16 @@ class PixelNet:
         """The task's answer for `image`, already a working image (`working_image`)."""
         return self.segment(image) if self.info.task == "segmentation" else self.detect(image)
 
-    @torch.inference_mode()
-    def segment(self, image: Image.Image) -> Segmentation:
+    def model_input(self, image: Image.Image) -> torch.Tensor:
+        """A segmentation model's (1, 3, H, W) input for the working image: normalised as its weights were trained
+        (the detectors normalise their own)."""
         transform = self.info.weights().transforms()
         mean, std = torch.tensor(transform.mean).view(3, 1, 1), torch.tensor(transform.std).view(3, 1, 1)
-        x = ((_pixels(image) - mean) / std).unsqueeze(0)  # (1, 3, H, W)
-        logits = self.model(x)["out"][0]  # (classes, H, W), upsampled to the input by the model
+        return ((_pixels(image) - mean) / std).unsqueeze(0)
+
+    @torch.inference_mode()
+    def segment(self, image: Image.Image) -> Segmentation:
+        logits = self.model(self.model_input(image))["out"][0]  # (classes, H, W), upsampled to the input by the model
         confidence, classes = logits.softmax(0).max(0)
         return Segmentation(classes.to(torch.uint8).numpy(), confidence.float().numpy(), self.categories)
 
