@@ -22,7 +22,9 @@ from resnet_core.runs.schema import Run
 from resnet_core.runs.settings import demo_minutes, resolve_home
 from resnet_core.speed import book, calibrate
 from resnet_core.speed.book import Conditions
-from resnet_core.speed.estimate import Estimate, describe_seconds, estimate_experiments, estimate_planned, here
+from resnet_core.pixels import jobs as segment_jobs
+from resnet_core.speed.estimate import (Estimate, describe_seconds, estimate_experiments, estimate_planned, here,
+                                        run_seconds, run_speed)
 from resnet_core.speed.fit import PresetLength, fit
 from resnet_core.training.recipe import Recipe
 
@@ -88,7 +90,14 @@ def planned(models: list[str], data: str, **settings) -> Estimate | None:
 
 
 def queued(run: Run) -> float | None:
-    """A queued run's wall time here once it starts; None when unknown."""
+    """A queued run's wall time here once it starts; None when unknown (a segmentation run: until a run of its kind
+    has finished here, as scenes cost what no classifier's calibration says)."""
+    if run.kind == segment_jobs.KIND:
+        speed = run_speed(segment_jobs.speed_name(run), here(), _measurements())
+        settings = segment_jobs.SegmentationSettings.from_dict(run.settings)
+        return None if speed is None else run_seconds(Recipe.from_dict(run.recipe), speed,
+                                                      train_images=settings.train_scenes,
+                                                      test_images=settings.test_scenes)
     try:
         train_images, test_images = _sizes(run.data)
     except UserError:  # its folder is gone: the run will fail and say so

@@ -118,6 +118,29 @@ def test_a_finished_run_adds_its_own_speeds_to_the_book(tmp_path):
     assert speed.basis == "1 finished run of resnet8 here"
 
 
+def test_a_finished_segmentation_run_times_the_next_of_its_kind_and_no_other(isolated_home):
+    """Scenes cost what no classifier's speed says: a segmentation run is measured under its own name, and a queued
+    one's card has a time once a run of its kind (segmenter, freezing, canvas) has finished here."""
+    from dataclasses import replace
+
+    from explorer import speed
+    from resnet_core.runs.store import Store
+
+    started = time.monotonic()
+    assert main(["segment", "train", "--backbone", "random:resnet8", "--scenes-from", "synthetic", "--iterations",
+                 "40", "--eval-every", "10", "--scenes", "64", "--test-scenes", "16", "--batch-size", "16",
+                 "--threads", "1", "--quiet", "--home", str(isolated_home)]) == 0
+    wall = time.monotonic() - started
+    [measurement] = [m for m in book.measurements(isolated_home) if m.source != CALIBRATION]  # beside seed_speeds'
+    assert (measurement.net, measurement.threads, measurement.source) == ("fcn-resnet8 on 64-px scenes", 1, "run 1")
+    run = Store(isolated_home).run(1)
+    assert 0.3 * wall < speed.queued(run) < 1.5 * wall  # the same run again: its own measured time
+    frozen = replace(run, settings={**run.settings, "freeze": True})
+    assert speed.queued(frozen) is None  # another kind of work, not measured here yet
+    classifier = speed_of(get_spec("resnet8"), speed.here(), book.measurements(isolated_home))
+    assert classifier.basis == "this server's calibration"  # a classifier's time is not a segmenter's
+
+
 def test_presets_json_is_the_contract(tmp_path):
     seed_speeds(tmp_path)  # this machine's precision and threads, so the command does not calibrate
     result = subprocess.run([sys.executable, "-m", "resnet_core", "presets", "--json", "--home", str(tmp_path)],

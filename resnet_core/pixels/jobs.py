@@ -187,6 +187,14 @@ class SegmentationJob:
         return {"classes": list(self.scenes.classes)}
 
 
+def speed_name(run: Run) -> str:
+    """What the speed book (resnet_core.speed) calls segmentation run `run`'s kind of work, as its speeds differ from
+    its backbone's as a classifier: `fcn-resnet20 frozen on 64-px scenes`."""
+    settings = SegmentationSettings.from_dict(run.settings)
+    spec = SegmenterSpec(NetSpec.from_dict(run.spec), 2, settings.skip)  # the classes cost next to nothing
+    return f"{spec.name}{' frozen' if settings.freeze else ''} on {settings.layout.canvas}-px scenes"
+
+
 def _source(source: str, home: str | os.PathLike | None) -> ImageData:
     return load_data(source, **storage("cifar", SOURCE_IMAGE_SIDE), home=home)
 

@@ -22,7 +22,7 @@ import torch
 from ..errors import UserError, folder_full_error
 from ..explain.jobs import experiment_steps
 from ..nets.specs import NetSpec
-from ..pixels.jobs import KIND as SEGMENT, SegmentationJob
+from ..pixels.jobs import KIND as SEGMENT, SegmentationJob, speed_name
 from ..pixels.segment_train import SegmentCheckpointDue
 from ..speed import book as speed_book
 from ..speed.meter import RunMeter
@@ -183,10 +183,15 @@ def _measure(run: Run, home: Path, recorder: Recorder, should_stop: Callable[[],
 
 def _segment(run: Run, store: Store, recorder: Recorder, should_stop: Callable[[], bool], device: str | None,
              data: ImageData | None, on_event: Callable[[Record], None] | None) -> Outcome:
+    started = time.monotonic()
     latest = store.latest_checkpoint(run.id)
     job = SegmentationJob(run, store.home, data, checkpoint=latest[1] if latest else None)
     recorder.start(job.resumed_at)
+    meter = RunMeter(run.id, speed_name(run), Recipe.from_dict(run.recipe), test_images=len(job.scenes.test_masks),
+                     device=pick_device(device).type, precision=run.precision, threads=torch.get_num_threads(),
+                     started=None if job.resumed_at else started)
     for event in job.train(device=device, should_stop=should_stop):
+        meter.see(event)
         if on_event is not None:
             on_event(event)
         if isinstance(event, RunEnd):  # always the last
@@ -195,4 +200,5 @@ def _segment(run: Run, store: Store, recorder: Recorder, should_stop: Callable[[
             recorder.segmenter(event.iteration, event.segmenter, event.training, **job.metadata())
         else:
             recorder.record(event)
+    _add_to_speed_book(meter, store.home)
     return Outcome(end.status, end.message, end.iteration, "iteration")

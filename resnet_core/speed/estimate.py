@@ -57,11 +57,8 @@ def mult_adds(spec: NetSpec) -> float:
 def speed_of(spec: NetSpec, conditions: Conditions, found: list[Measurement]) -> Speed | None:
     """`spec`'s speed under `conditions` from this machine's measurements `found` (oldest first); None when there
     is neither a finished run of it nor a calibration under these conditions."""
-    runs = [m for m in found if m.source != CALIBRATION and m.matches(spec.name, conditions)][-RECENT_RUNS:]
-    if runs:
-        return Speed(*(sum(getattr(m, key) for m in runs) / len(runs)
-                       for key in ("train_images_per_s", "test_images_per_s", "overhead_s")),
-                     basis=f"{len(runs)} finished run{'s' * (len(runs) > 1)} of {spec.name} here")
+    if (measured := run_speed(spec.name, conditions, found)) is not None:
+        return measured
     calibrated = {m.net: m for m in found if m.source == CALIBRATION and m.measured_under(conditions)}
     if len(calibrated) < 2:
         return None
@@ -75,6 +72,17 @@ def speed_of(spec: NetSpec, conditions: Conditions, found: list[Measurement]) ->
 
     return Speed(interpolated("train_images_per_s"), interpolated("test_images_per_s"),
                  max(low.overhead_s, high.overhead_s), basis="this server's calibration")
+
+
+def run_speed(name: str, conditions: Conditions, found: list[Measurement]) -> Speed | None:
+    """The speed of the last few finished runs measured as `name` (a net's, or pixels.jobs.speed_name's for a
+    segmenter) under `conditions`; None when there is none."""
+    runs = [m for m in found if m.source != CALIBRATION and m.matches(name, conditions)][-RECENT_RUNS:]
+    if not runs:
+        return None
+    return Speed(*(sum(getattr(m, key) for m in runs) / len(runs)
+                   for key in ("train_images_per_s", "test_images_per_s", "overhead_s")),
+                 basis=f"{len(runs)} finished run{'s' * (len(runs) > 1)} of {name} here")
 
 
 def run_seconds(recipe: Recipe, speed: Speed, *, train_images: int, test_images: int) -> float:

@@ -6,8 +6,10 @@
         meter.see(record)
     measurement = meter.measurement()     # None when too little was trained to tell
 
-The time between two training records is a step; a test point (and the checkpoint after it) falls between the
-training records around it, so that gap, less a step, is the test pass (the last one ends the run). From `started`
+It reads a classifier's records (`training.train`) and a segmenter's (`pixels.segment_train`) alike, by their
+`kind`; a segmenter's speeds are scenes per second, under its own name (`pixels.jobs.speed_name`). The time between
+two training records is a step; a test point (and the checkpoint after it) falls between the training records
+around it, so that gap, less a step, is the test pass (the last one ends the run). From `started`
 (before the run's data is loaded) to the first step is the run's overhead: data, model, the first step's warm-up;
 starting a process and its imports come before it, and the queue's warm spares have done them already. A resumed
 run is not measured: its start is not a new run's.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import time
 
 from ..training.recipe import Recipe
-from ..training.train import RunEnd, TestMetrics, TrainMetrics
+from ..training.train import RunEnd
 from .book import Measurement, this_machine
 
 MIN_STEPS = 20  # timed steps: fewer tell too little to keep
@@ -37,11 +39,12 @@ class RunMeter:
 
     def see(self, record) -> None:
         now = time.monotonic()
-        if isinstance(record, TestMetrics):
+        kind = getattr(record, "kind", None)
+        if kind == "test":
             self.tested_at = record.iteration
         elif isinstance(record, RunEnd) and self.tested_at is not None and self.last_train is not None:
             self._tested(now - self.last_train)
-        if not isinstance(record, TrainMetrics):
+        if kind != "train":
             return
         if self.last_train is None:
             if self.started is not None:
