@@ -320,7 +320,7 @@ def _scene_pixel_explanation(model: service.SceneModel, chosen: tuple[int | None
                        sees="the net sees")
 
 
-def _photo_pixel_explanation(model, data: bytes, answer: service.Answer) -> None:
+def _photo_pixel_explanation(model: tm.PixelNet, data: bytes, answer: service.Answer) -> None:
     """Pick a pixel of the photo: which pixels decided the class a published model gives it, on demand (one forward
     and one backward pass: seconds on a CPU)."""
     st.subheader("Which pixels decided a pixel's class")
