@@ -10,8 +10,9 @@ are used where they are in the torch cache, else random ones of the same archite
 segmentation; for detection the number of boxes differs, and with it the box head's share. Targets on 2 cores:
 segmentation 3 s, detection 5 s. The page runs a published model on the cores no training run uses
 (run_service.idle_cores): all of them on a quiet server, one while every core trains; so both are measured.
-The baseline, in the same run: the same model with its weights in the default (contiguous) memory format, as the page
-ran it before it kept them channels-last (torchvision_models.PixelNet); "speed-up" is its total over the page's.
+The baseline, in the same run: the same model with its weights in the other memory format than the page's (channels-
+last for a model the page keeps contiguous, and the reverse: PixelModel.channels_last); "speed-up" is its total over
+the page's, so a ratio below 1 says the page chose the slower one on this CPU.
 """
 from __future__ import annotations
 
@@ -108,10 +109,11 @@ def main() -> None:
     for model_name in args.models:
         model, weights = model_for(model_name)
         task = model.info.task
+        formats = {True: torch.channels_last, False: torch.contiguous_format}
         for threads in args.threads:
-            model.model.to(memory_format=torch.contiguous_format)
+            model.model.to(memory_format=formats[not model.info.channels_last])
             baseline = sum(measure(model, data, args.repeats, threads)[::2])
-            model.model.to(memory_format=torch.channels_last)  # the page's (PixelNet's)
+            model.model.to(memory_format=formats[model.info.channels_last])  # the page's (PixelNet's)
             answer, forward, pictures = measure(model, data, args.repeats, threads)
             total, target = answer + pictures, TARGET_S[task]
             print(f"{model.info.label:34} {weights:9} {threads:>7} {1000 * answer:>10.0f} {1000 * forward:>10.0f} "

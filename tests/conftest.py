@@ -62,6 +62,20 @@ def app_clear_caches() -> Iterator[None]:
     st.cache_resource.clear()
 
 
+@pytest.fixture(scope="module")
+def app_module_caches() -> Iterator[None]:
+    """Empty st.cache_data and st.cache_resource around a module, not each test: for pages whose cached values depend
+    only on their arguments (nets built from specs, the shipped reference nets), so the module's tests share what the
+    first one computed, as a server's sessions do."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 @pytest.fixture
 def app_torch_threads() -> Iterator[None]:
     with app_one_torch_thread():

@@ -6,7 +6,8 @@ from streamlit.testing.v1 import AppTest
 import resnet_core as rc
 
 PAGE = str(REPO / "pages" / "2_Compare.py")
-pytestmark = pytest.mark.usefixtures("app_clear_caches", "app_torch_threads")
+# Every value the page caches is a net built from its spec: the module's tests share them (~5 s the first time).
+pytestmark = pytest.mark.usefixtures("app_module_caches", "app_torch_threads")
 
 
 def params(spec: rc.NetSpec) -> int:

@@ -9,7 +9,9 @@ from streamlit.testing.v1 import AppTest
 from explorer import models
 
 PAGE = str(REPO / "pages" / "6_Inside.py")
-pytestmark = pytest.mark.usefixtures("app_clear_caches", "app_torch_threads", "app_empty_homes")
+# The page's measurements (layer responses, gradient norms of the shipped reference nets) are shared by the module's
+# tests, as by a server's sessions; a test that changes what they read clears them itself.
+pytestmark = pytest.mark.usefixtures("app_module_caches", "app_torch_threads", "app_empty_homes")
 
 
 def chart(at: AppTest, key: str) -> dict:
@@ -75,6 +77,7 @@ def test_the_reference_report_without_its_dataset(at):
     assert not at.image
 
 
+@pytest.mark.usefixtures("app_clear_caches")  # the images the page measures change with the dataset
 def test_mistakes_appear_when_the_dataset_is_here(monkeypatch):
     # Synthetic images stand in for the demo's CIFAR-10 folder: the same code path, in a second.
     monkeypatch.setattr(models, "local_dataset_source", lambda model, choice: "synthetic")

@@ -46,6 +46,8 @@ class PixelModel:
     weights_enum: str
     weights_member: str
     head: str  # what replaces the classifier's pool · fc, one sentence
+    # Weights kept channels-last (oneDNN's NHWC kernels) where that measured faster here: benchmarks/bench_pixels.py.
+    channels_last: bool = False
 
     def weights(self):
         """torchvision's weights enum entry (its url, categories and measured metrics)."""
@@ -60,11 +62,11 @@ _FPN_HEAD = ("a feature pyramid (FPN) over conv2_x…conv5_x feeding a region pr
              "a box head that classifies and refines each proposal")
 MODELS: dict[str, PixelModel] = {model.name: model for model in (
     PixelModel("deeplabv3_resnet50", "segmentation", "DeepLabV3 · ResNet-50", "resnet50", _SEGMENTATION,
-               "DeepLabV3_ResNet50_Weights", "COCO_WITH_VOC_LABELS_V1", _DEEPLAB_HEAD),
+               "DeepLabV3_ResNet50_Weights", "COCO_WITH_VOC_LABELS_V1", _DEEPLAB_HEAD, channels_last=True),
     PixelModel("fcn_resnet50", "segmentation", "FCN · ResNet-50", "resnet50", _SEGMENTATION,
                "FCN_ResNet50_Weights", "COCO_WITH_VOC_LABELS_V1", _FCN_HEAD),
     PixelModel("deeplabv3_resnet101", "segmentation", "DeepLabV3 · ResNet-101", "resnet101", _SEGMENTATION,
-               "DeepLabV3_ResNet101_Weights", "COCO_WITH_VOC_LABELS_V1", _DEEPLAB_HEAD),
+               "DeepLabV3_ResNet101_Weights", "COCO_WITH_VOC_LABELS_V1", _DEEPLAB_HEAD, channels_last=True),
     PixelModel("fcn_resnet101", "segmentation", "FCN · ResNet-101", "resnet101", _SEGMENTATION,
                "FCN_ResNet101_Weights", "COCO_WITH_VOC_LABELS_V1", _FCN_HEAD),
     PixelModel("fasterrcnn_resnet50_fpn", "detection", "Faster R-CNN · ResNet-50-FPN (v1)", "resnet50", _DETECTION,
@@ -279,11 +281,11 @@ class PixelNet:
 
     def __post_init__(self) -> None:
         self.model.eval()
-        # oneDNN's convolutions run faster on channels-last weights (and so produce channels-last maps): measured here
-        # (Intel Xeon with AMX, 683×512 photo) DeepLabV3-R50 2.68 s instead of 3.13 on 1 thread, 1.38 instead of
-        # 1.77 on 2; R101 and the detectors gain 2–11 %; FCN-R50 on 1 thread loses 6 %. bf16 autocast was slower here
-        # (DeepLabV3-R50 5.0 s: its dilated convolutions fall back to slow kernels), so the weights stay fp32.
-        self.model.to(memory_format=torch.channels_last)
+        # DeepLabV3's dilated convolutions and ASPP run 9–30 % faster on channels-last weights (so channels-last
+        # maps) on this project's Intel Xeon; FCN and Faster R-CNN v2 ran up to 16 % slower so, v1 the same
+        # (docs/PIXELS.md). bf16 autocast was slower still (DeepLabV3-R50 5.0 s against 3.1), so weights stay fp32.
+        if self.info.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         if hasattr(self.model, "aux_classifier"):  # a training loss only: it would double conv4_x's head's work
             self.model.aux_classifier = None
 
