@@ -116,6 +116,7 @@ def imagenet_checkpoint(tmp_path) -> str:
     (imagenet_checkpoint, [], "holds resnet18, an ImageNet net; the experiments and the segmenter take the CIFAR"),
     ("random:resnet8", ["--iterations", "0"], "iterations must be a whole number of at least 1; got 0"),
     ("random:resnet8", ["--scenes-from", "nowhere"], "Unknown dataset"),
+    ("random:resnet8", ["--scenes-from", "nowhere-scenes"], "nowhere'; allowed: cifar10"),
     ("random:resnet8", ["--scenes", "0"], "train_count must be a whole number of scenes of at least 1"),
 ])
 def test_bad_inputs_are_one_line_and_record_nothing(tmp_path, capsys, backbone, changes, message):
@@ -158,6 +159,13 @@ def test_a_run_submitted_to_the_queue_is_trained_by_its_own_process(tmp_path, mo
     reference = trained_model("reference:resnet20").state_dict()
     for key, value in segmenter.backbone.state_dict().items():
         assert value.equal(reference[key]), key
+
+
+def test_a_source_named_as_its_scenes_is_that_source(tmp_path):
+    store = Store(tmp_path)
+    run_id = submit_segmentation("random:resnet8", "synthetic-scenes", store=store, taken_by=os.getpid(),
+                                 **TINY_SETTINGS)
+    assert store.run(run_id).data == "synthetic"  # what its scenes are made of, as `cifar10-scenes` is `cifar10`
 
 
 def test_a_cpu_server_refuses_a_run_it_would_take_hours_over(tmp_path):

@@ -41,7 +41,8 @@ def add_segment_command(commands, with_home) -> None:
                     "this process; Ctrl-C cancels it. Prints the run id last."))
     train.add_argument("--backbone", required=True, metavar="SOURCE", help=BACKBONE_HELP)
     train.add_argument("--scenes-from", required=True, metavar="SOURCE",
-                       help=f"the dataset whose images the scenes paste: {SOURCE_HELP} (each image as 32 x 32)")
+                       help=f"the dataset whose images the scenes paste: {SOURCE_HELP} (each image as 32 x 32); "
+                            "a source may be named as its scenes, e.g. cifar10-scenes")
     train.add_argument("--iterations", required=True, type=int, metavar="N", help="train for N batches of scenes")
     train.add_argument("--freeze", action="store_true", help="train the head alone: the backbone's weights and "
                        "batch-norm statistics stay as the backbone source has them")

@@ -46,6 +46,8 @@ BACKBONE_HELP = ("reference:NET (a shipped net: resnet20, resnet56, plain20, pla
                  "classifier checkpoint's path, or random:NET for a backbone trained from scratch (He's "
                  "initialisation, §3.4) of any CIFAR net of §4.2 (random:resnet56, random:plain56, …)")
 DEFAULT_TRAIN_SCENES, DEFAULT_TEST_SCENES = 10_000, 2_000
+# A scenes source may also be named as the scenes it makes: `cifar10-scenes` is the scenes of `cifar10`.
+SCENES_SUFFIX = "-scenes"
 SOURCE_IMAGE_SIDE = 32  # pixels: the scenes paste the source's images as CIFAR nets read them, then resize them
 
 
@@ -126,7 +128,7 @@ def submit_segmentation(backbone: str, scenes_from: str, *, iterations: int, fre
     """
     store = store or Store()
     admission.check_device(device)
-    data = admission.recorded_source(scenes_from)
+    data = admission.recorded_source(scene_source(scenes_from))
     classes = admission.dataset_shape(data)[0]
     net = backbone_spec(backbone, store.home)
     settings = SegmentationSettings(_recorded_backbone(backbone), freeze, skip, train_scenes, test_scenes,
@@ -185,6 +187,12 @@ class SegmentationJob:
     def metadata(self) -> dict:
         """What the saved segmenter's file says besides its weights: the scenes' classes, in label order."""
         return {"classes": list(self.scenes.classes)}
+
+
+def scene_source(name: str) -> str:
+    """The dataset source whose images scenes named `name` paste: `cifar10` for `cifar10` or `cifar10-scenes`, an
+    image folder's path as given."""
+    return name.removesuffix(SCENES_SUFFIX) if name.endswith(SCENES_SUFFIX) and not Path(name).is_dir() else name
 
 
 def speed_name(run: Run) -> str:
