@@ -218,8 +218,9 @@ def assert_same_curve(store: Store, run_id: int, reference: int) -> None:
 
 def test_a_segment_train_killed_mid_run_resumes_from_its_last_checkpoint_losing_and_doubling_nothing(tmp_path):
     """SIGKILL, as a lost machine: no handler, no last write. The resumed run goes on from the last test point's
-    checkpoint, forgets the rows the killed process wrote after it, and records the curve an uninterrupted run does."""
-    flags = ["--iterations", "200", "--eval-every", "20", "--scenes", "64", "--test-scenes", "16",
+    checkpoint, forgets the rows the killed process wrote after it and writes them again, the same. The run is too long
+    to end by itself, so the kill always lands mid-run; the resumed one is stopped past its next checkpoint."""
+    flags = ["--iterations", "100000", "--eval-every", "20", "--scenes", "64", "--test-scenes", "16",
              "--batch-size", "16", "--threads", "1"]
     process = subprocess.Popen([sys.executable, "-m", "resnet_core", "segment", "train", "--backbone",
                                 "random:resnet8", "--scenes-from", "synthetic", *flags, "--home", str(tmp_path)],
@@ -227,36 +228,38 @@ def test_a_segment_train_killed_mid_run_resumes_from_its_last_checkpoint_losing_
                                stderr=subprocess.DEVNULL, start_new_session=True)
     store = Store(tmp_path)
 
-    def past_a_checkpoint() -> tuple[int, list[dict]]:
+    def past_a_checkpoint() -> None:
         latest = store.latest_checkpoint(1)
         rows = store.metrics(1, "train")
         assert latest is not None and rows and rows[-1]["iteration"] > latest[0], "no row past a checkpoint yet"
-        return latest[0], rows
 
     try:
-        checkpointed, _ = eventually(past_a_checkpoint, timeout=120)
+        eventually(past_a_checkpoint, timeout=120)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     written = store.metrics(1, "train")  # what the killed process had written, past its checkpoint too
     checkpointed = store.latest_checkpoint(1)[0]
-    assert 20 <= checkpointed < 200 and written[-1]["iteration"] > checkpointed
+    assert checkpointed >= 20 and checkpointed % 20 == 0 and written[-1]["iteration"] > checkpointed
 
     store.requeue_for_resume(1, taken_by=os.getpid())
     resumed = []
+    stop_at = checkpointed + 25  # past the next test point and its checkpoint
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the killed process trained: the same arithmetic
     try:
-        assert execute(store, 1, on_event=resumed.append).status == "finished"
+        outcome = execute(store, 1, on_event=resumed.append,
+                          should_stop=lambda: bool(resumed) and resumed[-1].iteration >= stop_at)
     finally:
         torch.set_num_threads(threads)
+    assert (outcome.status, outcome.done) == ("cancelled", stop_at)
     assert next(record.iteration for record in resumed if getattr(record, "kind", None) == "train") == checkpointed + 1
     rows = store.metrics(1, "train")
-    assert [row["iteration"] for row in rows] == list(range(1, 201))  # nothing lost, nothing doubled
+    assert [row["iteration"] for row in rows] == list(range(1, stop_at + 1))  # nothing lost, nothing doubled
     for before, after in zip(written, rows):  # the rows written again past the checkpoint are the same
         assert after["loss"] == pytest.approx(before["loss"], rel=1e-5), before["iteration"]
-    assert [row["iteration"] for row in store.metrics(1, "test")] == list(range(20, 201, 20))
-    assert load_segmenter(store.latest_checkpoint(1)[1])[1]["training"]["iteration"] == 200
+    assert [row["iteration"] for row in store.metrics(1, "test")] == list(range(20, checkpointed + 21, 20))
+    assert load_segmenter(store.latest_checkpoint(1)[1])[1]["training"]["iteration"] == stop_at
 
 
 def test_a_backbone_file_replaced_by_another_net_fails_the_run(tmp_path):
