@@ -262,6 +262,25 @@ def test_a_segment_train_killed_mid_run_resumes_from_its_last_checkpoint_losing_
     assert load_segmenter(store.latest_checkpoint(1)[1])[1]["training"]["iteration"] == stop_at
 
 
+def test_a_resumed_run_goes_on_from_its_own_weights_when_its_backbone_file_is_gone(tmp_path):
+    path = tmp_path / "backbone.safetensors"
+    net = ResNet(get_spec("resnet8"))
+    save_model(path, net)
+    store = Store(tmp_path)
+    run_id = submit_segmentation(str(path), "synthetic", freeze=True, store=store, taken_by=os.getpid(),
+                                 **TINY_SETTINGS)
+    polls = itertools.count()
+    assert execute(store, run_id, should_stop=lambda: next(polls) >= 2).done == 3
+    path.unlink()  # its backbone's source, read when it started, not since
+    store.requeue_for_resume(run_id, taken_by=os.getpid())
+    assert execute(store, run_id).status == "finished"
+    assert [row["iteration"] for row in store.metrics(run_id, "train")] == list(range(1, 7))
+    segmenter, _ = load_segmenter(store.latest_checkpoint(run_id)[1])
+    original = net.state_dict()
+    for key, value in segmenter.backbone.state_dict().items():  # frozen on the resume too: still the file's net
+        assert value.equal(original[key]), key
+
+
 def test_a_backbone_file_replaced_by_another_net_fails_the_run(tmp_path):
     path = tmp_path / "backbone.safetensors"
     save_model(path, ResNet(get_spec("resnet8")))

@@ -161,16 +161,18 @@ class SegmentationJob:
         self.scenes = settings.scenes(data or _source(run.data, home))
         segmenter = build_segmenter(NetSpec.from_dict(run.spec), len(self.scenes.classes), skip=settings.skip,
                                     seed=run.seed)
-        self.segmenter = load_backbone(segmenter, settings.backbone_source, home, freeze=settings.freeze)
-        self.resume = None
-        if checkpoint is not None:
-            saved, self.resume = load_segmenter_training(checkpoint)
-            if self.resume is None:  # a file of an older version, saved only at the run's end
+        saved, self.resume = load_segmenter_training(checkpoint) if checkpoint is not None else (None, None)
+        if self.resume is None:
+            if saved is not None:  # a file of an older version, saved only at the run's end
                 logger.info("Run %s: its segmenter file does not say where its training stood; it trains again "
                             "from the start.", run.id)
-            else:
-                self.segmenter.load_state_dict(saved.state_dict())
-                self.segmenter.normalization = saved.normalization
+            segmenter = load_backbone(segmenter, settings.backbone_source, home, freeze=settings.freeze)
+        else:  # its own weights: the backbone's source is not read again (it may be gone since)
+            segmenter.load_state_dict(saved.state_dict())
+            segmenter.normalization = saved.normalization
+            if settings.freeze:
+                segmenter.freeze_backbone()
+        self.segmenter = segmenter
 
     @property
     def resumed_at(self) -> int:
